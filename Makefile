@@ -1,0 +1,55 @@
+# Eventline: `make run` serves the API, `make test` runs the whole suite.
+# Both start their own PostgreSQL and Apache Kafka on loopback (scripts/infra.py).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: help setup infra migrate topics run test lint down clean bench
+
+help:
+	@echo "make run    start Kafka + PostgreSQL and serve the API on http://127.0.0.1:8000/docs"
+	@echo "make test   start Kafka + PostgreSQL and run the whole test suite"
+	@echo "make down   stop the local Kafka and PostgreSQL"
+	@echo "make clean  stop them and delete .local/ and .venv/"
+
+$(STAMP): pyproject.toml constraints.txt
+	@echo "==> creating virtualenv in $(VENV) and installing (pinned by constraints.txt)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --upgrade pip
+	@$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+infra:
+	@echo "==> starting local PostgreSQL and Kafka"
+	@$(PYTHON) scripts/infra.py up
+
+migrate: setup infra
+	@echo "==> applying database migrations"
+	@$(BIN)/alembic upgrade head
+
+topics: setup infra
+	@echo "==> creating Kafka topics"
+	@$(BIN)/eventline topics create
+
+run: setup infra migrate topics
+	@echo "==> serving Eventline on http://127.0.0.1:8000 (docs: /docs); Ctrl-C to stop"
+	@$(BIN)/eventline run
+
+lint: setup
+	@echo "==> ruff and mypy"
+	@$(BIN)/ruff check app projections tests migrations bench scripts
+	@$(BIN)/mypy app projections
+
+test: setup infra lint
+	@echo "==> running the test suite against the local Kafka and PostgreSQL"
+	@$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+down:
+	@$(PYTHON) scripts/infra.py down
+
+clean: down
+	rm -rf .local $(VENV)

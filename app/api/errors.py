@@ -1,0 +1,89 @@
+"""The one place where errors become RFC 9457 problem+json responses.
+
+Routes raise; they never build error bodies themselves. An unexpected error
+becomes a 500 problem without internals; an unreachable dependency a fast 503.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+log = logging.getLogger(__name__)
+
+PROBLEM_BASE = "https://eventline.dev/problems/"
+PROBLEM_JSON = "application/problem+json"
+
+
+class Problem(Exception):
+    """An HTTP-facing error: status, a type slug, a title and details."""
+
+    def __init__(
+        self, status: int, slug: str, title: str, detail: str | None = None,
+        headers: dict[str, str] | None = None, **extras: Any,
+    ) -> None:
+        super().__init__(detail or title)
+        self.status, self.slug, self.title, self.detail = status, slug, title, detail
+        self.headers = headers or {}
+        self.extras = extras
+
+
+def problem_response(request: Request, problem: Problem) -> Response:
+    body: dict[str, Any] = {
+        "type": PROBLEM_BASE + problem.slug,
+        "title": problem.title,
+        "status": problem.status,
+        "instance": request.url.path,
+    }
+    if problem.detail:
+        body["detail"] = problem.detail
+    body.update(problem.extras)
+    return Response(
+        orjson.dumps(body, default=str), status_code=problem.status,
+        media_type=PROBLEM_JSON, headers=problem.headers,
+    )
+
+
+async def _on_problem(request: Request, error: Exception) -> Response:
+    assert isinstance(error, Problem)
+    return problem_response(request, error)
+
+
+async def _on_validation(request: Request, error: Exception) -> Response:
+    assert isinstance(error, RequestValidationError)
+    errors = [
+        {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+        for e in error.errors()
+    ]
+    return problem_response(request, Problem(
+        422, "validation-error", "Request is not valid",
+        detail="; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors),
+        errors=errors,
+    ))
+
+
+async def _on_http(request: Request, error: Exception) -> Response:
+    assert isinstance(error, StarletteHTTPException)
+    slug = {404: "not-found", 405: "method-not-allowed", 413: "payload-too-large"}.get(
+        error.status_code, "http-error")
+    return problem_response(request, Problem(
+        error.status_code, slug, str(error.detail), headers=dict(error.headers or {}),
+    ))
+
+
+async def _on_unexpected(request: Request, error: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return problem_response(request, Problem(500, "internal-error", "Internal server error"))
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(Problem, _on_problem)
+    app.add_exception_handler(RequestValidationError, _on_validation)
+    app.add_exception_handler(StarletteHTTPException, _on_http)
+    app.add_exception_handler(Exception, _on_unexpected)

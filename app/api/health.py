@@ -1,0 +1,61 @@
+"""Liveness and readiness probes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Literal
+
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+router = APIRouter(prefix="/health", tags=["health"])
+
+
+@router.get("/live")
+async def live() -> dict[str, str]:
+    """The process is up and serving HTTP."""
+    return {"status": "ok"}
+
+
+DependencyState = Literal["ok", "down", "timeout"]
+
+
+class Readiness(BaseModel):
+    kafka: DependencyState
+    postgres: DependencyState
+
+
+@router.get("/ready", responses={503: {"model": Readiness, "description": "A dependency is down"}})
+async def ready(request: Request, response: Response) -> Readiness:
+    """Kafka and PostgreSQL both answer; 503 names the ones that do not.
+
+    Each check has its own time budget and they run concurrently, so a hung
+    dependency cannot hold the probe past that budget.
+    """
+    state = request.app.state
+    budget = state.settings.readiness_timeout_s
+    kafka, postgres = await asyncio.gather(
+        _probe(lambda: state.producer.client.fetch_all_metadata(), budget),
+        _probe(lambda: _ping_postgres(state.engine), budget),
+    )
+    if kafka != "ok" or postgres != "ok":
+        response.status_code = 503
+    return Readiness(kafka=kafka, postgres=postgres)
+
+
+async def _probe(check: Callable[[], Awaitable[object]], budget: float) -> DependencyState:
+    try:
+        await asyncio.wait_for(check(), budget)
+    except TimeoutError:
+        return "timeout"
+    except Exception:
+        return "down"
+    return "ok"
+
+
+async def _ping_postgres(engine: AsyncEngine) -> None:
+    async with engine.connect() as connection:
+        await connection.execute(text("SELECT 1"))

@@ -1,0 +1,59 @@
+"""Settings: one validated class, read from `EVENTLINE_*` environment variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="EVENTLINE_", extra="ignore", frozen=True)
+
+    environment: Literal["development", "test", "production"] = "development"
+
+    # Kafka: the event store.
+    kafka_bootstrap: str = "127.0.0.1:19092"
+    namespace: str = Field(
+        default="eventline",
+        pattern=r"^[a-z0-9][a-z0-9_-]{0,48}$",
+        description="Prefix of every topic, transactional id and consumer group.",
+    )
+    partitions: int = Field(
+        default=8, ge=1, le=1024,
+        description="Partitions of the commands, events, aggregates and notifications topics. "
+        "Fixed for the life of a deployment: it decides where each aggregate lives.",
+    )
+    result_partitions: int = Field(default=4, ge=1, le=1024)
+    replication_factor: int = Field(default=1, ge=1)
+    min_insync_replicas: int = Field(default=1, ge=1)
+    command_retention_ms: int = 7 * 24 * 3600 * 1000
+    result_retention_ms: int = 3600 * 1000
+    notification_retention_ms: int = 7 * 24 * 3600 * 1000
+
+    # PostgreSQL: the read models.
+    database_url: str = "postgresql+asyncpg://eventline:eventline@127.0.0.1:15432/eventline"
+    database_pool_size: int = Field(default=10, ge=1)
+
+    # HTTP API.
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    command_timeout_s: float = Field(
+        default=5.0, gt=0, description="How long a command request waits for its result before 202."
+    )
+    readiness_timeout_s: float = Field(
+        default=1.5, gt=0, le=10, description="Budget of each dependency check in /health/ready."
+    )
+    startup_timeout_s: float = Field(
+        default=60.0, gt=0, description="How long a process waits for Kafka when it starts."
+    )
+
+    def topic(self, name: str) -> str:
+        return f"{self.namespace}.{name}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

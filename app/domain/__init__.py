@@ -1,0 +1,1 @@
+"""Pure domain model: decisions and state, no I/O, no clock, no randomness."""

@@ -1,0 +1,1 @@
+"""The Kafka edge of the write side: envelope, codec, partitioner, topics, command bus, processor."""

@@ -1,0 +1,137 @@
+"""The topics of the event store: their names, partition counts and configs.
+
+`create_topics` is idempotent; `verify_topics` refuses to run on a deployment
+whose topics disagree with the settings. A changed partition count would move
+aggregates to other partitions (key → partition is murmur2 mod P), so the
+single-writer guarantee and every stored position would silently break.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import TopicAlreadyExistsError
+
+from app.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    configs: dict[str, str] = field(default_factory=dict)
+
+
+class TopicMismatch(RuntimeError):
+    """Existing topics differ from what the settings require."""
+
+
+def topic_specs(settings: Settings) -> list[TopicSpec]:
+    p, r = settings.partitions, settings.result_partitions
+    min_isr = str(settings.min_insync_replicas)
+    return [
+        TopicSpec(settings.topic("commands"), p, {
+            "cleanup.policy": "delete", "retention.ms": str(settings.command_retention_ms),
+        }),
+        TopicSpec(settings.topic("events"), p, {
+            "cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1",
+            "min.insync.replicas": min_isr,
+        }),
+        TopicSpec(settings.topic("aggregates"), p, {
+            "cleanup.policy": "compact", "min.insync.replicas": min_isr,
+        }),
+        TopicSpec(settings.topic("command-results"), r, {
+            "cleanup.policy": "delete", "retention.ms": str(settings.result_retention_ms),
+        }),
+        TopicSpec(settings.topic("notifications"), p, {
+            "cleanup.policy": "delete", "retention.ms": str(settings.notification_retention_ms),
+        }),
+    ]
+
+
+async def create_topics(admin: AIOKafkaAdminClient, settings: Settings) -> list[str]:
+    """Create the missing topics and return their names; existing ones are left alone."""
+    specs = topic_specs(settings)
+    existing = set(await admin.list_topics())
+    missing = [spec for spec in specs if spec.name not in existing]
+    for spec in missing:
+        try:
+            await admin.create_topics([NewTopic(
+                spec.name, spec.partitions, settings.replication_factor, topic_configs=spec.configs,
+            )])
+        except TopicAlreadyExistsError:
+            pass  # another process created it between list and create
+    await _until_visible(admin, [spec.name for spec in missing])
+    return [spec.name for spec in missing]
+
+
+async def _until_visible(admin: AIOKafkaAdminClient, names: list[str], budget_s: float = 30.0) -> None:
+    """Wait until new topics show up in metadata: creation returns before it propagates."""
+    deadline = time.monotonic() + budget_s
+    while names and time.monotonic() < deadline:
+        described = await admin.describe_topics(names)
+        if all(topic["error_code"] == 0 and topic["partitions"] for topic in described):
+            return
+        await asyncio.sleep(0.1)
+
+
+async def verify_topics(admin: AIOKafkaAdminClient, settings: Settings) -> None:
+    """Raise TopicMismatch naming every topic that is missing or differs from its spec."""
+    specs = topic_specs(settings)
+    problems = await _partition_problems(admin, specs) + await _config_problems(admin, specs)
+    if problems:
+        raise TopicMismatch(
+            "Kafka topics do not match the settings:\n  - " + "\n  - ".join(problems)
+        )
+
+
+async def _partition_problems(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> list[str]:
+    described = await admin.describe_topics([spec.name for spec in specs])
+    counts = {
+        topic["topic"]: len(topic["partitions"]) for topic in described if topic["error_code"] == 0
+    }
+    problems = []
+    for spec in specs:
+        actual = counts.get(spec.name)
+        if actual is None:
+            problems.append(f"{spec.name} does not exist (run `eventline topics create`)")
+        elif actual != spec.partitions:
+            problems.append(
+                f"{spec.name} has {actual} partitions but the settings say {spec.partitions}; "
+                "the partition count is fixed for the life of a deployment"
+            )
+    return problems
+
+
+async def _config_problems(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> list[str]:
+    resources = [ConfigResource(ConfigResourceType.TOPIC, spec.name) for spec in specs]
+    try:
+        responses = await admin.describe_configs(resources)
+    except Exception as error:  # a missing topic already made a partition problem
+        log.debug("describe_configs failed: %s", error)
+        return []
+    actual = _configs_by_topic(responses)
+    problems = []
+    for spec in specs:
+        for key, wanted in spec.configs.items():
+            have = actual.get(spec.name, {}).get(key)
+            if have is not None and have != wanted:
+                problems.append(f"{spec.name} has {key}={have}, expected {wanted}")
+    return problems
+
+
+def _configs_by_topic(responses: list) -> dict[str, dict[str, str]]:  # type: ignore[type-arg]
+    result: dict[str, dict[str, str]] = {}
+    for response in responses:
+        for resource in response.resources:
+            error_code, _message, _type, name, entries = resource[:5]
+            if error_code == 0:
+                result[name] = {entry[0]: entry[1] for entry in entries}
+    return result

@@ -1,0 +1,1 @@
+"""The read side: the projector runtime and one module per read model."""

@@ -1,0 +1,97 @@
+"""Test session setup: the real Kafka and PostgreSQL from scripts/infra.py.
+
+Every test run gets its own topic namespace and its own database, built by
+running the migrations, so runs never see each other's data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.engine import make_url
+
+from app.config import Settings
+from app.eventstore.kafka import admin_client
+from app.eventstore.topics import create_topics
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # Idempotent and fast when both are up; a missing service is a setup failure, not a skip.
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "infra.py"), "up"], check=True)
+
+
+def run_infra(action: str, *services: str) -> None:
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "infra.py"), action, *services], check=True)
+
+
+def alembic_config(database_url: str) -> Config:
+    config = Config(str(ROOT / "alembic.ini"))
+    config.attributes["database_url"] = database_url
+    config.attributes["configure_logging"] = False
+    return config
+
+
+def admin_dsn(database_url: str, database: str = "postgres") -> str:
+    url = make_url(database_url).set(drivername="postgresql", database=database)
+    return url.render_as_string(hide_password=False)
+
+
+async def create_database(base_url: str, name: str) -> str:
+    connection = await asyncpg.connect(admin_dsn(base_url))
+    try:
+        await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+    return make_url(base_url).set(database=name).render_as_string(hide_password=False)
+
+
+async def drop_database(base_url: str, name: str) -> None:
+    connection = await asyncpg.connect(admin_dsn(base_url))
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await connection.close()
+
+
+def new_settings(**overrides: object) -> Settings:
+    """Settings for a fresh namespace; the environment's EVENTLINE_* still apply underneath."""
+    values: dict[str, object] = {"namespace": f"t{uuid.uuid4().hex[:10]}", "environment": "test"}
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+async def settings() -> AsyncIterator[Settings]:
+    base = Settings()
+    name = f"eventline_test_{uuid.uuid4().hex[:10]}"
+    url = await create_database(base.database_url, name)
+    await asyncio.to_thread(command.upgrade, alembic_config(url), "head")
+    session_settings = new_settings(database_url=url)
+    admin = admin_client(session_settings)
+    await admin.start()
+    try:
+        await create_topics(admin, session_settings)
+    finally:
+        await admin.close()
+    yield session_settings
+    if not os.environ.get("EVENTLINE_KEEP_TEST_DATABASE"):
+        await drop_database(base.database_url, name)
+
+
+@pytest.fixture
+def infra() -> Iterator[object]:
+    """For tests that stop Kafka or PostgreSQL: whatever happens, both are up afterwards."""
+    yield run_infra
+    run_infra("up")
