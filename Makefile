@@ -41,7 +41,7 @@ run: setup infra migrate topics
 
 lint: setup
 	@echo "==> ruff and mypy"
-	@$(BIN)/ruff check app projections tests migrations bench scripts
+	@$(BIN)/ruff check .
 	@$(BIN)/mypy app projections
 
 test: setup infra lint

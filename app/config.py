@@ -33,6 +33,17 @@ class Settings(BaseSettings):
     result_retention_ms: int = 3600 * 1000
     notification_retention_ms: int = 7 * 24 * 3600 * 1000
 
+    # Command processor (write side).
+    idempotency_memory: int = Field(
+        default=32, ge=1, le=1000,
+        description="Recent command ids remembered per aggregate, answered with their first result.",
+    )
+    processor_batch: int = Field(default=1000, ge=1, description="Most commands fetched per poll.")
+    processor_linger_ms: int = Field(default=0, ge=0)
+    processor_session_timeout_ms: int = Field(default=10_000, ge=6_000)
+    processor_max_poll_interval_ms: int = Field(default=60_000, ge=1_000)
+    processor_transaction_timeout_ms: int = Field(default=30_000, ge=1_000)
+
     # PostgreSQL: the read models.
     database_url: str = "postgresql+asyncpg://eventline:eventline@127.0.0.1:15432/eventline"
     database_pool_size: int = Field(default=10, ge=1)
@@ -43,6 +54,9 @@ class Settings(BaseSettings):
     command_timeout_s: float = Field(
         default=5.0, gt=0, description="How long a command request waits for its result before 202."
     )
+    kafka_send_timeout_s: float = Field(
+        default=3.0, gt=0, description="How long producing a command may take before the API answers 503."
+    )
     readiness_timeout_s: float = Field(
         default=1.5, gt=0, le=10, description="Budget of each dependency check in /health/ready."
     )
@@ -52,6 +66,10 @@ class Settings(BaseSettings):
 
     def topic(self, name: str) -> str:
         return f"{self.namespace}.{name}"
+
+    @property
+    def processor_group(self) -> str:
+        return f"{self.namespace}.processor"
 
 
 @lru_cache

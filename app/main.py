@@ -1,45 +1,57 @@
 """The FastAPI application: `create_app()` wires routers, error handling and the lifespan.
 
-The lifespan owns every client: nothing connects at import time.
+The lifespan owns every client: nothing connects at import time. With
+`workers`, the same process also runs background workers (the all-in-one
+`eventline run`); a worker that dies takes the process down with it, loudly.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 
-from app.api import health
+from app.api import commands, health
 from app.api.errors import install_error_handlers
 from app.config import Settings, get_settings
 from app.db import create_engine
+from app.eventstore.command_bus import CommandBus
 from app.eventstore.kafka import admin_client, wait_for_kafka
 from app.eventstore.topics import verify_topics
 
+log = logging.getLogger(__name__)
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+Worker = Callable[[Settings], Coroutine[Any, Any, None]]
+
+
+def create_app(settings: Settings | None = None, workers: dict[str, Worker] | None = None) -> FastAPI:
     settings = settings or get_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await wait_for_kafka(settings)
-        admin = admin_client(settings)
-        await admin.start()
-        try:
-            await verify_topics(admin, settings)
-        finally:
-            await admin.close()
+        await check_topics(settings)
         engine = create_engine(settings)
         producer = AIOKafkaProducer(
             bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True,
         )
         await producer.start()
-        app.state.settings, app.state.engine, app.state.producer = settings, engine, producer
+        bus = CommandBus(settings, producer)
+        await bus.start()
+        app.state.settings, app.state.engine = settings, engine
+        app.state.producer, app.state.command_bus = producer, bus
+        tasks = [start_worker(name, worker, settings) for name, worker in (workers or {}).items()]
         try:
             yield
         finally:
+            await stop_workers(tasks)
+            await bus.stop()
             await producer.stop()
             await engine.dispose()
 
@@ -51,4 +63,35 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(commands.router)
     return app
+
+
+async def check_topics(settings: Settings) -> None:
+    await wait_for_kafka(settings)
+    admin = admin_client(settings)
+    await admin.start()
+    try:
+        await verify_topics(admin, settings)
+    finally:
+        await admin.close()
+
+
+def start_worker(name: str, worker: Worker, settings: Settings) -> asyncio.Task[None]:
+    task = asyncio.create_task(worker(settings), name=name)
+    task.add_done_callback(_exit_when_a_worker_dies)
+    return task
+
+
+def _exit_when_a_worker_dies(task: asyncio.Task[None]) -> None:
+    if task.cancelled():
+        return
+    log.critical("worker %s stopped: %r; shutting down", task.get_name(), task.exception())
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+async def stop_workers(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.remove_done_callback(_exit_when_a_worker_dies)
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

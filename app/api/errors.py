@@ -87,3 +87,16 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http)
     app.add_exception_handler(Exception, _on_unexpected)
+
+
+# Business refusals from the processor, by code, when they are not a plain 422.
+REJECTION_STATUS = {"not-found": 404, "version-mismatch": 412}
+
+
+def problem_for_rejection(error: dict[str, Any], **context: Any) -> Problem:
+    """Turn a processor's rejection (code, title, detail, extras) into a problem."""
+    fields = dict(error)
+    code = str(fields.pop("code", "rejected"))
+    title = str(fields.pop("title", "Command rejected"))
+    detail = fields.pop("detail", None)
+    return Problem(REJECTION_STATUS.get(code, 422), code, title, detail=detail, **fields, **context)

@@ -1,0 +1,108 @@
+"""The API side of the write path: produce a command, then await its result.
+
+Each API process reads every partition of `<ns>.command-results` from the
+moment it starts (no consumer group: every process sees every result) and
+wakes up whoever waits for that command id. Results are small and short-lived,
+so reading all of them is cheaper than routing each one to its sender.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from app.config import Settings
+from app.eventstore.envelope import CommandEnvelope, CommandResult
+from app.eventstore.partitioner import partition_for
+
+log = logging.getLogger(__name__)
+
+
+class CommandNotAccepted(RuntimeError):
+    """Kafka did not acknowledge the command in time; it may or may not have been stored."""
+
+
+class CommandBus:
+    def __init__(self, settings: Settings, producer: AIOKafkaProducer) -> None:
+        self.settings = settings
+        self.producer = producer
+        self.waiters: defaultdict[str, list[asyncio.Future[CommandResult]]] = defaultdict(list)
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap, isolation_level="read_committed",
+            enable_auto_commit=False, group_id=None, fetch_max_wait_ms=100,
+        )
+        self.listener: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        topic = self.settings.topic("command-results")
+        await self.consumer.start()
+        tps = [TopicPartition(topic, p) for p in range(self.settings.result_partitions)]
+        self.consumer.assign(tps)
+        await self.consumer.seek_to_end(*tps)
+        for tp in tps:  # resolve the end now: a result written after this point must not be skipped
+            await self.consumer.position(tp)
+        self.listener = asyncio.create_task(self.listen(), name="command-results-listener")
+
+    async def stop(self) -> None:
+        if self.listener is not None:
+            self.listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.listener
+        await self.consumer.stop()
+
+    async def send(self, command: CommandEnvelope, wait: bool) -> CommandResult | None:
+        """Store the command; with `wait`, return its result, or None when it takes too long."""
+        waiter: asyncio.Future[CommandResult] = asyncio.get_running_loop().create_future()
+        if wait:
+            self.waiters[command.command_id].append(waiter)
+        try:
+            await self.produce(command)
+            if not wait:
+                return None
+            return await asyncio.wait_for(asyncio.shield(waiter), self.settings.command_timeout_s)
+        except TimeoutError:
+            return None
+        finally:
+            self.forget(command.command_id, waiter)
+
+    async def produce(self, command: CommandEnvelope) -> None:
+        partition = partition_for(command.aggregate_id, self.settings.partitions)
+        try:
+            await asyncio.wait_for(self.producer.send_and_wait(
+                self.settings.topic("commands"), command.encode(),
+                key=command.aggregate_id.encode(), partition=partition,
+            ), self.settings.kafka_send_timeout_s)
+        except (TimeoutError, KafkaError) as error:
+            raise CommandNotAccepted(str(error) or type(error).__name__) from error
+
+    def forget(self, command_id: str, waiter: asyncio.Future[CommandResult]) -> None:
+        waiting = self.waiters.get(command_id)
+        if waiting and waiter in waiting:
+            waiting.remove(waiter)
+        if not waiting:
+            self.waiters.pop(command_id, None)
+
+    async def listen(self) -> None:
+        while True:
+            try:
+                batch = await self.consumer.getmany(timeout_ms=1000, max_records=5000)
+            except KafkaError as error:
+                log.warning("command results: %r; retrying", error)
+                await asyncio.sleep(1)
+                continue
+            for records in batch.values():
+                for record in records:
+                    self.deliver(record.value)
+
+    def deliver(self, raw: bytes | None) -> None:
+        if raw is None:
+            return
+        result = CommandResult.decode(raw)
+        for waiter in self.waiters.pop(result.command_id, []):
+            if not waiter.done():
+                waiter.set_result(result)

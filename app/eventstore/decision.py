@@ -1,0 +1,165 @@
+"""How one command meets one aggregate: idempotency, expected version, decide, evolve.
+
+Pure (no I/O): the processor feeds it the aggregate it holds in memory and
+gets back the events to append, the aggregate's next form and the result.
+Offsets are not known yet at this point; the processor settles them after
+the events are produced (see `with_results`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from pydantic import ValidationError
+
+from app.domain.errors import DomainError
+from app.domain.registry import AGGREGATES, AggregateKind
+from app.eventstore.envelope import (
+    AggregateRecord,
+    CommandEnvelope,
+    CommandResult,
+    EventEnvelope,
+    RememberedCommand,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Aggregate:
+    """An aggregate as the processor holds it: live domain state plus bookkeeping."""
+
+    kind: AggregateKind
+    aggregate_id: str
+    version: int
+    state: Any
+    recent: tuple[RememberedCommand, ...] = ()
+
+    def remembered(self, command_id: str) -> RememberedCommand | None:
+        for entry in self.recent:
+            if entry.command_id == command_id:
+                return entry
+        return None
+
+    def remember(self, entry: RememberedCommand, keep: int) -> Aggregate:
+        recent = (*[r for r in self.recent if r.command_id != entry.command_id], entry)
+        return replace(self, recent=recent[-keep:])
+
+    def to_record(self) -> AggregateRecord:
+        state = None if self.state is None else self.kind.snapshot(self.state)
+        return AggregateRecord(self.kind.name, self.aggregate_id, self.version, state, self.recent)
+
+    @classmethod
+    def from_record(cls, record: AggregateRecord) -> Aggregate:
+        kind = AGGREGATES[record.aggregate_type]
+        state = None if record.state is None else kind.restore(record.state)
+        return cls(kind, record.aggregate_id, record.version, state, record.recent)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    command: CommandEnvelope
+    events: list[EventEnvelope]
+    result: CommandResult
+    # The aggregate after this command, or None when nothing about it changed.
+    aggregate: Aggregate | None
+
+    def remembered_aggregate(self, keep: int) -> Aggregate | None:
+        """The aggregate after this command, remembering the command's result.
+
+        The result has no position yet; the processor fills it in with
+        `with_results` once the events have offsets.
+        """
+        if self.aggregate is None:
+            return None
+        entry = RememberedCommand(self.command.command_id, self.command.fingerprint, self.result)
+        return self.aggregate.remember(entry, keep)
+
+
+def with_results(aggregate: Aggregate, results: dict[str, CommandResult]) -> Aggregate:
+    """Replace remembered results of this batch's commands by their final form."""
+    if not any(entry.command_id in results for entry in aggregate.recent):
+        return aggregate
+    recent = tuple(
+        replace(entry, result=results[entry.command_id]) if entry.command_id in results else entry
+        for entry in aggregate.recent
+    )
+    return replace(aggregate, recent=recent)
+
+
+def decide_command(
+    aggregate: Aggregate | None, command: CommandEnvelope, *, now: str,
+    new_event_id: Callable[[], str], keep: int,
+) -> Decision:
+    remembered = aggregate.remembered(command.command_id) if aggregate else None
+    if remembered is not None:
+        return _repeat(aggregate, command, remembered)
+    kind = AGGREGATES.get(command.aggregate_type)
+    if kind is None:
+        return _reject(None, command, 0, _error("unknown-aggregate-type", "Unknown aggregate type",
+                                                f"no aggregate type {command.aggregate_type!r}"))
+    version = aggregate.version if aggregate else 0
+    if command.expected_version is not None and command.expected_version != version:
+        return _reject(aggregate, command, version, _error(
+            "version-mismatch", "Version mismatch",
+            f"expected version {command.expected_version}, the aggregate is at {version}",
+            expected=command.expected_version, actual=version))
+    try:
+        domain_command = kind.commands[command.type].model_validate(command.data)
+        domain_events = kind.decide(aggregate.state if aggregate else None, domain_command)
+    except KeyError:
+        return _reject(aggregate, command, version, _error(
+            "unknown-command", "Unknown command", f"{kind.name} has no command {command.type!r}"))
+    except ValidationError as invalid:
+        return _reject(aggregate, command, version, _error(
+            "invalid-command", "Invalid command", str(invalid.errors(include_url=False))))
+    except DomainError as refused:
+        return _reject(aggregate, command, version, _error(
+            refused.code, refused.title, refused.detail, **refused.extras()))
+    return _accept(aggregate, kind, command, domain_events, now=now, new_event_id=new_event_id)
+
+
+def _accept(
+    aggregate: Aggregate | None, kind: AggregateKind, command: CommandEnvelope, domain_events: list[Any],
+    *, now: str, new_event_id: Callable[[], str],
+) -> Decision:
+    version = aggregate.version if aggregate else 0
+    state = aggregate.state if aggregate else None
+    envelopes = []
+    for event in domain_events:
+        version += 1
+        state = kind.evolve(state, event)
+        envelopes.append(EventEnvelope(
+            event_id=new_event_id(), type=event.type, schema_version=type(event).schema_version,
+            aggregate_type=kind.name, aggregate_id=command.aggregate_id, version=version,
+            occurred_at=now, command_id=command.command_id, correlation_id=command.correlation_id,
+            causation_id=command.command_id, data=event.model_dump(mode="json", exclude={"type"}),
+        ))
+    recent = aggregate.recent if aggregate else ()
+    after = Aggregate(kind, command.aggregate_id, version, state, recent)
+    result = CommandResult(command.command_id, command.aggregate_id, "succeeded", version,
+                           event_ids=[e.event_id for e in envelopes])
+    return Decision(command, envelopes, result, after)
+
+
+def _reject(
+    aggregate: Aggregate | None, command: CommandEnvelope, version: int, error: dict[str, Any],
+) -> Decision:
+    # A refusal is remembered too (when there is an aggregate to remember it on), so a
+    # retried command gets the same answer instead of being decided again.
+    result = CommandResult(command.command_id, command.aggregate_id, "rejected", version, error=error)
+    return Decision(command, [], result, aggregate)
+
+
+def _repeat(aggregate: Aggregate | None, command: CommandEnvelope, remembered: RememberedCommand) -> Decision:
+    if remembered.fingerprint != command.fingerprint:
+        error = _error("idempotency-key-reused", "Idempotency key reused",
+                       "this idempotency key was already used for a different request")
+        result = CommandResult(command.command_id, command.aggregate_id, "rejected",
+                               aggregate.version if aggregate else 0, error=error)
+        return Decision(command, [], result, None)
+    return Decision(command, [], replace(remembered.result, replayed=True), None)
+
+
+def _error(code: str, title: str, detail: str, **extras: Any) -> dict[str, Any]:
+    return {"code": code, "title": title, "detail": detail, **extras}

@@ -1,0 +1,165 @@
+"""What travels on the topics: commands, events, aggregate records and results.
+
+Each message is a plain frozen dataclass with `encode()` to JSON bytes
+(orjson) and a `decode()` classmethod. Keys are aggregate ids (command ids
+for results), so every message about one aggregate shares a partition.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import orjson
+
+Headers = list[tuple[str, bytes]]
+
+
+def utc_now() -> str:
+    """RFC 3339 UTC timestamp with microseconds, e.g. 2026-11-25T12:00:00.123456Z."""
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class CommandEnvelope:
+    """A command on `<ns>.commands`: what to do, to which aggregate, and under which conditions."""
+
+    command_id: str
+    type: str
+    aggregate_type: str
+    aggregate_id: str
+    data: dict[str, Any]
+    issued_at: str
+    correlation_id: str
+    causation_id: str
+    expected_version: int | None = None
+    # Hash of what the client asked for: a reused idempotency key with another body is refused.
+    fingerprint: str = ""
+
+    def encode(self) -> bytes:
+        return orjson.dumps(asdict(self))
+
+    @classmethod
+    def decode(cls, raw: bytes) -> CommandEnvelope:
+        return cls(**orjson.loads(raw))
+
+
+@dataclass(frozen=True, slots=True)
+class EventEnvelope:
+    """An event on `<ns>.events`, the form every consumer in any language reads."""
+
+    event_id: str
+    type: str
+    schema_version: int
+    aggregate_type: str
+    aggregate_id: str
+    version: int
+    occurred_at: str
+    command_id: str
+    correlation_id: str
+    causation_id: str
+    data: dict[str, Any]
+
+    def encode(self) -> bytes:
+        return orjson.dumps(asdict(self))
+
+    def headers(self) -> Headers:
+        return [("type", self.type.encode()), ("schema_version", str(self.schema_version).encode())]
+
+    @classmethod
+    def decode(cls, raw: bytes) -> EventEnvelope:
+        return cls(**orjson.loads(raw))
+
+
+Outcome = Literal["succeeded", "rejected"]
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    """What became of a command; on `<ns>.command-results`, keyed by command id."""
+
+    command_id: str
+    aggregate_id: str
+    outcome: Outcome
+    version: int
+    # {partition: offset} of the last event written, as a string-keyed map for JSON.
+    position: dict[str, int] = field(default_factory=dict)
+    event_ids: list[str] = field(default_factory=list)
+    error: dict[str, Any] | None = None
+    # True when the processor answered from its idempotency memory instead of deciding again.
+    replayed: bool = False
+
+    def encode(self) -> bytes:
+        return orjson.dumps(asdict(self))
+
+    @classmethod
+    def decode(cls, raw: bytes) -> CommandResult:
+        return cls(**orjson.loads(raw))
+
+
+@dataclass(frozen=True, slots=True)
+class RememberedCommand:
+    """A recent command of an aggregate, kept so a repeat gets its original result."""
+
+    command_id: str
+    fingerprint: str
+    result: CommandResult
+
+
+@dataclass(frozen=True, slots=True)
+class AggregateRecord:
+    """One aggregate's state on the compacted `<ns>.aggregates` changelog."""
+
+    aggregate_type: str
+    aggregate_id: str
+    version: int
+    state: dict[str, Any] | None
+    recent: tuple[RememberedCommand, ...] = ()
+
+    def encode(self) -> bytes:
+        return orjson.dumps({
+            "aggregate_type": self.aggregate_type,
+            "aggregate_id": self.aggregate_id,
+            "version": self.version,
+            "state": self.state,
+            "recent": [
+                [r.command_id, r.fingerprint, asdict(r.result)] for r in self.recent
+            ],
+        })
+
+    @classmethod
+    def decode(cls, raw: bytes) -> AggregateRecord:
+        data = orjson.loads(raw)
+        recent = tuple(
+            RememberedCommand(command_id, fingerprint, CommandResult(**result))
+            for command_id, fingerprint, result in data["recent"]
+        )
+        return cls(data["aggregate_type"], data["aggregate_id"], data["version"], data["state"], recent)
+
+    def remembered(self, command_id: str) -> RememberedCommand | None:
+        for entry in self.recent:
+            if entry.command_id == command_id:
+                return entry
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """A thin event notification on `<ns>.notifications`: enough to decide whether to fetch."""
+
+    event_id: str
+    type: str
+    aggregate_type: str
+    aggregate_id: str
+    version: int
+    published_at: str
+    href: str
+
+    def encode(self) -> bytes:
+        return orjson.dumps(asdict(self))
+
+    @classmethod
+    def of(cls, event: EventEnvelope, published_at: str) -> Notification:
+        return cls(event.event_id, event.type, event.aggregate_type, event.aggregate_id,
+                   event.version, published_at, f"/events/{event.event_id}")

@@ -1,0 +1,199 @@
+"""Processors as real processes: killed, paused past their session, restarted.
+
+A steady load of deposits runs through the API while processors fail; then
+every acknowledged command must have its events exactly once, with gapless
+versions per account.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+
+import httpx
+import pytest
+from aiokafka.errors import ProducerFenced
+from aiokafka.structs import ConsumerRecord
+
+from app.config import Settings
+from app.eventstore.envelope import CommandEnvelope, EventEnvelope, utc_now
+from app.eventstore.processor import PartitionWriter, fence_partition, stop_quietly
+from tests.support import Process, api_client, assert_versions_gapless, fresh_namespace, read_events
+from tests.waiting import eventually
+
+ACCOUNTS = 12
+
+
+@pytest.fixture
+async def ns(settings: Settings) -> Settings:
+    # The broker's minimum session timeout: a dead processor is noticed in about 6 s.
+    return await fresh_namespace(settings, processor_session_timeout_ms=6000, command_timeout_s=2.0)
+
+
+@pytest.fixture
+def processors(ns: Settings) -> Iterator[list[Process]]:
+    started: list[Process] = []
+    yield started
+    for process in started:
+        process.stop()
+
+
+@pytest.fixture
+async def client(ns: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async with api_client(ns) as http:
+        yield http
+
+
+@dataclass
+class Load:
+    """Deposits of 1 to a few accounts, from several concurrent clients, until stopped."""
+
+    client: httpx.AsyncClient
+    accounts: list[str]
+    acknowledged: set[str] = field(default_factory=set)
+    statuses: Counter[int] = field(default_factory=Counter)
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def run(self, clients: int = 6) -> None:
+        await asyncio.gather(*(self.client_loop(i) for i in range(clients)))
+
+    async def client_loop(self, index: int) -> None:
+        n = index
+        while not self.stopping.is_set():
+            account_id = self.accounts[n % len(self.accounts)]
+            n += 1
+            response = await self.client.post(f"/accounts/{account_id}/deposits", json={"amount": 1})
+            self.statuses[response.status_code] += 1
+            if response.status_code in (200, 202):
+                self.acknowledged.add(response.json()["command_id"])
+            await asyncio.sleep(0.01)
+
+
+async def open_accounts(client: httpx.AsyncClient, count: int) -> list[str]:
+    accounts = []
+    for _ in range(count):
+        response = await client.post("/accounts", json={"owner": "Load", "currency": "EUR"})
+        assert response.status_code == 201, response.text
+        accounts.append(response.json()["aggregate_id"])
+    return accounts
+
+
+async def wait_until_owned(process: Process, partitions: int, timeout: float = 60) -> None:
+    wanted = f"owning partitions {list(range(partitions))}"
+
+    async def owns_all() -> bool:
+        return wanted in process.log()
+
+    await eventually(owns_all, True, timeout=timeout)
+
+
+async def check_exactly_once(ns: Settings, acknowledged: set[str], timeout: float = 60) -> list[EventEnvelope]:
+    """Every acknowledged command's event appears once; versions have no gap or repeat."""
+    deadline = time.monotonic() + timeout
+    while True:
+        events = await read_events(ns)
+        per_command = Counter(e.command_id for e in events)
+        missing = acknowledged - set(per_command)
+        if not missing or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)
+    assert not missing, f"{len(missing)} acknowledged commands have no event"
+    duplicated = {c: n for c, n in per_command.items() if n > 1}
+    assert not duplicated, f"commands applied twice: {duplicated}"
+    assert_versions_gapless(events)
+    return events
+
+
+async def test_a_killed_processor_loses_nothing_and_the_survivor_takes_over(
+    ns: Settings, processors: list[Process], client: httpx.AsyncClient
+) -> None:
+    first = Process(ns, "processor").start()
+    processors.append(first)
+    await wait_until_owned(first, ns.partitions)
+    second = Process(ns, "processor").start()
+    processors.append(second)
+    load = Load(client, await open_accounts(client, ACCOUNTS))
+    running = asyncio.create_task(load.run())
+    await asyncio.sleep(4)  # the second joins; both own partitions under load
+    first.kill()
+    await wait_until_owned(second, ns.partitions)
+    await asyncio.sleep(2)
+    load.stopping.set()
+    await running
+    assert load.statuses[200] > 50, load.statuses
+    assert set(load.statuses) <= {200, 202}, load.statuses
+    await check_exactly_once(ns, load.acknowledged)
+
+
+async def test_a_paused_processor_is_fenced_and_writes_nothing_more(
+    ns: Settings, processors: list[Process], client: httpx.AsyncClient
+) -> None:
+    zombie = Process(ns, "processor").start()
+    processors.append(zombie)
+    await wait_until_owned(zombie, ns.partitions)
+    survivor = Process(ns, "processor").start()
+    processors.append(survivor)
+    load = Load(client, await open_accounts(client, ACCOUNTS))
+    running = asyncio.create_task(load.run())
+    await asyncio.sleep(4)
+    zombie.pause()
+    await wait_until_owned(survivor, ns.partitions)  # the group gave the zombie's partitions away
+    zombie.resume()
+    await asyncio.sleep(6)  # the zombie wakes up mid-work, is fenced, then rejoins the group
+    load.stopping.set()
+    await running
+    assert load.statuses[200] > 50, load.statuses
+    await check_exactly_once(ns, load.acknowledged)
+
+
+async def test_a_restart_restores_every_aggregate(
+    ns: Settings, processors: list[Process], client: httpx.AsyncClient
+) -> None:
+    processors.append(Process(ns, "processor").start())
+    accounts = await open_accounts(client, 5)
+    for n, account_id in enumerate(accounts):
+        for _ in range(n + 1):
+            await client.post(f"/accounts/{account_id}/deposits", json={"amount": 10})
+    key = {"Idempotency-Key": f"restart-{uuid.uuid4()}"}
+    before = await client.post(f"/accounts/{accounts[0]}/withdrawals", json={"amount": 3}, headers=key)
+    assert processors[0].stop() == 0
+    processors.append(Process(ns, "processor").start())
+    # Same key after the restart: answered from the restored memory, nothing applied twice.
+    after = await client.post(f"/accounts/{accounts[0]}/withdrawals", json={"amount": 3}, headers=key)
+    assert after.status_code == 200 and after.json() == before.json()
+    for n, account_id in enumerate(accounts):
+        balance = 10 * (n + 1) - (3 if n == 0 else 0)
+        too_much = await client.post(f"/accounts/{account_id}/withdrawals", json={"amount": balance + 1})
+        assert too_much.status_code == 422 and too_much.json()["balance"] == balance
+        exact = await client.post(f"/accounts/{account_id}/withdrawals", json={"amount": balance})
+        assert exact.status_code == 200
+        assert exact.json()["version"] == 1 + (n + 1) + (1 if n == 0 else 0) + 1
+    events = await read_events(ns)
+    assert sum(1 for e in events if e.command_id == before.json()["command_id"]) == 1
+    assert_versions_gapless(events)
+
+
+async def test_a_fenced_writer_cannot_commit_its_open_transaction(ns: Settings) -> None:
+    """The zombie case made deterministic: a new owner fences p while the old one is mid-transaction."""
+    partition = 0
+    zombie = PartitionWriter(ns, partition, await fence_partition(ns, partition), {}, 0)
+    command = CommandEnvelope(
+        command_id=str(uuid.uuid4()), type="OpenAccount", aggregate_type="Account",
+        aggregate_id=str(uuid.uuid4()), data={"owner": "Zombie", "currency": "EUR"},
+        issued_at=utc_now(), correlation_id="c", causation_id="c",
+    )
+    record = ConsumerRecord(ns.topic("commands"), partition, 0, 0, 0, None, command.encode(), None, 0, 0, [])
+    decisions, touched = zombie.decide([record])
+    new_owner = None
+    with pytest.raises(ProducerFenced):
+        async with zombie.producer.transaction():
+            await zombie.write(decisions, touched, 1)
+            new_owner = await fence_partition(ns, partition)  # takes p over before the commit
+    assert new_owner is not None
+    await new_owner.stop()
+    await stop_quietly(zombie.producer)
+    assert [e for e in await read_events(ns) if e.command_id == command.command_id] == []

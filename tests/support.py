@@ -1,0 +1,147 @@
+"""Helpers for tests that run real processes against the real broker and database."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.structs import ConsumerRecord
+
+from app.config import Settings
+from app.eventstore.envelope import EventEnvelope
+from app.eventstore.kafka import admin_client
+from app.eventstore.topics import create_topics
+from app.main import Worker, create_app
+from tests.conftest import ROOT, new_settings
+
+
+async def fresh_namespace(settings: Settings, **overrides: object) -> Settings:
+    """Settings for a namespace of its own (same database), with its topics created."""
+    fresh = new_settings(database_url=settings.database_url, **overrides)
+    admin = admin_client(fresh)
+    await admin.start()
+    try:
+        await create_topics(admin, fresh)
+    finally:
+        await admin.close()
+    return fresh
+
+
+@asynccontextmanager
+async def api_client(settings: Settings, workers: dict[str, Worker] | None = None
+                     ) -> AsyncIterator[httpx.AsyncClient]:
+    """The API in this process (its lifespan included), spoken to over ASGI."""
+    app = create_app(settings, workers=workers)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://eventline", timeout=30) as client:
+            yield client
+
+
+def environment(settings: Settings) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTLINE_")}
+    for name, value in settings.model_dump().items():
+        env[f"EVENTLINE_{name.upper()}"] = str(value)
+    return env
+
+
+@dataclass
+class Process:
+    """An `eventline <command>` subprocess whose log goes to a temporary file."""
+
+    settings: Settings
+    command: str
+    popen: subprocess.Popen[bytes] | None = None
+    log_path: Path = field(default_factory=lambda: Path(tempfile.mkstemp(suffix=".log")[1]))
+
+    def start(self) -> Process:
+        with self.log_path.open("ab") as log:
+            self.popen = subprocess.Popen(
+                [str(ROOT / ".venv/bin/eventline"), self.command], env=environment(self.settings),
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            )
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.popen is not None
+        return self.popen.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def kill(self) -> None:
+        self.signal(signal.SIGKILL)
+        self.wait()
+
+    def pause(self) -> None:
+        self.signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self.signal(signal.SIGCONT)
+
+    def stop(self) -> int:
+        """SIGTERM and wait for a clean exit."""
+        if self.popen is None or self.popen.poll() is not None:
+            return self.popen.returncode if self.popen else 0
+        self.signal(signal.SIGCONT)
+        self.signal(signal.SIGTERM)
+        return self.wait()
+
+    def signal(self, sig: int) -> None:
+        if self.popen is not None and self.popen.poll() is None:
+            os.kill(self.popen.pid, sig)
+
+    def wait(self, timeout: float = 30) -> int:
+        assert self.popen is not None
+        try:
+            return self.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            return self.popen.wait()
+
+
+async def read_topic(settings: Settings, name: str) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every committed record of `<ns>.<name>`, in partition then offset order."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, isolation_level="read_committed",
+                                enable_auto_commit=False, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        topic = settings.topic(name)
+        await consumer.topics()  # refreshes metadata, so the topic's partitions are known
+        partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        records: dict[int, list[ConsumerRecord[bytes, bytes]]] = {tp.partition: [] for tp in tps}
+        pending = {tp for tp in tps if ends[tp] > 0}
+        while pending:
+            batch = await consumer.getmany(*pending, timeout_ms=500)
+            for tp, items in batch.items():
+                records[tp.partition].extend(items)
+            pending = {tp for tp in pending if await consumer.position(tp) < ends[tp]}
+    finally:
+        await consumer.stop()
+    return [record for p in sorted(records) for record in records[p]]
+
+
+async def read_events(settings: Settings) -> list[EventEnvelope]:
+    return [EventEnvelope.decode(record.value) for record in await read_topic(settings, "events")]
+
+
+def assert_versions_gapless(events: list[EventEnvelope]) -> None:
+    """Per aggregate, versions in log order are exactly 1..N."""
+    by_aggregate: dict[str, list[int]] = {}
+    for event in events:
+        by_aggregate.setdefault(event.aggregate_id, []).append(event.version)
+    for aggregate_id, versions in by_aggregate.items():
+        assert versions == list(range(1, len(versions) + 1)), f"{aggregate_id}: {versions}"

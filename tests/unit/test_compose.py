@@ -1,0 +1,133 @@
+"""docker-compose.yml: the services exist, run real `eventline` subcommands, and wire up.
+
+All but the last test only read the file. The last asks a compose CLI to validate
+it (`config -q`) and is skipped, with the reason shown, where none is installed.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import subprocess
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+import yaml
+
+from app.cli import cli
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+
+INFRASTRUCTURE = {"kafka", "postgres"}
+PROCESSES = {"api", "processor", "projector", "saga"}
+EVENTLINE_SERVICES = PROCESSES | {"migrate"}
+
+
+@cache
+def services() -> dict[str, dict[str, Any]]:
+    compose = yaml.safe_load(COMPOSE_FILE.read_text())
+    assert isinstance(compose, dict)
+    return compose["services"]
+
+
+def resolve(args: list[str]) -> object:
+    """The command `eventline <args>` would run; fails the test if there is none.
+
+    Walks the groups by their `commands` mapping: Typer ships its own copy of
+    click, so `isinstance(..., click.Group)` would not recognise its groups.
+    """
+    command: Any = typer.main.get_command(cli)
+    for arg in args:
+        subcommands = getattr(command, "commands", None)
+        if subcommands is None:
+            break  # a leaf command: the remaining args are its own
+        assert arg in subcommands, (
+            f"`eventline {shlex.join(args)}`: {arg!r} is not a subcommand of `{command.name or 'eventline'}`"
+            f" (it has: {', '.join(sorted(subcommands))})"
+        )
+        command = subcommands[arg]
+    assert getattr(command, "commands", None) is None, f"`eventline {shlex.join(args)}` is a group, not a command"
+    return command
+
+
+def as_list(value: str | list[str]) -> list[str]:
+    return shlex.split(value) if isinstance(value, str) else list(value)
+
+
+def test_services_exist() -> None:
+    missing = (INFRASTRUCTURE | EVENTLINE_SERVICES) - services().keys()
+    assert not missing, f"missing services: {sorted(missing)}"
+
+
+@pytest.mark.parametrize("name", sorted(PROCESSES))
+def test_process_runs_its_cli_subcommand(name: str) -> None:
+    service = services()[name]
+    # The image's ENTRYPOINT is `eventline`; the service's command is the subcommand.
+    assert "build" in service
+    assert "entrypoint" not in service, f"{name} must keep the image's `eventline` entrypoint"
+    args = as_list(service["command"])
+    assert args[0] == name, f"service {name} runs `eventline {shlex.join(args)}`"
+    resolve(args)
+    assert service["environment"]["EVENTLINE_KAFKA_BOOTSTRAP"] == "kafka:9092"
+    assert "@postgres:5432/" in service["environment"]["EVENTLINE_DATABASE_URL"]
+    assert service["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+
+
+def test_migrate_runs_alembic_then_creates_topics() -> None:
+    migrate = services()["migrate"]
+    steps = [shlex.split(step) for step in as_list(migrate["command"])[-1].split("&&")]
+    assert steps[0] == ["alembic", "upgrade", "head"]
+    eventline_steps = [step[1:] for step in steps if step[0] == "eventline"]
+    assert eventline_steps == [["topics", "create"]]
+    for args in eventline_steps:
+        resolve(args)
+    healthy = {target for target, dep in migrate["depends_on"].items() if dep["condition"] == "service_healthy"}
+    assert healthy == INFRASTRUCTURE
+
+
+def test_kafka_does_not_auto_create_topics() -> None:
+    # Topics are created only by `eventline topics create`, with their partition counts and configs.
+    environment = services()["kafka"]["environment"]
+    assert str(environment["KAFKA_AUTO_CREATE_TOPICS_ENABLE"]).lower() == "false"
+
+
+def test_every_depends_on_target_exists() -> None:
+    for name, service in services().items():
+        depends_on = service.get("depends_on", [])
+        for target in depends_on:  # a list of names or a mapping keyed by them
+            assert target in services(), f"{name} depends on unknown service {target!r}"
+
+
+def compose_cli() -> list[str] | None:
+    """`docker compose` (the v2 plugin) if it works, else `docker-compose` (1.x) if on PATH."""
+    if shutil.which("docker"):
+        try:
+            probe = subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            probe = None
+        if probe is not None and probe.returncode == 0:
+            return ["docker", "compose"]
+    if executable := shutil.which("docker-compose"):
+        return [executable]
+    return None
+
+
+COMPOSE_CLI = compose_cli()
+
+
+@pytest.mark.skipif(
+    COMPOSE_CLI is None,
+    reason="no compose CLI: `docker compose version` failed (no docker, or no compose plugin) "
+    "and `docker-compose` is not on PATH",
+)
+def test_compose_cli_accepts_the_file() -> None:
+    assert COMPOSE_CLI is not None
+    result = subprocess.run(
+        [*COMPOSE_CLI, "-f", str(COMPOSE_FILE), "config", "-q"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, f"`{shlex.join(COMPOSE_CLI)} config -q` failed:\n{result.stderr}{result.stdout}"
