@@ -104,12 +104,13 @@ def decide_command(
             "version-mismatch", "Version mismatch",
             f"expected version {command.expected_version}, the aggregate is at {version}",
             expected=command.expected_version, actual=version))
-    try:
-        domain_command = kind.commands[command.type].model_validate(command.data)
-        domain_events = kind.decide(aggregate.state if aggregate else None, domain_command)
-    except KeyError:
+    command_type = kind.commands.get(command.type)
+    if command_type is None:
         return _reject(aggregate, command, version, _error(
             "unknown-command", "Unknown command", f"{kind.name} has no command {command.type!r}"))
+    try:
+        domain_command = command_type.model_validate(command.data)
+        domain_events = kind.decide(aggregate.state if aggregate else None, domain_command)
     except ValidationError as invalid:
         return _reject(aggregate, command, version, _error(
             "invalid-command", "Invalid command", str(invalid.errors(include_url=False))))

@@ -7,9 +7,13 @@ token across several commands and ask a query to reflect all of them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 
 Position = dict[int, int]
+
+# ASCII digits only (str.isdigit would accept superscripts), and no longer than a Kafka offset.
+_PAIR = re.compile(r"([0-9]{1,10}):([0-9]{1,19})")
 
 
 class InvalidPosition(ValueError):
@@ -25,10 +29,11 @@ def decode(token: str) -> Position:
     if not token.strip():
         return position
     for part in token.split(","):
-        partition, sep, offset = part.strip().partition(":")
-        if not sep or not partition.isdigit() or not offset.isdigit():
+        pair = _PAIR.fullmatch(part.strip())
+        if pair is None:
             raise InvalidPosition(f"not a position token: {token!r}")
-        position[int(partition)] = max(int(offset), position.get(int(partition), -1))
+        partition, offset = int(pair[1]), int(pair[2])
+        position[partition] = max(offset, position.get(partition, -1))
     return position
 
 

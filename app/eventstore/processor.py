@@ -153,7 +153,6 @@ class Processor(ConsumerRebalanceListener):  # type: ignore[misc]
             heartbeat_interval_ms=max(1000, settings.processor_session_timeout_ms // 3),
             max_poll_interval_ms=settings.processor_max_poll_interval_ms,
         )
-        self.ready = asyncio.Event()
 
     async def run(self) -> None:
         await self.consumer.start()
@@ -198,17 +197,32 @@ class Processor(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         # The lock waits for an in-flight batch: its transaction commits or aborts first.
         async with self.lock:
-            self.ready.clear()
             await self.close_writers([tp.partition for tp in revoked])
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         async with self.lock:
             await self.open_writers([tp.partition for tp in assigned])
-            self.ready.set()
 
     async def open_writers(self, partitions: list[int]) -> None:
+        """Take partitions over, retrying while Kafka is unreachable (owning p without a writer would stall p)."""
+        while True:
+            try:
+                await self.take_over(partitions)
+                log.info("owning partitions %s", sorted(self.writers))
+                return
+            except KafkaError as error:
+                log.warning("taking over partitions %s failed (%r); retrying", partitions, error)
+                await self.close_writers(partitions)
+                await asyncio.sleep(1)
+
+    async def take_over(self, partitions: list[int]) -> None:
         """Fence, then read offsets, then restore: in that order, or a zombie's work could resurface."""
-        producers = await asyncio.gather(*(fence_partition(self.settings, p) for p in partitions))
+        started = await asyncio.gather(*(fence_partition(self.settings, p) for p in partitions),
+                                       return_exceptions=True)
+        producers = [p for p in started if isinstance(p, AIOKafkaProducer)]
+        if len(producers) < len(started):
+            await asyncio.gather(*(stop_quietly(p) for p in producers))
+            raise next(e for e in started if isinstance(e, BaseException))
         restored = await restore_aggregates(self.settings, partitions)
         for partition, producer in zip(partitions, producers, strict=True):
             tp = TopicPartition(self.settings.topic("commands"), partition)
@@ -218,7 +232,6 @@ class Processor(ConsumerRebalanceListener):  # type: ignore[misc]
             self.consumer.resume(tp)
             self.writers[partition] = PartitionWriter(
                 self.settings, partition, producer, restored[partition], next_offset)
-        log.info("owning partitions %s", sorted(self.writers))
 
     async def close_writers(self, partitions: list[int]) -> None:
         writers = [self.writers.pop(p) for p in partitions if p in self.writers]

@@ -63,7 +63,14 @@ def test_services_exist() -> None:
     assert not missing, f"missing services: {sorted(missing)}"
 
 
-@pytest.mark.parametrize("name", sorted(PROCESSES))
+NOT_YET_BUILT = {"projector": "the projector arrives with the read side", "saga": "the saga arrives with messaging"}
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=NOT_YET_BUILT[name]))
+    if name in NOT_YET_BUILT else name
+    for name in sorted(PROCESSES)
+])
 def test_process_runs_its_cli_subcommand(name: str) -> None:
     service = services()[name]
     # The image's ENTRYPOINT is `eventline`; the service's command is the subcommand.
