@@ -19,6 +19,7 @@ from app.eventstore.kafka import admin_client, wait_for_kafka
 from app.eventstore.processor import run_processor
 from app.eventstore.topics import TopicMismatch, create_topics, topic_specs, verify_topics
 from app.main import Worker, check_topics, create_app
+from projections.projector import run_projector
 
 cli = typer.Typer(help="Eventline: an event-sourced CQRS backend on Kafka and PostgreSQL.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -75,7 +76,7 @@ def api() -> None:
 @cli.command()
 def run() -> None:
     """Run everything in one process: the API, the command processor and the other workers."""
-    _serve({"processor": run_processor})
+    _serve({"processor": run_processor, "projector": run_projector})
 
 
 @cli.command()
@@ -87,6 +88,19 @@ def processor() -> None:
     async def main() -> None:
         await check_topics(settings)
         await run_processor(settings)
+
+    _run_until_signalled(main())
+
+
+@cli.command()
+def projector() -> None:
+    """Run the projectors: they build the PostgreSQL read models from the events."""
+    _configure_logging()
+    settings = get_settings()
+
+    async def main() -> None:
+        await check_topics(settings)
+        await run_projector(settings)
 
     _run_until_signalled(main())
 

@@ -48,6 +48,15 @@ class Settings(BaseSettings):
     database_url: str = "postgresql+asyncpg://eventline:eventline@127.0.0.1:15432/eventline"
     database_pool_size: int = Field(default=10, ge=1)
 
+    # Projections (read side).
+    projection_failure_mode: Literal["skip", "halt"] = Field(
+        default="skip", description="After its retries, skip a poison event (recording it) or halt there.",
+    )
+    projection_retries: int = Field(default=3, ge=0, le=20)
+    consistency_timeout_s: float = Field(
+        default=5.0, gt=0, description="How long a query with X-Consistent-With waits for its projection.",
+    )
+
     # HTTP API.
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)

@@ -15,10 +15,11 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from fastapi import FastAPI
 
-from app.api import commands, health
+from app.api import admin, commands, health, queries
+from app.api.consistency import ConsistencyWaiter
 from app.api.errors import install_error_handlers
 from app.config import Settings, get_settings
 from app.db import create_engine
@@ -44,13 +45,19 @@ def create_app(settings: Settings | None = None, workers: dict[str, Worker] | No
         await producer.start()
         bus = CommandBus(settings, producer)
         await bus.start()
-        app.state.settings, app.state.engine = settings, engine
-        app.state.producer, app.state.command_bus = producer, bus
+        consistency = ConsistencyWaiter(settings, engine)
+        await consistency.start()
+        offsets = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, isolation_level="read_committed")
+        await offsets.start()
+        app.state.settings, app.state.engine, app.state.consistency = settings, engine, consistency
+        app.state.producer, app.state.command_bus, app.state.offsets = producer, bus, offsets
         tasks = [start_worker(name, worker, settings) for name, worker in (workers or {}).items()]
         try:
             yield
         finally:
             await stop_workers(tasks)
+            await offsets.stop()
+            await consistency.stop()
             await bus.stop()
             await producer.stop()
             await engine.dispose()
@@ -64,6 +71,8 @@ def create_app(settings: Settings | None = None, workers: dict[str, Worker] | No
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(commands.router)
+    app.include_router(queries.router)
+    app.include_router(admin.router)
     return app
 
 

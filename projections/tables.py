@@ -33,6 +33,7 @@ BOOKKEEPING = "public"
 checkpoints = Table(
     "projection_checkpoints", metadata,
     Column("projection", Text, primary_key=True),
+    Column("topic", Text, primary_key=True),  # without the namespace: "events", "commands", …
     Column("partition", Integer, primary_key=True),
     Column("next_offset", BigInteger, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
@@ -44,6 +45,7 @@ failures = Table(
     "projection_failures", metadata,
     Column("failure_id", BigInteger, primary_key=True, autoincrement=True),
     Column("projection", Text, nullable=False),
+    Column("topic", Text, nullable=False),
     Column("partition", Integer, nullable=False),
     Column("offset", BigInteger, nullable=False),
     Column("event_id", Text),

@@ -48,12 +48,17 @@ def admin_dsn(database_url: str, database: str = "postgres") -> str:
     return url.render_as_string(hide_password=False)
 
 
+# Every database this run creates, dropped when the session ends.
+CREATED_DATABASES: list[str] = []
+
+
 async def create_database(base_url: str, name: str) -> str:
     connection = await asyncpg.connect(admin_dsn(base_url))
     try:
         await connection.execute(f'CREATE DATABASE "{name}"')
     finally:
         await connection.close()
+    CREATED_DATABASES.append(name)
     return make_url(base_url).set(database=name).render_as_string(hide_password=False)
 
 
@@ -87,7 +92,8 @@ async def settings() -> AsyncIterator[Settings]:
         await admin.close()
     yield session_settings
     if not os.environ.get("EVENTLINE_KEEP_TEST_DATABASE"):
-        await drop_database(base.database_url, name)
+        for database in reversed(CREATED_DATABASES):
+            await drop_database(base.database_url, database)
 
 
 @pytest.fixture

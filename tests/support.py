@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import tempfile
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -14,18 +16,27 @@ from pathlib import Path
 import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
+from alembic import command
 
 from app.config import Settings
 from app.eventstore.envelope import EventEnvelope
 from app.eventstore.kafka import admin_client
 from app.eventstore.topics import create_topics
 from app.main import Worker, create_app
-from tests.conftest import ROOT, new_settings
+from tests.conftest import ROOT, alembic_config, create_database, new_settings
 
 
-async def fresh_namespace(settings: Settings, **overrides: object) -> Settings:
-    """Settings for a namespace of its own (same database), with its topics created."""
-    fresh = new_settings(database_url=settings.database_url, **overrides)
+async def fresh_namespace(settings: Settings, *, own_database: bool = False, **overrides: object) -> Settings:
+    """Settings for a namespace of its own, with its topics created.
+
+    Read models and checkpoints are per database, so tests that run projectors
+    ask for a database of their own too (built by the migrations).
+    """
+    database_url = settings.database_url
+    if own_database:
+        database_url = await create_database(settings.database_url, f"eventline_test_{uuid.uuid4().hex[:10]}")
+        await asyncio.to_thread(command.upgrade, alembic_config(database_url), "head")
+    fresh = new_settings(database_url=database_url, **overrides)
     admin = admin_client(fresh)
     await admin.start()
     try:

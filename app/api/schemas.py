@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from datetime import datetime
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -41,3 +42,79 @@ class CommandPending(BaseModel):
     command_id: str
     aggregate_id: str
     status: Literal["accepted"] = "accepted"
+
+
+class AccountView(BaseModel):
+    account_id: str
+    owner: str
+    currency: str
+    balance: int = Field(description="Minor units.")
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class Transaction(BaseModel):
+    version: int
+    kind: Literal["deposit", "withdrawal", "charge", "refund"]
+    amount: int
+    balance_after: int
+    reference: str | None
+    occurred_at: datetime
+
+
+class TransactionPage(BaseModel):
+    items: list[Transaction]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next (older) page.")
+
+
+class EventView(BaseModel):
+    """The full event envelope, as stored on `<ns>.events`."""
+
+    event_id: str
+    type: str
+    schema_version: int
+    aggregate_type: str
+    aggregate_id: str
+    version: int
+    occurred_at: datetime
+    command_id: str
+    correlation_id: str
+    causation_id: str
+    data: dict[str, Any]
+    position: str = Field(description="partition:offset of the event on `<ns>.events`.")
+
+
+class EventPage(BaseModel):
+    items: list[EventView]
+    next_cursor: str | None
+
+
+class CommandStatus(BaseModel):
+    command_id: str
+    aggregate_id: str
+    command_type: str | None
+    status: Literal["accepted", "succeeded", "rejected"]
+    version: int | None = None
+    position: str | None = None
+    problem: dict[str, Any] | None = None
+    accepted_at: datetime | None = None
+    decided_at: datetime | None = None
+
+
+class PartitionProgress(BaseModel):
+    topic: str
+    partition: int
+    next_offset: int
+    end_offset: int | None
+    lag: int | None
+
+
+class ProjectionView(BaseModel):
+    name: str
+    state: Literal["running", "halted"]
+    halted_reason: str | None = None
+    lag: int | None = Field(description="Messages not yet applied, over all partitions.")
+    failures: int = Field(description="Open failures (poison events).")
+    partitions: list[PartitionProgress]
+    rebuild: dict[str, Any] | None = None

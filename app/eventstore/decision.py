@@ -93,29 +93,29 @@ def decide_command(
 ) -> Decision:
     remembered = aggregate.remembered(command.command_id) if aggregate else None
     if remembered is not None:
-        return _repeat(aggregate, command, remembered)
+        return _repeat(aggregate, command, remembered, now)
     kind = AGGREGATES.get(command.aggregate_type)
     if kind is None:
-        return _reject(None, command, 0, _error("unknown-aggregate-type", "Unknown aggregate type",
+        return _reject(None, command, 0, now, _error("unknown-aggregate-type", "Unknown aggregate type",
                                                 f"no aggregate type {command.aggregate_type!r}"))
     version = aggregate.version if aggregate else 0
     if command.expected_version is not None and command.expected_version != version:
-        return _reject(aggregate, command, version, _error(
+        return _reject(aggregate, command, version, now, _error(
             "version-mismatch", "Version mismatch",
             f"expected version {command.expected_version}, the aggregate is at {version}",
             expected=command.expected_version, actual=version))
     command_type = kind.commands.get(command.type)
     if command_type is None:
-        return _reject(aggregate, command, version, _error(
+        return _reject(aggregate, command, version, now, _error(
             "unknown-command", "Unknown command", f"{kind.name} has no command {command.type!r}"))
     try:
         domain_command = command_type.model_validate(command.data)
         domain_events = kind.decide(aggregate.state if aggregate else None, domain_command)
     except ValidationError as invalid:
-        return _reject(aggregate, command, version, _error(
+        return _reject(aggregate, command, version, now, _error(
             "invalid-command", "Invalid command", str(invalid.errors(include_url=False))))
     except DomainError as refused:
-        return _reject(aggregate, command, version, _error(
+        return _reject(aggregate, command, version, now, _error(
             refused.code, refused.title, refused.detail, **refused.extras()))
     return _accept(aggregate, kind, command, domain_events, now=now, new_event_id=new_event_id)
 
@@ -139,25 +139,28 @@ def _accept(
     recent = aggregate.recent if aggregate else ()
     after = Aggregate(kind, command.aggregate_id, version, state, recent)
     result = CommandResult(command.command_id, command.aggregate_id, "succeeded", version,
-                           event_ids=[e.event_id for e in envelopes])
+                           event_ids=[e.event_id for e in envelopes], decided_at=now)
     return Decision(command, envelopes, result, after)
 
 
 def _reject(
-    aggregate: Aggregate | None, command: CommandEnvelope, version: int, error: dict[str, Any],
+    aggregate: Aggregate | None, command: CommandEnvelope, version: int, now: str, error: dict[str, Any],
 ) -> Decision:
     # A refusal is remembered too (when there is an aggregate to remember it on), so a
     # retried command gets the same answer instead of being decided again.
-    result = CommandResult(command.command_id, command.aggregate_id, "rejected", version, error=error)
+    result = CommandResult(command.command_id, command.aggregate_id, "rejected", version, error=error,
+                           decided_at=now)
     return Decision(command, [], result, aggregate)
 
 
-def _repeat(aggregate: Aggregate | None, command: CommandEnvelope, remembered: RememberedCommand) -> Decision:
+def _repeat(
+    aggregate: Aggregate | None, command: CommandEnvelope, remembered: RememberedCommand, now: str,
+) -> Decision:
     if remembered.fingerprint != command.fingerprint:
         error = _error("idempotency-key-reused", "Idempotency key reused",
                        "this idempotency key was already used for a different request")
         result = CommandResult(command.command_id, command.aggregate_id, "rejected",
-                               aggregate.version if aggregate else 0, error=error)
+                               aggregate.version if aggregate else 0, error=error, decided_at=now)
         return Decision(command, [], result, None)
     return Decision(command, [], replace(remembered.result, replayed=True), None)
 

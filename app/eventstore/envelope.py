@@ -89,6 +89,7 @@ class CommandResult:
     error: dict[str, Any] | None = None
     # True when the processor answered from its idempotency memory instead of deciding again.
     replayed: bool = False
+    decided_at: str = ""
 
     def encode(self) -> bytes:
         return orjson.dumps(asdict(self))

@@ -20,6 +20,7 @@ def upgrade() -> None:
     op.create_table(
         "projection_checkpoints",
         sa.Column("projection", sa.Text(), primary_key=True),
+        sa.Column("topic", sa.Text(), primary_key=True),
         sa.Column("partition", sa.Integer(), primary_key=True),
         sa.Column("next_offset", sa.BigInteger(), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),

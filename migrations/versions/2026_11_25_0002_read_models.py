@@ -24,6 +24,7 @@ def upgrade() -> None:
         "projection_failures",
         sa.Column("failure_id", sa.BigInteger(), primary_key=True, autoincrement=True),
         sa.Column("projection", sa.Text(), nullable=False),
+        sa.Column("topic", sa.Text(), nullable=False),
         sa.Column("partition", sa.Integer(), nullable=False),
         sa.Column("offset", sa.BigInteger(), nullable=False),
         sa.Column("event_id", sa.Text()),

@@ -1,0 +1,95 @@
+"""Read-your-writes: wait until a projection has applied a consistency token.
+
+Projectors `NOTIFY` on every checkpoint move; one `LISTEN` connection per API
+process wakes the waiters, which then re-read the checkpoints. Waiters also
+re-check every quarter second, so a lost notification (or a listener
+reconnecting after a database restart) costs latency, never correctness.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+import asyncpg
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.api.errors import Problem
+from app.config import Settings
+from app.eventstore import position
+from projections import queries
+from projections.checkpoints import NOTIFY_CHANNEL
+
+log = logging.getLogger(__name__)
+
+RECHECK_S = 0.25
+
+
+class ConsistencyWaiter:
+    def __init__(self, settings: Settings, engine: AsyncEngine) -> None:
+        self.settings, self.engine = settings, engine
+        self.moved = asyncio.Event()
+        self.listener: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.listener = asyncio.create_task(self.listen(), name="checkpoint-listener")
+
+    async def stop(self) -> None:
+        if self.listener is not None:
+            self.listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.listener
+
+    async def listen(self) -> None:
+        dsn = make_url(self.settings.database_url).set(drivername="postgresql").render_as_string(False)
+        while True:
+            try:
+                connection = await asyncpg.connect(dsn, timeout=5)
+            except (OSError, asyncpg.PostgresError, TimeoutError) as error:
+                log.debug("checkpoint listener: %r; reconnecting", error)
+                await asyncio.sleep(1)
+                continue
+            await self.follow(connection)
+
+    async def follow(self, connection: asyncpg.Connection) -> None:
+        """Relay notifications until the connection dies (a database restart, say)."""
+        closed = asyncio.Event()
+        connection.add_termination_listener(lambda _: closed.set())
+        try:
+            await connection.add_listener(NOTIFY_CHANNEL, self.on_notify)
+            self.on_notify()  # checkpoints may have moved while we were away
+            await closed.wait()
+        finally:
+            with contextlib.suppress(Exception):
+                await connection.close()
+
+    def on_notify(self, *_: object) -> None:
+        self.moved.set()
+        self.moved = asyncio.Event()
+
+    async def wait(self, projection: str, token: str | None) -> None:
+        """Return once `projection` has applied `token`; 503 problem after the timeout."""
+        if not token:
+            return
+        try:
+            wanted = position.decode(token)
+        except position.InvalidPosition as error:
+            raise Problem(400, "invalid-consistency-token", "Invalid X-Consistent-With",
+                          detail=str(error)) from error
+        deadline = time.monotonic() + self.settings.consistency_timeout_s
+        while not await self.applied(projection, wanted):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise Problem(503, "not-yet-consistent", "The read model has not caught up yet",
+                              detail=f"projection {projection} has not applied {token} yet",
+                              headers={"Retry-After": "1"}, projection=projection)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.moved.wait(), min(remaining, RECHECK_S))
+
+    async def applied(self, projection: str, wanted: position.Position) -> bool:
+        async with self.engine.connect() as connection:
+            done = await queries.checkpoint_offsets(connection, projection, "events")
+        return all(done.get(partition, 0) > offset for partition, offset in wanted.items())

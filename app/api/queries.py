@@ -1,0 +1,133 @@
+"""Query endpoints: they read PostgreSQL projections only, never Kafka or the processor."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.api.consistency import ConsistencyWaiter
+from app.api.errors import Problem
+from app.api.schemas import AccountView, CommandStatus, EventPage, EventView, Transaction, TransactionPage
+from projections import queries
+
+router = APIRouter(tags=["queries"])
+
+ConsistentWith = Annotated[str | None, Header(
+    alias="X-Consistent-With", max_length=2000,
+    description="A `position` from a command: wait (bounded) until this read model reflects it.")]
+Limit = Annotated[int, Query(ge=1, le=500)]
+Cursor = Annotated[str | None, Query(max_length=200, description="`next_cursor` of the previous page.")]
+
+QUERY_RESPONSES: dict[int | str, dict[str, Any]] = {
+    404: {"description": "Not found"},
+    503: {"description": "The read model has not caught up with X-Consistent-With in time"},
+}
+
+
+async def read_connection(request: Request) -> Any:
+    """A connection for reading only: queries never write."""
+    async with request.app.state.engine.connect() as connection:
+        yield connection
+
+
+ReadDep = Annotated[AsyncConnection, Depends(read_connection)]
+
+
+def waiter(request: Request) -> ConsistencyWaiter:
+    found: ConsistencyWaiter = request.app.state.consistency
+    return found
+
+
+WaiterDep = Annotated[ConsistencyWaiter, Depends(waiter)]
+
+
+@router.get("/accounts/{account_id}", response_model=AccountView, responses=QUERY_RESPONSES)
+async def get_account(account_id: uuid.UUID, response: Response, db: ReadDep, wait: WaiterDep,
+                      consistent_with: ConsistentWith = None) -> Any:
+    """An account's owner, currency, balance and version (also as ETag)."""
+    await wait.wait("accounts", consistent_with)
+    row = await queries.account(db, str(account_id))
+    if row is None:
+        raise Problem(404, "not-found", "Not found", detail=f"account {account_id} does not exist")
+    response.headers["ETag"] = f'"{row.version}"'
+    return AccountView.model_validate(row._mapping)
+
+
+@router.get("/accounts/{account_id}/transactions", response_model=TransactionPage, responses=QUERY_RESPONSES)
+async def get_transactions(account_id: uuid.UUID, db: ReadDep, wait: WaiterDep, limit: Limit = 50,
+                           cursor: Cursor = None, consistent_with: ConsistentWith = None) -> Any:
+    """An account's money movements, newest first."""
+    await wait.wait("ledger", consistent_with)
+    before = decode_cursor(cursor)[0] if cursor else None
+    rows = await queries.transactions(db, str(account_id), limit, before)
+    if not rows and not await queries.account_exists(db, str(account_id)):
+        raise Problem(404, "not-found", "Not found", detail=f"account {account_id} does not exist")
+    items = [Transaction.model_validate(row._mapping) for row in rows[:limit]]
+    next_cursor = encode_cursor(items[-1].version) if len(rows) > limit else None
+    return TransactionPage(items=items, next_cursor=next_cursor)
+
+
+@router.get("/events", response_model=EventPage, responses=QUERY_RESPONSES)
+async def list_events(db: ReadDep, wait: WaiterDep, aggregate_id: uuid.UUID | None = None,
+                      type: Annotated[str | None, Query(max_length=100)] = None,
+                      limit: Limit = 100, cursor: Cursor = None, consistent_with: ConsistentWith = None) -> Any:
+    """Events of one aggregate by version, or of all aggregates by log position."""
+    await wait.wait("event_log", consistent_with)
+    after = decode_cursor(cursor) if cursor else None
+    if after is not None and len(after) != 2:
+        raise invalid_cursor()
+    rows = await queries.events(db, aggregate_id=str(aggregate_id) if aggregate_id else None, event_type=type,
+                                limit=limit, after=(after[0], after[1]) if after else None)
+    items = [event_view(row) for row in rows[:limit]]
+    next_cursor = None
+    if len(rows) > limit:
+        last = rows[limit - 1]
+        next_cursor = encode_cursor(last.partition, last.offset if aggregate_id is None else last.version)
+    return EventPage(items=items, next_cursor=next_cursor)
+
+
+@router.get("/events/{event_id}", response_model=EventView, responses=QUERY_RESPONSES)
+async def get_event(event_id: uuid.UUID, db: ReadDep) -> Any:
+    """One event's full envelope (what a notification links to)."""
+    row = await queries.event(db, str(event_id))
+    if row is None:
+        raise Problem(404, "not-found", "Not found", detail=f"event {event_id} does not exist")
+    return event_view(row)
+
+
+@router.get("/commands/{command_id}", response_model=CommandStatus, responses=QUERY_RESPONSES)
+async def get_command(command_id: uuid.UUID, db: ReadDep) -> Any:
+    """What became of a command: accepted, succeeded (version, position) or rejected (problem)."""
+    row = await queries.command(db, str(command_id))
+    if row is None:
+        raise Problem(404, "not-found", "Not found", detail=f"command {command_id} is not known (yet)")
+    return CommandStatus.model_validate(row._mapping)
+
+
+def event_view(row: Any) -> EventView:
+    values = dict(row._mapping)
+    values["position"] = f"{values.pop('partition')}:{values.pop('offset')}"
+    return EventView.model_validate(values)
+
+
+def encode_cursor(*values: int) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(values)).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> list[int]:
+    try:
+        values = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except ValueError as error:
+        raise invalid_cursor() from error
+    if not isinstance(values, list) or not values or not all(type(v) is int and v >= 0 for v in values):
+        raise invalid_cursor()
+    return values
+
+
+def invalid_cursor() -> Problem:
+    return Problem(400, "invalid-cursor", "Invalid cursor", detail="pass back a next_cursor unchanged")

@@ -1,0 +1,61 @@
+"""What a projection is: a name, a topic, its tables, and a bulk `apply` per batch.
+
+A projection module builds the rows of one read model from a batch of
+messages and writes them with a few bulk statements; the runner wraps each
+batch in one database transaction together with the checkpoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Table
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.eventstore.envelope import EventEnvelope
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One record of one of the projection's topics, decoded, with where it came from."""
+
+    topic: str  # without the namespace
+    partition: int
+    offset: int
+    value: Any  # EventEnvelope for event projections, a dict for the others
+
+    @property
+    def event(self) -> EventEnvelope:
+        assert isinstance(self.value, EventEnvelope)
+        return self.value
+
+
+Apply = Callable[[AsyncConnection, Sequence[Message]], Awaitable[None]]
+Decode = Callable[[bytes], Any]
+
+
+def decode_event(raw: bytes) -> EventEnvelope:
+    return EventEnvelope.decode(raw)
+
+
+@dataclass(frozen=True, slots=True)
+class Projection:
+    name: str
+    tables: tuple[Table, ...]
+    apply: Apply
+    # Topic (without namespace) → how to decode its records. Most read models read only events.
+    topics: Mapping[str, Decode] = field(default_factory=lambda: {"events": decode_event})
+    # The key columns per table, used by a rebuild to compare rows one by one.
+    keys: Mapping[str, tuple[str, ...]] | None = None
+
+    def key_columns(self, table: Table) -> tuple[str, ...]:
+        if self.keys and table.name in self.keys:
+            return self.keys[table.name]
+        return tuple(column.name for column in table.primary_key.columns)
+
+
+def occurred_at(event: EventEnvelope) -> datetime:
+    return datetime.fromisoformat(event.occurred_at)

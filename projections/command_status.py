@@ -1,0 +1,73 @@
+"""Read model `command_status`: what became of each command, for `GET /commands/{id}`.
+
+It reads two topics: a command on `<ns>.commands` is `accepted`; its result on
+`<ns>.command-results` makes it `succeeded` or `rejected`. The result always
+wins, whichever of the two the projection happens to see first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.eventstore import position
+from app.eventstore.envelope import CommandEnvelope, CommandResult
+from projections.base import Message, Projection
+from projections.tables import command_status
+
+
+async def apply(connection: AsyncConnection, messages: Sequence[Message]) -> None:
+    accepted: dict[str, dict[str, Any]] = {}
+    decided: dict[str, dict[str, Any]] = {}
+    for message in messages:
+        if isinstance(message.value, CommandEnvelope):
+            accepted[message.value.command_id] = _accepted(message.value)
+        elif isinstance(message.value, CommandResult) and _is_outcome(message.value):
+            decided[message.value.command_id] = _decided(message.value)
+    if accepted:
+        statement = insert(command_status)
+        await connection.execute(statement.on_conflict_do_update(
+            index_elements=[command_status.c.command_id],
+            set_={"command_type": statement.excluded.command_type, "accepted_at": statement.excluded.accepted_at},
+        ), list(accepted.values()))
+    if decided:
+        statement = insert(command_status)
+        await connection.execute(statement.on_conflict_do_update(
+            index_elements=[command_status.c.command_id],
+            set_={name: statement.excluded[name]
+                  for name in ("status", "version", "position", "problem", "decided_at")},
+        ), list(decided.values()))
+
+
+def _is_outcome(result: CommandResult) -> bool:
+    # A repeat answered from memory, or a refused reuse of its idempotency key, is not news.
+    reused = result.error is not None and result.error.get("code") == "idempotency-key-reused"
+    return not result.replayed and not reused
+
+
+def _accepted(command: CommandEnvelope) -> dict[str, Any]:
+    return {
+        "command_id": command.command_id, "command_type": command.type, "aggregate_id": command.aggregate_id,
+        "status": "accepted", "accepted_at": datetime.fromisoformat(command.issued_at),
+        "version": None, "position": None, "problem": None, "decided_at": None,
+    }
+
+
+def _decided(result: CommandResult) -> dict[str, Any]:
+    return {
+        "command_id": result.command_id, "command_type": None, "aggregate_id": result.aggregate_id,
+        "status": result.outcome, "version": result.version,
+        "position": position.encode(result.position) if result.position else None,
+        "problem": result.error, "accepted_at": None,
+        "decided_at": datetime.fromisoformat(result.decided_at) if result.decided_at else None,
+    }
+
+
+PROJECTION = Projection(
+    name="command_status", tables=(command_status,), apply=apply,
+    topics={"commands": CommandEnvelope.decode, "command-results": CommandResult.decode},
+)

@@ -1,0 +1,35 @@
+"""Read model `account_ledger`: one row per money movement of an account, by version."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from projections.base import Message, Projection, occurred_at
+from projections.tables import ledger
+
+KINDS = {
+    "FundsDeposited": "deposit",
+    "FundsWithdrawn": "withdrawal",
+    "AccountCharged": "charge",
+    "ChargeRefunded": "refund",
+}
+
+
+async def apply(connection: AsyncConnection, messages: Sequence[Message]) -> None:
+    rows = [
+        {
+            "account_id": m.event.aggregate_id, "version": m.event.version, "kind": KINDS[m.event.type],
+            "amount": m.event.data["amount"], "balance_after": m.event.data["balance_after"],
+            "reference": m.event.data.get("reference"), "occurred_at": occurred_at(m.event),
+        }
+        for m in messages if m.event.type in KINDS
+    ]
+    if rows:
+        # A replayed event is already there: its (account, version) row is kept as it is.
+        await connection.execute(insert(ledger).on_conflict_do_nothing(), rows)
+
+
+PROJECTION = Projection(name="ledger", tables=(ledger,), apply=apply)

@@ -1,0 +1,92 @@
+"""Read-side queries: every SQL a query endpoint runs, against the projections only."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Row, and_, func, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from projections.tables import (
+    accounts,
+    checkpoints,
+    command_status,
+    event_log,
+    failures,
+    ledger,
+    projection_status,
+)
+
+
+async def account(connection: AsyncConnection, account_id: str) -> Row[Any] | None:
+    return (await connection.execute(select(accounts).where(accounts.c.account_id == account_id))).first()
+
+
+async def account_exists(connection: AsyncConnection, account_id: str) -> bool:
+    found = await connection.scalar(select(accounts.c.account_id).where(accounts.c.account_id == account_id))
+    return found is not None
+
+
+async def transactions(connection: AsyncConnection, account_id: str, limit: int,
+                       before_version: int | None) -> Sequence[Row[Any]]:
+    """Newest first, keyset-paginated by version."""
+    query = select(ledger).where(ledger.c.account_id == account_id)
+    if before_version is not None:
+        query = query.where(ledger.c.version < before_version)
+    return (await connection.execute(query.order_by(ledger.c.version.desc()).limit(limit + 1))).all()
+
+
+async def events(connection: AsyncConnection, *, aggregate_id: str | None, event_type: str | None, limit: int,
+                 after: tuple[int, int] | None) -> Sequence[Row[Any]]:
+    """One aggregate's events by version, or all events by log position; keyset-paginated."""
+    query = select(event_log)
+    if aggregate_id is not None:
+        query = query.where(event_log.c.aggregate_id == aggregate_id)
+    if event_type is not None:
+        query = query.where(event_log.c.type == event_type)
+    if aggregate_id is not None:
+        if after is not None:
+            query = query.where(event_log.c.version > after[1])
+        query = query.order_by(event_log.c.version)
+    else:
+        if after is not None:
+            query = query.where(tuple_(event_log.c.partition, event_log.c.offset) > tuple_(*after))
+        query = query.order_by(event_log.c.partition, event_log.c.offset)
+    return (await connection.execute(query.limit(limit + 1))).all()
+
+
+async def event(connection: AsyncConnection, event_id: str) -> Row[Any] | None:
+    return (await connection.execute(select(event_log).where(event_log.c.event_id == event_id))).first()
+
+
+async def command(connection: AsyncConnection, command_id: str) -> Row[Any] | None:
+    return (await connection.execute(
+        select(command_status).where(command_status.c.command_id == command_id))).first()
+
+
+async def checkpoint_offsets(connection: AsyncConnection, projection: str, topic: str) -> dict[int, int]:
+    result = await connection.execute(
+        select(checkpoints.c.partition, checkpoints.c.next_offset)
+        .where(and_(checkpoints.c.projection == projection, checkpoints.c.topic == topic)))
+    return {row.partition: row.next_offset for row in result}
+
+
+async def projection_overview(connection: AsyncConnection) -> dict[str, dict[str, Any]]:
+    """Checkpoints, open failures and status of every projection that has run."""
+    overview: dict[str, dict[str, Any]] = {}
+    for row in await connection.execute(select(checkpoints).order_by(checkpoints.c.partition)):
+        entry = overview.setdefault(row.projection, {"checkpoints": [], "failures": 0, "state": "running",
+                                                     "halted_reason": None, "rebuild": None})
+        entry["checkpoints"].append({"topic": row.topic, "partition": row.partition,
+                                     "next_offset": row.next_offset, "updated_at": row.updated_at})
+    open_counts = await connection.execute(
+        select(failures.c.projection, func.count()).where(failures.c.status == "open")
+        .group_by(failures.c.projection))
+    for name, count in open_counts:
+        overview.setdefault(name, {"checkpoints": [], "state": "running", "halted_reason": None,
+                                   "rebuild": None})["failures"] = count
+    for row in await connection.execute(select(projection_status)):
+        entry = overview.setdefault(row.projection, {"checkpoints": [], "failures": 0})
+        entry.update(state=row.state, halted_reason=row.halted_reason, rebuild=row.rebuild)
+    return overview

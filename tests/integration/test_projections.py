@@ -1,0 +1,242 @@
+"""The read side against the real broker and database: exactly-once, read-your-writes, lag, poison."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections import defaultdict
+from collections.abc import AsyncIterator, Sequence
+
+import httpx
+import pytest
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.config import Settings
+from app.db import create_engine
+from app.eventstore.processor import run_processor
+from projections import failures
+from projections.accounts import PROJECTION as ACCOUNTS
+from projections.base import Message, Projection
+from projections.projector import run_projector
+from projections.registry import PROJECTIONS
+from projections.tables import accounts, ledger
+from tests.support import Process, api_client, fresh_namespace, read_events
+from tests.waiting import eventually
+
+BALANCE_KINDS = {"FundsDeposited": 1, "FundsWithdrawn": -1, "AccountCharged": -1, "ChargeRefunded": 1}
+
+
+@pytest.fixture
+async def ns(settings: Settings) -> Settings:
+    return await fresh_namespace(settings, own_database=True, consistency_timeout_s=10)
+
+
+async def open_funded(client: httpx.AsyncClient, amount: int = 1000) -> tuple[str, str]:
+    opened = await client.post("/accounts", json={"owner": "Reader", "currency": "EUR"})
+    account_id = opened.json()["aggregate_id"]
+    deposited = await client.post(f"/accounts/{account_id}/deposits", json={"amount": amount})
+    assert deposited.status_code == 200, deposited.text
+    return account_id, deposited.json()["position"]
+
+
+async def lag_of(client: httpx.AsyncClient, name: str) -> int | None:
+    views = {view["name"]: view for view in (await client.get("/projections")).json()}
+    lag: int | None = views[name]["lag"]
+    return lag
+
+
+async def read_models_match_the_events(ns: Settings) -> None:
+    """Every balance equals the sum of its account's events; one ledger row per money event."""
+    events = await read_events(ns)
+    balances: dict[str, int] = defaultdict(int)
+    movements: dict[str, int] = defaultdict(int)
+    for event in events:
+        if event.type in BALANCE_KINDS:
+            balances[event.aggregate_id] += BALANCE_KINDS[event.type] * event.data["amount"]
+            movements[event.aggregate_id] += 1
+    engine = create_engine(ns)
+    try:
+        async with engine.connect() as connection:
+            rows = {r.account_id: r.balance for r in await connection.execute(select(accounts))}
+            counts = dict((await connection.execute(
+                select(ledger.c.account_id, func.count()).group_by(ledger.c.account_id))).all())
+            duplicates = await connection.scalar(text(
+                "SELECT count(*) FROM (SELECT account_id, version FROM account_ledger "
+                "GROUP BY 1, 2 HAVING count(*) > 1) d"))
+    finally:
+        await engine.dispose()
+    opened = {e.aggregate_id for e in events if e.type == "AccountOpened"}
+    assert set(rows) == opened
+    assert rows == {account_id: balances.get(account_id, 0) for account_id in opened}
+    assert counts == dict(movements)
+    assert duplicates == 0
+
+
+async def test_read_your_writes_a_hundred_times_in_a_row(ns: Settings) -> None:
+    async with api_client(ns, workers={"processor": run_processor, "projector": run_projector}) as client:
+        account_id, _ = await open_funded(client, 10)
+        for n in range(100):
+            written = await client.post(f"/accounts/{account_id}/deposits", json={"amount": 1})
+            read = await client.get(f"/accounts/{account_id}",
+                                    headers={"X-Consistent-With": written.json()["position"]})
+            assert read.status_code == 200
+            assert (read.json()["balance"], read.json()["version"]) == (11 + n, written.json()["version"])
+            assert read.headers["etag"] == f'"{written.json()["version"]}"'
+
+
+async def test_queries_without_a_token_answer_at_once_and_with_an_unreached_one_say_503(ns: Settings) -> None:
+    async with api_client(ns.model_copy(update={"consistency_timeout_s": 0.5}),
+                          workers={"processor": run_processor}) as client:
+        account_id, token = await open_funded(client)
+        missing = await client.get(f"/accounts/{account_id}")  # no projector runs here
+        waited = await client.get(f"/accounts/{account_id}", headers={"X-Consistent-With": token})
+    assert missing.status_code == 404
+    assert waited.status_code == 503 and waited.headers["retry-after"] == "1"
+    assert waited.headers["content-type"] == "application/problem+json"
+
+
+async def test_ledger_pages_newest_first_and_events_page_by_version(ns: Settings) -> None:
+    async with api_client(ns, workers={"processor": run_processor, "projector": run_projector}) as client:
+        account_id, _ = await open_funded(client, 100)
+        for amount in (1, 2, 3, 4):
+            last = await client.post(f"/accounts/{account_id}/withdrawals", json={"amount": amount})
+        token = {"X-Consistent-With": last.json()["position"]}
+        first = (await client.get(f"/accounts/{account_id}/transactions?limit=3", headers=token)).json()
+        second = (await client.get(f"/accounts/{account_id}/transactions?limit=3&cursor={first['next_cursor']}",
+                                   headers=token)).json()
+        assert [t["version"] for t in first["items"] + second["items"]] == [6, 5, 4, 3, 2]
+        assert second["next_cursor"] is None
+        assert first["items"][0] == {**first["items"][0], "kind": "withdrawal", "amount": 4, "balance_after": 90}
+        page = (await client.get(f"/events?aggregate_id={account_id}&limit=4", headers=token)).json()
+        rest = (await client.get(f"/events?aggregate_id={account_id}&cursor={page['next_cursor']}")).json()
+        assert [e["version"] for e in page["items"] + rest["items"]] == [1, 2, 3, 4, 5, 6]
+        one = (await client.get(f"/events/{page['items'][0]['event_id']}")).json()
+        assert one["type"] == "AccountOpened" and one["data"] == {"owner": "Reader", "currency": "EUR"}
+        command = (await client.get(f"/commands/{last.json()['command_id']}")).json()
+        assert command["status"] == "succeeded" and command["version"] == 6
+        assert (await client.get(f"/accounts/{uuid.uuid4()}/transactions")).status_code == 404
+        assert (await client.get("/events?cursor=not-a-cursor")).status_code == 400
+
+
+async def test_a_rejected_command_has_its_problem_in_its_status(ns: Settings) -> None:
+    async with api_client(ns, workers={"processor": run_processor, "projector": run_projector}) as client:
+        account_id, _ = await open_funded(client, 5)
+        refused = await client.post(f"/accounts/{account_id}/withdrawals", json={"amount": 6})
+        command_id = refused.json()["command_id"]
+
+        async def status() -> str | None:
+            response = await client.get(f"/commands/{command_id}")
+            return response.json()["status"] if response.status_code == 200 else None
+
+        await eventually(status, "rejected")
+        problem = (await client.get(f"/commands/{command_id}")).json()["problem"]
+        assert problem["code"] == "insufficient-funds" and problem["balance"] == 5
+
+
+async def test_lag_shows_while_the_projector_is_stopped_and_clears_when_it_runs(ns: Settings) -> None:
+    async with api_client(ns, workers={"processor": run_processor}) as client:
+        projector = Process(ns, "projector").start()
+        try:
+            account_id, _ = await open_funded(client)
+            await eventually(lambda: lag_of(client, "accounts"), 0)
+            projector.stop()
+            for _ in range(5):
+                await client.post(f"/accounts/{account_id}/deposits", json={"amount": 1})
+            lag = await lag_of(client, "accounts")
+            assert lag is not None and lag >= 5
+            projector = Process(ns, "projector").start()
+            await eventually(lambda: lag_of(client, "accounts"), 0, timeout=60)
+        finally:
+            projector.stop()
+
+
+async def test_killing_the_projector_mid_batch_applies_every_event_exactly_once(ns: Settings) -> None:
+    async with api_client(ns, workers={"processor": run_processor}) as client:
+        accounts_ids = [(await open_funded(client, 50))[0] for _ in range(8)]
+        stop = asyncio.Event()
+
+        async def load() -> None:
+            n = 0
+            while not stop.is_set():
+                account_id = accounts_ids[n % len(accounts_ids)]
+                kind = "deposits" if n % 3 else "withdrawals"
+                await client.post(f"/accounts/{account_id}/{kind}", json={"amount": 1 + n % 7})
+                n += 1
+
+        loaders = [asyncio.create_task(load()) for _ in range(4)]
+        for _ in range(5):
+            projector = Process(ns, "projector").start()
+            await asyncio.sleep(2.5)
+            projector.kill()
+        stop.set()
+        await asyncio.gather(*loaders)
+        projector = Process(ns, "projector").start()
+        try:
+            await eventually(lambda: lag_of(client, "accounts"), 0, timeout=60)
+            await eventually(lambda: lag_of(client, "ledger"), 0, timeout=60)
+        finally:
+            projector.stop()
+    await read_models_match_the_events(ns)
+
+
+def poisoned(event_id: str, broken: dict[str, bool]) -> Projection:
+    """The accounts projection, with a handler that raises for one event while `broken`."""
+
+    async def apply(connection: AsyncConnection, messages: Sequence[Message]) -> None:
+        if broken["value"] and any(m.event.event_id == event_id for m in messages):
+            raise ValueError(f"cannot handle {event_id}")
+        await ACCOUNTS.apply(connection, messages)
+
+    return Projection(name="accounts", tables=ACCOUNTS.tables, apply=apply)
+
+
+@contextlib.asynccontextmanager
+async def projector_with(ns: Settings, projection: Projection) -> AsyncIterator[None]:
+    task = asyncio.create_task(run_projector(ns, [projection]))
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+@pytest.mark.parametrize("mode", ["skip", "halt"])
+async def test_a_poison_event_is_recorded_then_skipped_or_halted_and_retried_after_the_fix(
+    ns: Settings, mode: str
+) -> None:
+    ns = ns.model_copy(update={"projection_failure_mode": mode, "projection_retries": 1})
+    async with api_client(ns, workers={"processor": run_processor}) as client:
+        account_id, _ = await open_funded(client, 100)
+        events = [e for e in await read_events(ns) if e.aggregate_id == account_id]
+        poison = events[-1]  # the deposit
+        broken = {"value": True}
+        after = await client.post(f"/accounts/{account_id}/withdrawals", json={"amount": 30})
+        async with projector_with(ns, poisoned(poison.event_id, broken)):
+            engine = create_engine(ns)
+
+            async def open_failures() -> int:
+                return len(await failures.open_failures(engine, "accounts"))
+
+            await eventually(open_failures, 1, timeout=30)
+            account = await client.get(f"/accounts/{account_id}")
+            views = {v["name"]: v for v in (await client.get("/projections")).json()}
+            if mode == "skip":
+                # Skipped the deposit, applied the withdrawal after it.
+                assert account.json()["version"] == after.json()["version"]
+                assert views["accounts"]["state"] == "running"
+            else:
+                assert account.json()["version"] == 1  # halted before the deposit
+                assert views["accounts"]["state"] == "halted" and views["accounts"]["failures"] == 1
+            broken["value"] = False  # the fix is deployed
+            [failure] = await failures.open_failures(engine, "accounts")
+            await failures.retry(engine, PROJECTIONS["accounts"], failure.failure_id)
+
+            async def balance() -> int:
+                return int((await client.get(f"/accounts/{account_id}")).json()["balance"])
+
+            await eventually(balance, 70, timeout=30)
+            assert await open_failures() == 0
+            await engine.dispose()
