@@ -38,7 +38,7 @@ def create_app(settings: Settings | None = None, workers: dict[str, Worker] | No
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await check_topics(settings)
-        engine = create_engine(settings)
+        engine = create_engine(settings, statement_cache=False)
         producer = AIOKafkaProducer(
             bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True,
         )

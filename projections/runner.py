@@ -11,6 +11,7 @@ rebuild schema (see projections/rebuild.py).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 from sqlalchemy import exc as sa_exc
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.config import Settings
@@ -33,10 +35,17 @@ log = logging.getLogger(__name__)
 Moves = dict[Slot, tuple[int, int]]
 
 
+def lock_key(name: str) -> int:
+    """A stable 64-bit advisory lock key for a projection name."""
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
+
+
 def is_transient(error: BaseException) -> bool:
     """Database unreachable or restarting: wait and retry, the event is not to blame."""
     if isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated:
         return True
+    if "InvalidCachedStatement" in type(getattr(error, "orig", None)).__name__:
+        return True  # a rebuild swapped the tables under a cached plan; the retry re-prepares it
     transient = (OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError,
                  sa_exc.InterfaceError, sa_exc.OperationalError)
     return isinstance(error, transient) or isinstance(getattr(error, "orig", None), transient)
@@ -189,6 +198,7 @@ class ProjectionRunner(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def write(self, messages: Sequence[Message], moves: Moves) -> None:
         async with self.engine.begin() as raw:
+            await self.hold_lock(raw)
             connection = await self.connection(raw)
             await checkpoints.advance(connection, self.options.checkpoint_name, moves)
             if messages:
@@ -196,6 +206,11 @@ class ProjectionRunner(ConsumerRebalanceListener):  # type: ignore[misc]
             await checkpoints.notify(connection, self.settings.namespace, self.options.checkpoint_name)
         for slot, (_, new) in moves.items():
             self.positions[slot] = new
+
+    async def hold_lock(self, connection: AsyncConnection) -> None:
+        """Shared per projection: a rebuild's swap takes it exclusively, so no batch is in flight then."""
+        await connection.execute(text("SELECT pg_advisory_xact_lock_shared(:key)"),
+                                 {"key": lock_key(self.options.checkpoint_name)})
 
     async def connection(self, raw: AsyncConnection) -> AsyncConnection:
         if self.options.schema is None:
@@ -229,6 +244,7 @@ class ProjectionRunner(ConsumerRebalanceListener):  # type: ignore[misc]
         name = self.options.checkpoint_name
         log.error("%s: giving up on %s[%d]@%d: %r", name, message.topic, message.partition, message.offset, error)
         async with self.engine.begin() as connection:
+            await self.hold_lock(connection)
             await failures.record(connection, name, message, error, self.options.retries + 1)
             if self.options.failure_mode == "skip":
                 await checkpoints.advance(connection, name, move)

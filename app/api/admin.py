@@ -2,57 +2,27 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 
-from app.api.schemas import PartitionProgress, ProjectionView
-from app.config import Settings
-from projections import queries
-from projections.registry import PROJECTIONS
+from app.api.schemas import FailureView, ProjectionView
+from projections import failures
+from projections.status import projection_status
 
 router = APIRouter(tags=["operations"])
 
 
 @router.get("/projections", response_model=list[ProjectionView])
-async def list_projections(request: Request) -> list[ProjectionView]:
+async def list_projections(request: Request) -> Any:
     """Each projection's state, checkpoints, lag per partition, open failures and last rebuild."""
-    settings: Settings = request.app.state.settings
-    async with request.app.state.engine.connect() as connection:
-        overview = await queries.projection_overview(connection)
-    ends = await end_offsets(request.app.state.offsets, settings, overview)
-    views = []
-    for name in sorted(set(PROJECTIONS) | {n for n in overview if "@" not in n}):
-        entry = overview.get(name, {"checkpoints": [], "failures": 0, "state": "running"})
-        partitions = [progress(c, ends) for c in entry["checkpoints"]]
-        lags = [p.lag for p in partitions]
-        views.append(ProjectionView(
-            name=name, state=entry.get("state", "running"), halted_reason=entry.get("halted_reason"),
-            lag=None if not lags or None in lags else sum(lag for lag in lags if lag is not None),
-            failures=entry.get("failures", 0), partitions=partitions, rebuild=entry.get("rebuild"),
-        ))
-    return views
+    state = request.app.state
+    return await projection_status(state.settings, state.engine, state.offsets)
 
 
-def progress(checkpoint: dict[str, Any], ends: dict[tuple[str, int], int]) -> PartitionProgress:
-    end = ends.get((checkpoint["topic"], checkpoint["partition"]))
-    lag = None if end is None else max(0, end - checkpoint["next_offset"])
-    return PartitionProgress(topic=checkpoint["topic"], partition=checkpoint["partition"],
-                             next_offset=checkpoint["next_offset"], end_offset=end, lag=lag)
-
-
-async def end_offsets(consumer: AIOKafkaConsumer, settings: Settings,
-                      overview: dict[str, dict[str, Any]]) -> dict[tuple[str, int], int]:
-    """Kafka's end offsets (read_committed: the last stable offset) of every checkpointed partition."""
-    slots = {(c["topic"], c["partition"]) for entry in overview.values() for c in entry["checkpoints"]}
-    if not slots:
-        return {}
-    tps = {TopicPartition(settings.topic(topic), partition): (topic, partition) for topic, partition in slots}
-    try:
-        found = await asyncio.wait_for(consumer.end_offsets(list(tps)), settings.readiness_timeout_s)
-    except (KafkaError, TimeoutError):
-        return {}  # lag unknown while Kafka is away; the checkpoints are still worth showing
-    return {tps[tp]: offset for tp, offset in found.items()}
+@router.get("/projections/failures", response_model=list[FailureView])
+async def list_failures(request: Request,
+                        projection: str | None = Query(default=None, max_length=100)) -> Any:
+    """Open failures: events a projection could not apply after its retries."""
+    rows = await failures.open_failures(request.app.state.engine, projection)
+    return [FailureView.model_validate(row._mapping) for row in rows]

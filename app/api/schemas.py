@@ -118,3 +118,16 @@ class ProjectionView(BaseModel):
     failures: int = Field(description="Open failures (poison events).")
     partitions: list[PartitionProgress]
     rebuild: dict[str, Any] | None = None
+
+
+class FailureView(BaseModel):
+    failure_id: int
+    projection: str
+    topic: str
+    partition: int
+    offset: int
+    event_id: str | None
+    event_type: str | None
+    error: str
+    attempts: int
+    created_at: datetime

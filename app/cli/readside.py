@@ -1,0 +1,154 @@
+"""`eventline migrate | projections | failures | rebuild`: operating the read side."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from aiokafka import AIOKafkaConsumer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from app.cli.app import cli, configure_logging, console
+from app.config import Settings, get_settings
+from app.db import create_engine
+from projections import failures
+from projections.rebuild import RebuildRefused, rebuild, summary
+from projections.registry import PROJECTIONS
+from projections.status import projection_status
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@cli.command()
+def migrate() -> None:
+    """Apply the database migrations (alembic upgrade head)."""
+    from alembic import command
+    from alembic.config import Config
+
+    command.upgrade(Config(str(ROOT / "alembic.ini")), "head")
+
+
+@cli.command()
+def projections() -> None:
+    """Show every projection: state, lag per partition, open failures, last rebuild."""
+    settings = get_settings()
+    views = asyncio.run(_status(settings))
+    table = Table(title="Projections")
+    for column in ("projection", "state", "lag", "failures", "partitions (next offset / end)", "last rebuild"):
+        table.add_column(column)
+    for view in views:
+        state = "[green]running[/green]" if view["state"] == "running" else f"[red]{view['state']}[/red]"
+        lag = "?" if view["lag"] is None else str(view["lag"])
+        lag = f"[green]{lag}[/green]" if view["lag"] == 0 else f"[yellow]{lag}[/yellow]"
+        partitions = " ".join(f"{p['topic'][0]}{p['partition']}:{p['next_offset']}/{p['end_offset']}"
+                              for p in view["partitions"])
+        rebuild_state = (view["rebuild"] or {}).get("state", "-")
+        failed = str(view["failures"]) if not view["failures"] else f"[red]{view['failures']}[/red]"
+        table.add_row(view["name"], state, lag, failed, partitions or "-", rebuild_state)
+    console.print(table)
+
+
+async def _status(settings: Settings) -> list[dict[str, Any]]:
+    engine = create_engine(settings)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, isolation_level="read_committed")
+    await consumer.start()
+    try:
+        return await projection_status(settings, engine, consumer)
+    finally:
+        await consumer.stop()
+        await engine.dispose()
+
+
+failures_cli = typer.Typer(help="Events that projections could not apply.", invoke_without_command=True)
+cli.add_typer(failures_cli, name="failures")
+
+
+@failures_cli.callback()
+def failures_list(ctx: typer.Context,
+                  projection: Annotated[str | None, typer.Option(help="Only this projection.")] = None) -> None:
+    """List open failures (then `eventline failures retry ID` once the cause is fixed)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    rows = asyncio.run(_failures(get_settings(), projection))
+    table = Table(title="Open projection failures")
+    for column in ("id", "projection", "where", "event", "error", "at"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(str(row.failure_id), row.projection, f"{row.topic}[{row.partition}]@{row.offset}",
+                      f"{row.event_type} {row.event_id}", f"[red]{row.error}[/red]", str(row.created_at))
+    console.print(table if rows else "[green]No open failures.[/green]")
+
+
+async def _failures(settings: Settings, projection: str | None) -> list[Any]:
+    engine = create_engine(settings)
+    try:
+        return list(await failures.open_failures(engine, projection))
+    finally:
+        await engine.dispose()
+
+
+@failures_cli.command("retry")
+def failures_retry(failure_ids: Annotated[list[int], typer.Argument(help="Failure ids to retry.")]) -> None:
+    """Apply failed events again; a halted projection resumes from its checkpoint."""
+    settings = get_settings()
+
+    async def retry_all() -> None:
+        engine = create_engine(settings)
+        try:
+            rows = {row.failure_id: row for row in await failures.open_failures(engine)}
+            for failure_id in failure_ids:
+                if failure_id not in rows:
+                    console.print(f"{failure_id}: [yellow]not an open failure[/yellow]")
+                    continue
+                outcome = await failures.retry(engine, PROJECTIONS[rows[failure_id].projection], failure_id)
+                console.print(f"{failure_id}: [green]{outcome}[/green]")
+        finally:
+            await engine.dispose()
+
+    asyncio.run(retry_all())
+
+
+@cli.command("rebuild")
+def rebuild_command(
+    names: Annotated[list[str] | None, typer.Argument(help="Projections to rebuild.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Rebuild every projection.")] = False,
+    verify: Annotated[bool, typer.Option(help="Refuse to swap when the rebuilt tables differ.")] = False,
+) -> None:
+    """Replay the events into fresh tables while the live ones keep serving, compare, and swap."""
+    configure_logging()
+    chosen = list(PROJECTIONS) if all_ else (names or [])
+    unknown = [name for name in chosen if name not in PROJECTIONS]
+    if not chosen or unknown:
+        console.print(f"[red]Name projections to rebuild (or --all); known: {', '.join(PROJECTIONS)}[/red]")
+        raise typer.Exit(2)
+    refused = asyncio.run(_rebuild(get_settings(), chosen, verify))
+    raise typer.Exit(1 if refused else 0)
+
+
+async def _rebuild(settings: Settings, names: list[str], verify: bool) -> bool:
+    engine = create_engine(settings)
+    refused = False
+    try:
+        for name in names:
+            with Progress(TextColumn(f"[bold]{name}"), BarColumn(), MofNCompleteColumn(),
+                          TextColumn("{task.fields[rate]:>10} events/s"), TimeRemainingColumn(),
+                          console=console) as bar:
+                task = bar.add_task(name, total=None, rate="-")
+                started = asyncio.get_running_loop().time()
+
+                def show(done: int, total: int, task: Any = task, bar: Progress = bar, started: float = started
+                         ) -> None:
+                    elapsed = max(asyncio.get_running_loop().time() - started, 1e-6)
+                    bar.update(task, completed=done, total=total, rate=f"{done / elapsed:,.0f}")
+
+                try:
+                    report = await rebuild(settings, engine, PROJECTIONS[name], verify=verify, progress=show)
+                except RebuildRefused as refusal:
+                    report, refused = refusal.report, True
+            console.print(summary(report))
+    finally:
+        await engine.dispose()
+    return refused

@@ -1,0 +1,57 @@
+"""`eventline run | api | processor | projector`: the long-running processes."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from app.cli.app import cli, configure_logging, run_until_signalled
+from app.config import get_settings
+from app.eventstore.processor import run_processor
+from app.main import Worker, check_topics, create_app
+from projections.projector import run_projector
+
+
+def _serve(workers: dict[str, Worker]) -> None:
+    configure_logging()
+    settings = get_settings()
+    app = create_app(settings, workers=workers)
+    uvicorn.run(app, host=settings.api_host, port=settings.api_port, loop="uvloop", http="httptools",
+                log_level="info")
+
+
+@cli.command()
+def run() -> None:
+    """Run everything in one process: the API, the command processor and the projector."""
+    _serve({"processor": run_processor, "projector": run_projector})
+
+
+@cli.command()
+def api() -> None:
+    """Serve the HTTP API only (scale it out freely)."""
+    _serve({})
+
+
+@cli.command()
+def processor() -> None:
+    """Run a command processor: it joins the group and owns some partitions of the event store."""
+    configure_logging()
+    settings = get_settings()
+
+    async def main() -> None:
+        await check_topics(settings)
+        await run_processor(settings)
+
+    run_until_signalled(main())
+
+
+@cli.command()
+def projector() -> None:
+    """Run the projectors: they build the PostgreSQL read models from the events."""
+    configure_logging()
+    settings = get_settings()
+
+    async def main() -> None:
+        await check_topics(settings)
+        await run_projector(settings)
+
+    run_until_signalled(main())

@@ -1,0 +1,241 @@
+"""Blue/green rebuild: replay every event into fresh tables, compare, swap atomically.
+
+1. Copies of the projection's tables are created empty in the schema
+   `eventline_rebuild`; the same projection code fills them through
+   SQLAlchemy's `schema_translate_map`, from offset 0, under the checkpoint
+   name `<projection>@rebuild`. The live projection keeps serving meanwhile.
+2. One transaction then takes the projection's exclusive advisory lock (live
+   batches hold it shared, so none is in flight), brings the live and rebuilt
+   copies to the same checkpoints, compares them (row counts and per-key row
+   hashes), and — unless `verify` found differences — moves the live tables to
+   `eventline_retired` and the rebuilt ones into `public`, and hands the
+   rebuilt checkpoints to the live projection. DDL is transactional in
+   PostgreSQL, so an interruption at any point leaves the live tables as they
+   were, and a later rebuild starts over.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from sqlalchemy import delete, func, text, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from app.config import Settings
+from projections import checkpoints
+from projections.base import Message, Projection
+from projections.checkpoints import Slot
+from projections.runner import ProjectionRunner, RunnerOptions, lock_key
+from projections.tables import checkpoints as checkpoint_table
+from projections.tables import projection_status
+
+REBUILD_SCHEMA = "eventline_rebuild"
+RETIRED_SCHEMA = "eventline_retired"
+
+Progress = Callable[[int, int], None]  # (messages applied so far, messages in total)
+
+
+@dataclass
+class TableDiff:
+    table: str
+    live_rows: int
+    rebuilt_rows: int
+    only_live: int
+    only_rebuilt: int
+    changed: int
+
+    @property
+    def differs(self) -> bool:
+        return bool(self.only_live or self.only_rebuilt or self.changed)
+
+
+@dataclass
+class RebuildReport:
+    projection: str
+    events: int
+    seconds: float
+    checkpoints: dict[str, int]
+    tables: list[TableDiff] = field(default_factory=list)
+    swapped: bool = False
+
+    @property
+    def differs(self) -> bool:
+        return any(t.differs for t in self.tables)
+
+    @property
+    def events_per_s(self) -> float:
+        return self.events / self.seconds if self.seconds else 0.0
+
+
+class RebuildRefused(RuntimeError):
+    """`verify` found differences: the live tables were left in place."""
+
+    def __init__(self, report: RebuildReport) -> None:
+        super().__init__(f"{report.projection}: rebuilt tables differ from the live ones; not swapped")
+        self.report = report
+
+
+def rebuild_name(projection: Projection) -> str:
+    return f"{projection.name}@rebuild"
+
+
+async def rebuild(settings: Settings, engine: AsyncEngine, projection: Projection, *, verify: bool = False,
+                  progress: Progress | None = None) -> RebuildReport:
+    started = time.monotonic()
+    await set_status(engine, projection.name, {"state": "replaying", "started_at": time.time()})
+    await prepare_tables(engine, projection)
+    runner = ProjectionRunner(settings, engine, projection, RunnerOptions(
+        checkpoint_name=rebuild_name(projection), schema=REBUILD_SCHEMA, group=False, batch=20_000,
+        failure_mode="halt"))
+    events = await replay(runner, progress)
+    report = await compare_and_swap(settings, engine, projection, verify=verify)
+    report.events, report.seconds = events, time.monotonic() - started
+    await set_status(engine, projection.name, {
+        "state": "swapped" if report.swapped else "refused", "finished_at": time.time(),
+        "events": report.events, "seconds": round(report.seconds, 3), "differs": report.differs,
+    })
+    if not report.swapped:
+        raise RebuildRefused(report)
+    return report
+
+
+async def prepare_tables(engine: AsyncEngine, projection: Projection) -> None:
+    async with engine.begin() as connection:
+        await connection.execute(text(f"CREATE SCHEMA IF NOT EXISTS {REBUILD_SCHEMA}"))
+        for table in projection.tables:
+            await connection.execute(text(f"DROP TABLE IF EXISTS {REBUILD_SCHEMA}.{table.name}"))
+            await connection.execute(text(
+                f"CREATE TABLE {REBUILD_SCHEMA}.{table.name} (LIKE public.{table.name} INCLUDING ALL)"))
+        await connection.execute(delete(checkpoint_table).where(
+            checkpoint_table.c.projection == rebuild_name(projection)))
+
+
+async def replay(runner: ProjectionRunner, progress: Progress | None) -> int:
+    """Apply everything up to the end offsets taken now; the swap catches up the rest."""
+    await runner.start()
+    try:
+        ends = await runner.consumer.end_offsets(list(runner.consumer.assignment()))
+        total = sum(ends.values())
+        applied = 0
+        while any(runner.positions[runner.slot(tp)] < end for tp, end in ends.items()):
+            applied += await runner.step()
+            if runner.halted:
+                raise RuntimeError(f"{runner.projection.name}: an event failed during the rebuild; "
+                                   "see `eventline failures`")
+            if progress:
+                progress(sum(runner.positions.values()), total)
+        return applied
+    finally:
+        await runner.stop()
+
+
+async def compare_and_swap(settings: Settings, engine: AsyncEngine, projection: Projection, *,
+                           verify: bool) -> RebuildReport:
+    async with engine.begin() as connection:
+        await connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock_key(projection.name)})
+        live = await checkpoints.load(connection, projection.name)
+        rebuilt = await checkpoints.load(connection, rebuild_name(projection))
+        target = {slot: max(live.get(slot, 0), rebuilt.get(slot, 0)) for slot in set(live) | set(rebuilt)}
+        if live:  # a live version exists: bring it to the same checkpoints, to compare like with like
+            await catch_up(settings, connection, projection, projection.name, None, live, target)
+        await catch_up(settings, connection, projection, rebuild_name(projection), REBUILD_SCHEMA, rebuilt, target)
+        report = RebuildReport(projection.name, 0, 0.0, {f"{t}[{p}]": o for (t, p), o in sorted(target.items())})
+        if live:
+            report.tables = [await compare(connection, projection, table.name) for table in projection.tables]
+        if verify and report.differs:
+            return report  # leaving the block commits the catch-up only; nothing is swapped
+        await swap(connection, projection)
+        report.swapped = True
+        return report
+
+
+async def catch_up(settings: Settings, connection: AsyncConnection, projection: Projection, name: str,
+                   schema: str | None, start: dict[Slot, int], target: dict[Slot, int]) -> None:
+    """Apply the messages between `start` and `target` to one copy, inside the swap transaction."""
+    todo = {slot: (start.get(slot, 0), end) for slot, end in target.items() if start.get(slot, 0) < end}
+    if not todo:
+        return
+    await checkpoints.ensure(connection, name, todo)
+    messages = await read_range(settings, projection, todo)
+    translated = connection if schema is None else await connection.execution_options(
+        schema_translate_map={None: schema})
+    await checkpoints.advance(translated, name, todo)
+    if messages:
+        await projection.apply(translated, messages)
+
+
+async def read_range(settings: Settings, projection: Projection,
+                     ranges: dict[Slot, tuple[int, int]]) -> list[Message]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, isolation_level="read_committed",
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = {TopicPartition(settings.topic(topic), p): (topic, p) for topic, p in ranges}
+        consumer.assign(list(tps))
+        for tp, slot in tps.items():
+            consumer.seek(tp, ranges[slot][0])
+        messages: list[Message] = []
+        pending = set(tps)
+        while pending:
+            batch = await consumer.getmany(*pending, timeout_ms=500)
+            for tp, records in batch.items():
+                topic, partition = tps[tp]
+                end = ranges[(topic, partition)][1]
+                decode = projection.topics[topic]
+                messages += [Message(topic, partition, r.offset, decode(r.value or b""))
+                             for r in records if r.offset < end]
+            pending = {tp for tp in pending if await consumer.position(tp) < ranges[tps[tp]][1]}
+        return messages
+    finally:
+        await consumer.stop()
+
+
+async def compare(connection: AsyncConnection, projection: Projection, table_name: str) -> TableDiff:
+    table = next(t for t in projection.tables if t.name == table_name)
+    keys = ", ".join(f'"{column}"' for column in projection.key_columns(table))
+    row = (await connection.execute(text(f"""
+        WITH live AS (SELECT ({keys}) AS k, md5(t::text) AS h FROM public.{table_name} t),
+             rebuilt AS (SELECT ({keys}) AS k, md5(t::text) AS h FROM {REBUILD_SCHEMA}.{table_name} t)
+        SELECT (SELECT count(*) FROM live) AS live_rows,
+               (SELECT count(*) FROM rebuilt) AS rebuilt_rows,
+               count(*) FILTER (WHERE rebuilt.k IS NULL) AS only_live,
+               count(*) FILTER (WHERE live.k IS NULL) AS only_rebuilt,
+               count(*) FILTER (WHERE live.h <> rebuilt.h) AS changed
+        FROM live FULL JOIN rebuilt ON live.k = rebuilt.k
+    """))).one()
+    return TableDiff(table_name, row.live_rows, row.rebuilt_rows, row.only_live, row.only_rebuilt, row.changed)
+
+
+async def swap(connection: AsyncConnection, projection: Projection) -> None:
+    await connection.execute(text(f"CREATE SCHEMA IF NOT EXISTS {RETIRED_SCHEMA}"))
+    for table in projection.tables:
+        await connection.execute(text(f"DROP TABLE IF EXISTS {RETIRED_SCHEMA}.{table.name}"))
+        await connection.execute(text(f"ALTER TABLE public.{table.name} SET SCHEMA {RETIRED_SCHEMA}"))
+        await connection.execute(text(f"ALTER TABLE {REBUILD_SCHEMA}.{table.name} SET SCHEMA public"))
+    await connection.execute(delete(checkpoint_table).where(checkpoint_table.c.projection == projection.name))
+    await connection.execute(update(checkpoint_table)
+                             .where(checkpoint_table.c.projection == rebuild_name(projection))
+                             .values(projection=projection.name, updated_at=func.now()))
+
+
+async def set_status(engine: AsyncEngine, name: str, rebuild_state: dict[str, Any]) -> None:
+    async with engine.begin() as connection:
+        statement = insert(projection_status).values(projection=name, rebuild=rebuild_state)
+        await connection.execute(statement.on_conflict_do_update(
+            index_elements=[projection_status.c.projection],
+            set_={"rebuild": statement.excluded.rebuild, "updated_at": func.now()}))
+
+
+def summary(report: RebuildReport) -> str:
+    lines = [f"{report.projection}: {report.events} events in {report.seconds:.1f}s "
+             f"({report.events_per_s:,.0f}/s), {'swapped' if report.swapped else 'NOT swapped'}"]
+    for t in report.tables:
+        verdict = "identical" if not t.differs else (
+            f"{t.only_live} only live, {t.only_rebuilt} only rebuilt, {t.changed} changed")
+        lines.append(f"  {t.table}: {t.live_rows} live rows, {t.rebuilt_rows} rebuilt rows: {verdict}")
+    return "\n".join(lines)
