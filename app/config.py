@@ -57,6 +57,11 @@ class Settings(BaseSettings):
         default=5.0, gt=0, description="How long a query with X-Consistent-With waits for its projection.",
     )
 
+    # Messaging: what a message costs, in the sender's account currency (minor units).
+    message_base_fee: int = Field(default=5, ge=0, le=10**9)
+    message_fee_per_recipient: int = Field(default=2, ge=0, le=10**9)
+    notification_heartbeat_s: float = Field(default=15.0, gt=0, description="SSE heartbeat when idle.")
+
     # HTTP API.
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
@@ -79,6 +84,10 @@ class Settings(BaseSettings):
     @property
     def processor_group(self) -> str:
         return f"{self.namespace}.processor"
+
+    @property
+    def saga_group(self) -> str:
+        return f"{self.namespace}.saga.payment"
 
 
 @lru_cache

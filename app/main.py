@@ -18,7 +18,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from fastapi import FastAPI
 
-from app.api import admin, commands, health, queries
+from app.api import admin, commands, health, messaging, notifications, queries
 from app.api.consistency import ConsistencyWaiter
 from app.api.errors import install_error_handlers
 from app.config import Settings, get_settings
@@ -72,6 +72,8 @@ def create_app(settings: Settings | None = None, workers: dict[str, Worker] | No
     app.include_router(health.router)
     app.include_router(commands.router)
     app.include_router(queries.router)
+    app.include_router(messaging.router)
+    app.include_router(notifications.router)
     app.include_router(admin.router)
     return app
 

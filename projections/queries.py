@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Row, and_, func, select, tuple_
@@ -12,9 +13,13 @@ from projections.tables import (
     accounts,
     checkpoints,
     command_status,
+    conversations,
     event_log,
     failures,
+    inbox,
     ledger,
+    messages,
+    messaging_accounts,
     projection_status,
 )
 
@@ -90,3 +95,52 @@ async def projection_overview(connection: AsyncConnection) -> dict[str, dict[str
         entry = overview.setdefault(row.projection, {"checkpoints": [], "failures": 0})
         entry.update(state=row.state, halted_reason=row.halted_reason, rebuild=row.rebuild)
     return overview
+
+
+# ---------------------------------------------------------------- messaging
+
+
+async def messaging_account(connection: AsyncConnection, account_id: str) -> Row[Any] | None:
+    return (await connection.execute(
+        select(messaging_accounts).where(messaging_accounts.c.account_id == account_id))).first()
+
+
+async def known_accounts(connection: AsyncConnection, account_ids: Sequence[str]) -> set[str]:
+    result = await connection.execute(
+        select(messaging_accounts.c.account_id).where(messaging_accounts.c.account_id.in_(account_ids)))
+    return {row.account_id for row in result}
+
+
+async def conversation(connection: AsyncConnection, conversation_id: str) -> Row[Any] | None:
+    return (await connection.execute(
+        select(conversations).where(conversations.c.conversation_id == conversation_id))).first()
+
+
+async def message(connection: AsyncConnection, message_id: str) -> Row[Any] | None:
+    return (await connection.execute(select(messages).where(messages.c.message_id == message_id))).first()
+
+
+async def conversation_messages(connection: AsyncConnection, conversation_id: str, limit: int,
+                                after: tuple[datetime, str] | None) -> Sequence[Row[Any]]:
+    """Delivered messages in delivery order, keyset-paginated."""
+    query = select(messages).where(messages.c.conversation_id == conversation_id,
+                                   messages.c.status == "delivered")
+    if after is not None:
+        query = query.where(tuple_(messages.c.delivered_at, messages.c.message_id) > tuple_(*after))
+    query = query.order_by(messages.c.delivered_at, messages.c.message_id).limit(limit + 1)
+    return (await connection.execute(query)).all()
+
+
+async def inbox_page(connection: AsyncConnection, account_id: str, unread_only: bool, limit: int,
+                     before: tuple[datetime, str] | None) -> Sequence[Any]:
+    """Messages delivered to an account, newest first, with their read state."""
+    query = (select(inbox.c.message_id, inbox.c.conversation_id, inbox.c.sender, inbox.c.delivered_at,
+                    inbox.c.read_at, messages.c.body, messages.c.price, messages.c.currency)
+             .join(messages, messages.c.message_id == inbox.c.message_id)
+             .where(inbox.c.account_id == account_id))
+    if unread_only:
+        query = query.where(inbox.c.read_at.is_(None))
+    if before is not None:
+        query = query.where(tuple_(inbox.c.delivered_at, inbox.c.message_id) < tuple_(*before))
+    query = query.order_by(inbox.c.delivered_at.desc(), inbox.c.message_id.desc()).limit(limit + 1)
+    return (await connection.execute(query)).all()

@@ -20,7 +20,7 @@ from sqlalchemy import (
     Text,
     func,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 
 metadata = MetaData()
 
@@ -126,4 +126,51 @@ command_status = Table(
     Column("problem", JSONB),
     Column("accepted_at", DateTime(timezone=True)),
     Column("decided_at", DateTime(timezone=True)),
+)
+
+# ---------------------------------------------------------------- messaging read models
+
+# The Messaging service's own copy of what it needs to know about accounts
+# (event-carried state transfer): it never asks Payments.
+messaging_accounts = Table(
+    "messaging_accounts", metadata,
+    Column("account_id", UUID(as_uuid=False), primary_key=True),
+    Column("currency", Text, nullable=False),
+)
+
+conversations = Table(
+    "conversations", metadata,
+    Column("conversation_id", UUID(as_uuid=False), primary_key=True),
+    Column("title", Text),
+    Column("participants", ARRAY(Text), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+)
+
+messages = Table(
+    "messages", metadata,
+    Column("message_id", UUID(as_uuid=False), primary_key=True),
+    Column("conversation_id", UUID(as_uuid=False), nullable=False),
+    Column("sender", UUID(as_uuid=False), nullable=False),
+    Column("recipients", ARRAY(Text), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("price", BigInteger, nullable=False),
+    Column("currency", Text, nullable=False),
+    Column("status", Text, nullable=False),  # pending_payment | delivered | rejected
+    Column("reason", Text),
+    Column("version", Integer, nullable=False),
+    Column("submitted_at", DateTime(timezone=True), nullable=False),
+    Column("delivered_at", DateTime(timezone=True)),
+    Index("messages_conversation_delivered", "conversation_id", "delivered_at", "message_id"),
+)
+
+inbox = Table(
+    "inbox", metadata,
+    Column("account_id", UUID(as_uuid=False), nullable=False),
+    Column("message_id", UUID(as_uuid=False), nullable=False),
+    Column("conversation_id", UUID(as_uuid=False), nullable=False),
+    Column("sender", UUID(as_uuid=False), nullable=False),
+    Column("delivered_at", DateTime(timezone=True), nullable=False),
+    Column("read_at", DateTime(timezone=True)),
+    PrimaryKeyConstraint("account_id", "message_id"),
+    Index("inbox_account_delivered", "account_id", "delivered_at", "message_id"),
 )

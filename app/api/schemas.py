@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.domain.messaging import AccountId, Participants, Title
+from app.domain.messaging import Body as MessageBody
 from app.domain.money import Amount, Currency, Owner, Reference
 
 
@@ -131,3 +133,83 @@ class FailureView(BaseModel):
     error: str
     attempts: int
     created_at: datetime
+
+
+# ---------------------------------------------------------------- messaging
+
+
+class StartConversationRequest(Body):
+    participants: Participants = Field(description="2 to 50 distinct account ids.")
+    title: Title | None = None
+
+
+class ConversationStartedResponse(BaseModel):
+    conversation_id: str
+    command_id: str
+    version: int
+    position: str
+
+
+class SubmitMessageRequest(Body):
+    sender: AccountId = Field(description="The paying participant's account id.")
+    body: MessageBody = Field(examples=["Hello!"])
+
+
+class MessageAcceptedResponse(BaseModel):
+    """The message is stored and priced; it is delivered once its sender has been charged."""
+
+    message_id: str
+    command_id: str
+    status: Literal["pending_payment"] = "pending_payment"
+    price: int
+    currency: str
+    position: str
+
+
+class MarkReadRequest(Body):
+    reader: AccountId
+
+
+class MessageView(BaseModel):
+    message_id: str
+    conversation_id: str
+    sender: str
+    recipients: list[str]
+    body: str
+    price: int
+    currency: str
+    status: Literal["pending_payment", "delivered", "rejected"]
+    reason: str | None = None
+    submitted_at: datetime
+    delivered_at: datetime | None = None
+
+
+class MessagePage(BaseModel):
+    items: list[MessageView]
+    next_cursor: str | None
+
+
+class InboxItem(BaseModel):
+    message_id: str
+    conversation_id: str
+    sender: str
+    body: str
+    price: int
+    currency: str
+    delivered_at: datetime
+    read: bool
+    read_at: datetime | None = None
+
+
+class InboxPage(BaseModel):
+    items: list[InboxItem]
+    next_cursor: str | None
+
+
+class Pricing(BaseModel):
+    """What a message costs: base_fee + fee_per_recipient × recipients, in the sender's currency."""
+
+    base_fee: int
+    fee_per_recipient: int
+    currency: Literal["sender's account currency"] = "sender's account currency"
+    unit: Literal["minor units"] = "minor units"

@@ -8,6 +8,7 @@ from app.cli.app import cli, configure_logging, run_until_signalled
 from app.config import get_settings
 from app.eventstore.processor import run_processor
 from app.main import Worker, check_topics, create_app
+from app.sagas.payment import run_saga
 from projections.projector import run_projector
 
 
@@ -21,8 +22,8 @@ def _serve(workers: dict[str, Worker]) -> None:
 
 @cli.command()
 def run() -> None:
-    """Run everything in one process: the API, the command processor and the projector."""
-    _serve({"processor": run_processor, "projector": run_projector})
+    """Run everything in one process: the API, the command processor, the projector and the saga."""
+    _serve({"processor": run_processor, "projector": run_projector, "saga": run_saga})
 
 
 @cli.command()
@@ -53,5 +54,18 @@ def projector() -> None:
     async def main() -> None:
         await check_topics(settings)
         await run_projector(settings)
+
+    run_until_signalled(main())
+
+
+@cli.command()
+def saga() -> None:
+    """Run the payment saga: charge for submitted messages, then deliver or reject them."""
+    configure_logging()
+    settings = get_settings()
+
+    async def main() -> None:
+        await check_topics(settings)
+        await run_saga(settings)
 
     run_until_signalled(main())

@@ -159,6 +159,8 @@ class Account:
     charges: Mapping[str, int] = field(default_factory=_no_charges)
     # References are remembered after a refund so they can never be reused.
     refunded: frozenset[str] = frozenset()
+    # A declined reference is decided too: charging it again is a replay, not a new charge.
+    declined: frozenset[str] = frozenset()
 
 
 # --- decide -------------------------------------------------------------------
@@ -217,9 +219,10 @@ def _withdraw(state: Account, command: Withdraw) -> list[AccountEvent]:
 
 
 def _charge(state: Account, command: Charge) -> list[AccountEvent]:
-    # Duplicate check first: a retried charge must never be declined-then-taken.
-    # A declined charge is not remembered, so the saga may retry it after a top-up.
-    if command.reference in state.charges or command.reference in state.refunded:
+    # A reference is decided once, charged or declined: a replayed charge (a saga
+    # reading its events again) must neither take the money twice nor decline twice.
+    if command.reference in state.charges or command.reference in state.refunded \
+            or command.reference in state.declined:
         raise DuplicateCharge(reference=command.reference)
     if command.amount > state.balance:
         return [_declined(state, command)]
@@ -266,7 +269,8 @@ def evolve(state: Account | None, event: AccountEvent) -> Account:
         case AccountCharged():
             return _with_charge(_opened(state, event), event)
         case ChargeDeclined():
-            return _opened(state, event)
+            account = _opened(state, event)
+            return replace(account, declined=account.declined | {event.reference})
         case ChargeRefunded():
             return _with_refund(_opened(state, event), event)
         case _:
@@ -310,6 +314,7 @@ class _AccountSnapshot(BaseModel):
     balance: int
     charges: dict[str, int]
     refunded: list[str]
+    declined: list[str] = []
 
 
 def snapshot(state: Account) -> dict[str, object]:
@@ -321,6 +326,7 @@ def snapshot(state: Account) -> dict[str, object]:
         "balance": state.balance,
         "charges": dict(state.charges),
         "refunded": sorted(state.refunded),
+        "declined": sorted(state.declined),
     }
 
 
@@ -332,4 +338,5 @@ def restore(data: Mapping[str, object]) -> Account:
         balance=parsed.balance,
         charges=MappingProxyType(dict(parsed.charges)),
         refunded=frozenset(parsed.refunded),
+        declined=frozenset(parsed.declined),
     )

@@ -130,3 +130,46 @@ class ChargeAlreadyRefunded(DomainError):
 
     def extras(self) -> dict[str, object]:
         return {"reference": self.reference}
+
+
+class MessageNotFound(AggregateNotFound):
+    def __init__(self, *, aggregate_id: str | None = None) -> None:
+        super().__init__(aggregate_type="Message", aggregate_id=aggregate_id)
+
+
+class MessageNotPending(DomainError):
+    """Delivering or rejecting a message whose payment outcome is already settled the other way."""
+
+    code: ClassVar[str] = "message-not-pending"
+    title: ClassVar[str] = "Message not pending payment"
+
+    def __init__(self, *, status: str) -> None:
+        super().__init__(f"message is {status}, not pending payment")
+        self.status = status
+
+    def extras(self) -> dict[str, object]:
+        return {"status": self.status}
+
+
+class MessageNotDelivered(DomainError):
+    code: ClassVar[str] = "message-not-delivered"
+    title: ClassVar[str] = "Message not delivered"
+
+    def __init__(self, *, status: str) -> None:
+        super().__init__(f"message is {status}, not delivered")
+        self.status = status
+
+    def extras(self) -> dict[str, object]:
+        return {"status": self.status}
+
+
+class NotARecipient(DomainError):
+    code: ClassVar[str] = "not-a-recipient"
+    title: ClassVar[str] = "Not a recipient"
+
+    def __init__(self, *, reader: str) -> None:
+        super().__init__(f"{reader} is not a recipient of this message")
+        self.reader = reader
+
+    def extras(self) -> dict[str, object]:
+        return {"reader": self.reader}

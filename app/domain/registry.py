@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from app.domain import accounts
+from app.domain import accounts, messaging
 from app.domain.base import Command, Event
 
 
@@ -36,4 +36,24 @@ ACCOUNT = AggregateKind(
     restore=accounts.restore,
 )
 
-AGGREGATES: Mapping[str, AggregateKind] = {kind.name: kind for kind in (ACCOUNT,)}
+CONVERSATION = AggregateKind(
+    name=messaging.CONVERSATION_TYPE,
+    commands=messaging.CONVERSATION_COMMAND_TYPES,
+    events=messaging.CONVERSATION_EVENT_TYPES,
+    decide=messaging.decide_conversation,
+    evolve=messaging.evolve_conversation,
+    snapshot=messaging.snapshot_conversation,
+    restore=messaging.restore_conversation,
+)
+
+MESSAGE = AggregateKind(
+    name=messaging.MESSAGE_TYPE,
+    commands=messaging.MESSAGE_COMMAND_TYPES,
+    events=messaging.MESSAGE_EVENT_TYPES,
+    decide=messaging.decide_message,
+    evolve=messaging.evolve_message,
+    snapshot=messaging.snapshot_message,
+    restore=messaging.restore_message,
+)
+
+AGGREGATES: Mapping[str, AggregateKind] = {kind.name: kind for kind in (ACCOUNT, CONVERSATION, MESSAGE)}

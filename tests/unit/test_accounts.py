@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
 
@@ -156,19 +157,18 @@ def test_charge_beyond_balance_is_declined_as_an_event() -> None:
             balance=5,
         )
     ]
-    assert evolve(with_balance(5), events[0]) == with_balance(5)
+    assert evolve(with_balance(5), events[0]) == replace(with_balance(5), declined=frozenset({"order-1"}))
 
 
-def test_a_declined_charge_may_be_retried_after_a_top_up() -> None:
+def test_a_declined_reference_is_not_charged_again_even_after_a_top_up() -> None:
     state = given(
         OPENED,
         ChargeDeclined(amount=10, reference="order-1", reason="insufficient funds", balance=0),
         FundsDeposited(amount=10, balance_after=10),
     )
 
-    events = decide(state, Charge(amount=10, reference="order-1"))
-
-    assert events == [AccountCharged(amount=10, reference="order-1", balance_after=0)]
+    with pytest.raises(DuplicateCharge):
+        decide(state, Charge(amount=10, reference="order-1"))
 
 
 def test_a_charge_reference_is_charged_once() -> None:
@@ -472,6 +472,7 @@ def test_snapshot_round_trip_is_exact() -> None:
         "balance": 80,
         "charges": {"o-2": 20},
         "refunded": ["o-1"],
+        "declined": [],
     }
     assert restore(data) == state
     assert isinstance(restore(data).charges, MappingProxyType)

@@ -1,0 +1,181 @@
+"""The Messaging service over HTTP: conversations, paid messages, inboxes, pricing.
+
+It knows accounts only through its own read model (`messaging_accounts`, built
+from Payments' events): whether a participant exists and in which currency a
+sender pays. It never calls Payments; the payment saga connects the two.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+
+from app.api.errors import Problem
+from app.api.queries import ConsistentWith, Cursor, Limit, ReadDep, WaiterDep, decode_cursor, encode_cursor
+from app.api.schemas import (
+    CommandAccepted,
+    ConversationStartedResponse,
+    InboxItem,
+    InboxPage,
+    MarkReadRequest,
+    MessageAcceptedResponse,
+    MessagePage,
+    MessageView,
+    Pricing,
+    StartConversationRequest,
+    SubmitMessageRequest,
+)
+from app.api.submission import (
+    COMMAND_RESPONSES,
+    BusDep,
+    CorrelationId,
+    IdempotencyKey,
+    envelope,
+    new_id,
+    pending,
+    submit,
+)
+from app.api.submission import decide as decide_command
+from app.config import Settings
+from app.domain import messaging
+from app.eventstore import position
+from projections import queries
+
+router = APIRouter(tags=["messaging"])
+
+
+def tariff(settings: Settings) -> messaging.Tariff:
+    return messaging.Tariff(base_fee=settings.message_base_fee,
+                            fee_per_recipient=settings.message_fee_per_recipient)
+
+
+@router.get("/pricing", response_model=Pricing)
+async def pricing(request: Request) -> Pricing:
+    """The tariff: what a message costs its sender."""
+    current = tariff(request.app.state.settings)
+    return Pricing(base_fee=current.base_fee, fee_per_recipient=current.fee_per_recipient)
+
+
+@router.post("/conversations", status_code=201, response_model=ConversationStartedResponse,
+             responses=COMMAND_RESPONSES)
+async def start_conversation(body: StartConversationRequest, bus: BusDep, db: ReadDep, wait: WaiterDep,
+                             idempotency_key: IdempotencyKey = None, correlation_id: CorrelationId = None,
+                             consistent_with: ConsistentWith = None) -> JSONResponse:
+    """Start a conversation between 2 to 50 existing accounts."""
+    await wait.wait("messaging_accounts", consistent_with)
+    unknown = sorted(set(body.participants) - await queries.known_accounts(db, body.participants))
+    if unknown:
+        raise Problem(422, "unknown-participants", "Unknown participants",
+                      detail=f"no such accounts: {', '.join(unknown)}", unknown=unknown)
+    conversation_id = new_id("conversation", idempotency_key)
+    command = envelope(messaging.StartConversation(participants=body.participants, title=body.title),
+                       messaging.CONVERSATION_TYPE, conversation_id, idempotency_key=idempotency_key,
+                       correlation_id=correlation_id)
+    result = await decide_command(bus, command, None)
+    if result is None:
+        return pending(command)
+    started = ConversationStartedResponse(conversation_id=conversation_id, command_id=result.command_id,
+                                          version=result.version, position=position.encode(result.position))
+    return JSONResponse(started.model_dump(), status_code=201,
+                        headers={"Location": f"/conversations/{conversation_id}"})
+
+
+@router.post("/conversations/{conversation_id}/messages", status_code=202,
+             response_model=MessageAcceptedResponse, responses={
+                 **COMMAND_RESPONSES, 403: {"description": "The sender is not a participant"}})
+async def submit_message(conversation_id: uuid.UUID, body: SubmitMessageRequest, request: Request, bus: BusDep,
+                         db: ReadDep, wait: WaiterDep, idempotency_key: IdempotencyKey = None,
+                         correlation_id: CorrelationId = None, consistent_with: ConsistentWith = None
+                         ) -> JSONResponse:
+    """Post a message; it is priced now and delivered once the sender has paid for it."""
+    await wait.wait("conversations", consistent_with)
+    conversation = await queries.conversation(db, str(conversation_id))
+    if conversation is None:
+        raise Problem(404, "not-found", "Not found", detail=f"conversation {conversation_id} does not exist")
+    if body.sender not in conversation.participants:
+        raise Problem(403, "not-a-participant", "Not a participant",
+                      detail="only the conversation's participants may post to it")
+    account = await queries.messaging_account(db, body.sender)
+    if account is None:
+        raise Problem(422, "unknown-participants", "Unknown sender", detail=f"no account {body.sender}")
+    recipients = [p for p in conversation.participants if p != body.sender]
+    current = tariff(request.app.state.settings)
+    message_id = new_id("message", idempotency_key)
+    command = envelope(messaging.SubmitMessage(
+        conversation_id=str(conversation_id), sender=body.sender, recipients=recipients, body=body.body,
+        currency=account.currency, tariff=current,
+    ), messaging.MESSAGE_TYPE, message_id, idempotency_key=idempotency_key, correlation_id=correlation_id)
+    result = await decide_command(bus, command, None)
+    accepted = MessageAcceptedResponse(
+        message_id=message_id, command_id=command.command_id, price=current.price(len(recipients)),
+        currency=account.currency, position=position.encode(result.position) if result else "")
+    return JSONResponse(accepted.model_dump(), status_code=202, headers={"Location": f"/messages/{message_id}"})
+
+
+@router.post("/messages/{message_id}/read", response_model=CommandAccepted, responses=COMMAND_RESPONSES)
+async def mark_read(message_id: uuid.UUID, body: MarkReadRequest, bus: BusDep,
+                    idempotency_key: IdempotencyKey = None, correlation_id: CorrelationId = None) -> JSONResponse:
+    """Mark a delivered message as read by one of its recipients."""
+    command = envelope(messaging.MarkRead(reader=body.reader), messaging.MESSAGE_TYPE, str(message_id),
+                       idempotency_key=idempotency_key, correlation_id=correlation_id)
+    return await submit(bus, command, None)
+
+
+@router.get("/messages/{message_id}", response_model=MessageView, responses={404: {"description": "Not found"}})
+async def get_message(message_id: uuid.UUID, db: ReadDep, wait: WaiterDep,
+                      consistent_with: ConsistentWith = None) -> Any:
+    """A message and its payment status: pending_payment, delivered or rejected (with the reason)."""
+    await wait.wait("messages", consistent_with)
+    row = await queries.message(db, str(message_id))
+    if row is None:
+        raise Problem(404, "not-found", "Not found", detail=f"message {message_id} does not exist")
+    return MessageView.model_validate(row._mapping)
+
+
+@router.get("/conversations/{conversation_id}/messages", response_model=MessagePage,
+            responses={404: {"description": "Not found"}})
+async def conversation_messages(conversation_id: uuid.UUID, db: ReadDep, wait: WaiterDep, limit: Limit = 50,
+                                cursor: Cursor = None, consistent_with: ConsistentWith = None) -> Any:
+    """The conversation's delivered messages, in delivery order."""
+    await wait.wait("messages", consistent_with)
+    if await queries.conversation(db, str(conversation_id)) is None:
+        raise Problem(404, "not-found", "Not found", detail=f"conversation {conversation_id} does not exist")
+    rows = await queries.conversation_messages(db, str(conversation_id), limit, time_cursor(cursor))
+    items = [MessageView.model_validate(row._mapping) for row in rows[:limit]]
+    last = rows[limit - 1] if len(rows) > limit else None
+    return MessagePage(items=items, next_cursor=time_token(last.delivered_at, last.message_id) if last else None)
+
+
+@router.get("/accounts/{account_id}/inbox", response_model=InboxPage)
+async def account_inbox(account_id: uuid.UUID, db: ReadDep, wait: WaiterDep,
+                        unread_only: Annotated[bool, Query()] = False, limit: Limit = 50, cursor: Cursor = None,
+                        consistent_with: ConsistentWith = None) -> Any:
+    """Messages delivered to this account by others, newest first, with their read flag."""
+    await wait.wait("messages", consistent_with)
+    rows = await queries.inbox_page(db, str(account_id), unread_only, limit, time_cursor(cursor))
+    items = [InboxItem(**row._mapping, read=row.read_at is not None) for row in rows[:limit]]
+    last = rows[limit - 1] if len(rows) > limit else None
+    return InboxPage(items=items, next_cursor=time_token(last.delivered_at, last.message_id) if last else None)
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def time_token(at: datetime, message_id: str) -> str:
+    micros = (at - EPOCH) // timedelta(microseconds=1)
+    return encode_cursor(micros, uuid.UUID(message_id).int >> 64, uuid.UUID(message_id).int & (2**64 - 1))
+
+
+def time_cursor(cursor: str | None) -> tuple[datetime, str] | None:
+    if cursor is None:
+        return None
+    values = decode_cursor(cursor)
+    if len(values) != 3:
+        raise Problem(400, "invalid-cursor", "Invalid cursor", detail="pass back a next_cursor unchanged")
+    micros, high, low = values
+    at = EPOCH + timedelta(microseconds=micros)
+    return at, str(uuid.UUID(int=(high << 64) | low))

@@ -1,0 +1,116 @@
+"""How an HTTP request becomes a command and its result becomes a response.
+
+Shared by every write endpoint: command and aggregate ids (derived from an
+Idempotency-Key when there is one), the request fingerprint, If-Match, the
+wait for the result, and the mapping of a refusal to problem+json.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from typing import Annotated, Any
+
+import orjson
+from fastapi import Depends, Header, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from app.api.errors import Problem, problem_for_rejection
+from app.api.schemas import CommandAccepted, CommandPending
+from app.eventstore import position
+from app.eventstore.command_bus import CommandBus, CommandNotAccepted
+from app.eventstore.envelope import CommandEnvelope, CommandResult, utc_now
+
+# Namespace of ids derived from an Idempotency-Key: the same key always names the same command.
+IDEMPOTENCY_NAMESPACE = uuid.UUID("1d7c5cb6-3a0e-4d55-9a4f-6ad8c4b9e0f1")
+
+COMMAND_RESPONSES: dict[int | str, dict[str, Any]] = {
+    202: {"model": CommandPending, "description": "Stored, not decided yet: see Location"},
+    404: {"description": "Not found"},
+    412: {"description": "If-Match does not match the aggregate's version"},
+    422: {"description": "Invalid request, or refused by a business rule"},
+    503: {"description": "Kafka did not accept the command in time"},
+}
+
+
+def get_bus(request: Request) -> CommandBus:
+    bus: CommandBus = request.app.state.command_bus
+    return bus
+
+
+BusDep = Annotated[CommandBus, Depends(get_bus)]
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)]
+IfMatch = Annotated[str | None, Header(alias="If-Match", description='The expected version, e.g. "3".')]
+Prefer = Annotated[str | None, Header(description="`respond-async` to get 202 without waiting.")]
+CorrelationId = Annotated[str | None, Header(alias="X-Correlation-ID", max_length=100)]
+
+
+def new_id(kind: str, idempotency_key: str | None) -> str:
+    """A fresh id, or the one an Idempotency-Key always names."""
+    if idempotency_key is None:
+        return str(uuid.uuid4())
+    return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{kind}:{idempotency_key}"))
+
+
+def envelope(command: BaseModel, aggregate_type: str, aggregate_id: str, *, idempotency_key: str | None = None,
+             if_match: str | None = None, correlation_id: str | None = None) -> CommandEnvelope:
+    data = command.model_dump(mode="json", exclude={"type"})
+    kind: str = command.type  # type: ignore[attr-defined]
+    command_id = new_id("command", idempotency_key)
+    return CommandEnvelope(
+        command_id=command_id, type=kind, aggregate_type=aggregate_type, aggregate_id=aggregate_id,
+        data=data, issued_at=utc_now(), correlation_id=correlation_id or command_id, causation_id=command_id,
+        expected_version=expected_version(if_match), fingerprint=fingerprint(kind, aggregate_id, data),
+    )
+
+
+async def decide(bus: CommandBus, command: CommandEnvelope, prefer: str | None) -> CommandResult | None:
+    """Send the command; its result, None when it is not back in time (or not awaited), or a problem."""
+    wait = not (prefer and "respond-async" in prefer.lower())
+    try:
+        result = await bus.send(command, wait=wait)
+    except CommandNotAccepted as error:
+        raise Problem(
+            503, "kafka-unavailable", "The event store is unavailable",
+            detail=f"the command was not acknowledged ({error}); it may or may not have been stored, "
+            "so retry with the same Idempotency-Key",
+            headers={"Retry-After": "1"}, command_id=command.command_id,
+        ) from error
+    if result is not None and result.outcome == "rejected":
+        raise problem_for_rejection(result.error or {}, command_id=result.command_id)
+    return result
+
+
+async def submit(bus: CommandBus, command: CommandEnvelope, prefer: str | None,
+                 created: str | None = None) -> JSONResponse:
+    """The standard answer: 200/201 with the new version and position, or 202 with a Location."""
+    result = await decide(bus, command, prefer)
+    if result is None:
+        return pending(command)
+    accepted = CommandAccepted(command_id=result.command_id, aggregate_id=result.aggregate_id,
+                               version=result.version, position=position.encode(result.position))
+    headers = {"ETag": f'"{result.version}"'}
+    if created:
+        headers["Location"] = created
+    return JSONResponse(accepted.model_dump(), status_code=201 if created else 200, headers=headers)
+
+
+def pending(command: CommandEnvelope) -> JSONResponse:
+    body = CommandPending(command_id=command.command_id, aggregate_id=command.aggregate_id)
+    return JSONResponse(body.model_dump(), status_code=202, headers={"Location": f"/commands/{command.command_id}"})
+
+
+def fingerprint(kind: str, aggregate_id: str, data: dict[str, Any]) -> str:
+    canonical = orjson.dumps([kind, aggregate_id, data], option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canonical).hexdigest()[:32]
+
+
+def expected_version(if_match: str | None) -> int | None:
+    if if_match is None:
+        return None
+    tag = if_match.strip().removeprefix("W/").strip('"')
+    if not tag.isascii() or not tag.isdigit() or len(tag) > 9:
+        raise Problem(400, "invalid-if-match", "Invalid If-Match",
+                      detail='If-Match must be an aggregate version such as "3"')
+    return int(tag)

@@ -1,0 +1,1 @@
+"""Process managers: long-running reactions to events that issue commands."""

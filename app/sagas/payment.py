@@ -1,0 +1,133 @@
+"""The payment saga: a message is delivered only after its sender was charged for it.
+
+    MessageSubmitted  → Charge the sender's account (reference = message id)
+    AccountCharged    → DeliverMessage
+    ChargeDeclined    → RejectMessage, with the decline's reason
+
+Payments and Messaging know each other only through these events. The saga is
+its own consumer group on `<ns>.events`; it commits its offsets only once
+Kafka has acknowledged the commands an event caused. Every command's id is
+derived from the id of the event that caused it, so an event read twice (a
+crash before the commit, a group reset to offset 0) produces the same command
+ids, which the processor answers from memory; past that memory the domain
+refuses a second charge of the same reference and a second delivery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from app.config import Settings
+from app.domain import accounts, messaging
+from app.eventstore.envelope import CommandEnvelope, EventEnvelope, utc_now
+from app.eventstore.partitioner import partition_for
+
+log = logging.getLogger(__name__)
+
+# Namespace of the saga's command ids: uuid5(this, "<step>:<causing event id>").
+SAGA_NAMESPACE = uuid.UUID("5f0d9a62-2b8e-4c2f-9d3e-7a1b8c6e4f20")
+REFERENCE_PREFIX = "message:"
+
+
+def reference_for(message_id: str) -> str:
+    return f"{REFERENCE_PREFIX}{message_id}"
+
+
+def message_of(reference: str | None) -> str | None:
+    """The message a charge reference pays for, or None when the charge is not the saga's."""
+    if reference and reference.startswith(REFERENCE_PREFIX):
+        return reference[len(REFERENCE_PREFIX):]
+    return None
+
+
+def react(event: EventEnvelope) -> list[CommandEnvelope]:
+    """What the saga does about one event: pure, so replaying an event repeats the same commands."""
+    match event.type:
+        case "MessageSubmitted" if event.data["price"] == 0:
+            return [command(event, "deliver", messaging.MESSAGE_TYPE, event.aggregate_id, "DeliverMessage", {})]
+        case "MessageSubmitted":
+            return [command(event, "charge", accounts.AGGREGATE_TYPE, event.data["sender"], "Charge",
+                            {"amount": event.data["price"], "reference": reference_for(event.aggregate_id)})]
+        case "AccountCharged" if (message_id := message_of(event.data.get("reference"))):
+            return [command(event, "deliver", messaging.MESSAGE_TYPE, message_id, "DeliverMessage", {})]
+        case "ChargeDeclined" if (message_id := message_of(event.data.get("reference"))):
+            return [command(event, "reject", messaging.MESSAGE_TYPE, message_id, "RejectMessage",
+                            {"reason": event.data["reason"]})]
+        case _:
+            return []
+
+
+def command(cause: EventEnvelope, step: str, aggregate_type: str, aggregate_id: str, kind: str,
+            data: dict[str, object]) -> CommandEnvelope:
+    command_id = str(uuid.uuid5(SAGA_NAMESPACE, f"{step}:{cause.event_id}"))
+    return CommandEnvelope(
+        command_id=command_id, type=kind, aggregate_type=aggregate_type, aggregate_id=aggregate_id,
+        data=data, issued_at=utc_now(), correlation_id=cause.correlation_id, causation_id=cause.event_id,
+        fingerprint=command_id,
+    )
+
+
+class PaymentSaga:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.consumer = AIOKafkaConsumer(
+            settings.topic("events"), bootstrap_servers=settings.kafka_bootstrap,
+            group_id=settings.saga_group, isolation_level="read_committed", enable_auto_commit=False,
+            auto_offset_reset="earliest", fetch_max_wait_ms=100,
+        )
+        self.producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
+                                         enable_idempotence=True, linger_ms=2)
+
+    async def run(self) -> None:
+        await self.producer.start()
+        await self.consumer.start()
+        try:
+            while True:
+                await self.step()
+        finally:
+            await self.consumer.stop()
+            await self.producer.stop()
+
+    async def step(self) -> int:
+        """One batch: send the commands its events cause, await their acks, then commit."""
+        try:
+            batch = await self.consumer.getmany(timeout_ms=500, max_records=2000)
+            commands = [c for records in batch.values() for r in records
+                        for c in react(EventEnvelope.decode(r.value or b""))]
+            await self.send(commands)
+            if batch:
+                await self.consumer.commit()
+            return len(commands)
+        except KafkaError as error:
+            # Nothing was committed: the batch is read again and its commands re-sent with the same ids.
+            log.warning("payment saga: %r; retrying from the last commit", error)
+            await asyncio.sleep(1)
+            await self.rewind()
+            return 0
+
+    async def send(self, commands: list[CommandEnvelope]) -> None:
+        sent = [
+            await self.producer.send(
+                self.settings.topic("commands"), c.encode(), key=c.aggregate_id.encode(),
+                partition=partition_for(c.aggregate_id, self.settings.partitions))
+            for c in commands
+        ]
+        await asyncio.gather(*sent)
+
+    async def rewind(self) -> None:
+        for tp in self.consumer.assignment():
+            committed = await self.consumer.committed(tp)
+            if committed is None:
+                await self.consumer.seek_to_beginning(tp)
+            else:
+                self.consumer.seek(tp, committed)
+
+
+async def run_saga(settings: Settings) -> None:
+    """Run the payment saga until cancelled."""
+    await PaymentSaga(settings).run()

@@ -1,0 +1,24 @@
+"""Read model `conversations`: who takes part in each conversation."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from projections.base import Message, Projection, occurred_at
+from projections.tables import conversations
+
+
+async def apply(connection: AsyncConnection, messages: Sequence[Message]) -> None:
+    rows = [
+        {"conversation_id": m.event.aggregate_id, "title": m.event.data.get("title"),
+         "participants": m.event.data["participants"], "started_at": occurred_at(m.event)}
+        for m in messages if m.event.type == "ConversationStarted"
+    ]
+    if rows:
+        await connection.execute(insert(conversations).on_conflict_do_nothing(), rows)
+
+
+PROJECTION = Projection(name="conversations", tables=(conversations,), apply=apply)

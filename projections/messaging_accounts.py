@@ -1,0 +1,26 @@
+"""Read model `messaging_accounts`: the accounts as the Messaging service needs them.
+
+Built from the Payments events themselves (event-carried state transfer): the
+Messaging service checks that participants exist and learns the sender's
+currency without calling Payments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from projections.base import Message, Projection
+from projections.tables import messaging_accounts
+
+
+async def apply(connection: AsyncConnection, messages: Sequence[Message]) -> None:
+    rows = [{"account_id": m.event.aggregate_id, "currency": m.event.data["currency"]}
+            for m in messages if m.event.type == "AccountOpened"]
+    if rows:
+        await connection.execute(insert(messaging_accounts).on_conflict_do_nothing(), rows)
+
+
+PROJECTION = Projection(name="messaging_accounts", tables=(messaging_accounts,), apply=apply)
