@@ -53,3 +53,7 @@ down:
 
 clean: down
 	rm -rf .local $(VENV)
+
+bench: setup infra
+	@echo "==> running the benchmarks (see BENCHMARKS.md)"
+	@$(BIN)/python -m bench

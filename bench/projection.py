@@ -1,0 +1,92 @@
+"""Read side: projection and rebuild throughput over a large event log.
+
+The events are produced straight onto `<ns>.events` (valid envelopes of
+accounts being opened and credited), which is what a rebuild reads; the
+write path has its own benchmark. The baseline, measured in the same run, is
+reading and decoding the same events with aiokafka and doing nothing else.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from app.config import Settings
+from app.db import create_engine
+from app.eventstore.envelope import EventEnvelope, utc_now
+from app.eventstore.partitioner import partition_for
+from projections.rebuild import rebuild
+from projections.registry import PROJECTIONS
+
+
+def account_events(account_id: str, count: int) -> list[EventEnvelope]:
+    now = utc_now()
+    events = [EventEnvelope(str(uuid.uuid4()), "AccountOpened", 1, "Account", account_id, 1, now,
+                            str(uuid.uuid4()), "bench", "bench", {"owner": "Bench", "currency": "EUR"})]
+    for version in range(2, count + 1):
+        command_id = str(uuid.uuid4())
+        events.append(EventEnvelope(
+            str(uuid.uuid4()), "FundsDeposited", 1, "Account", account_id, version, now, command_id, command_id,
+            command_id, {"amount": 10, "reference": None, "balance_after": 10 * (version - 1)}))
+    return events
+
+
+async def produce_events(settings: Settings, total: int, per_account: int = 100) -> int:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=20,
+                                max_batch_size=512 * 1024, compression_type=None)
+    await producer.start()
+    produced = 0
+    try:
+        while produced < total:
+            account_id = str(uuid.uuid4())
+            partition = partition_for(account_id, settings.partitions)
+            batch = account_events(account_id, min(per_account, total - produced))
+            for event in batch:
+                await producer.send(settings.topic("events"), event.encode(), key=account_id.encode(),
+                                    partition=partition, headers=event.headers())
+            produced += len(batch)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return produced
+
+
+async def consume_baseline(settings: Settings) -> dict[str, float]:
+    """Read and decode every event with aiokafka: the ceiling a projection cannot beat."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, isolation_level="read_committed",
+                                enable_auto_commit=False, max_partition_fetch_bytes=4 * 1024 * 1024)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(settings.topic("events"), p) for p in range(settings.partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        started, count = time.monotonic(), 0
+        pending = set(tps)
+        while pending:
+            batch = await consumer.getmany(*pending, timeout_ms=500, max_records=20_000)
+            for records in batch.values():
+                for record in records:
+                    EventEnvelope.decode(record.value or b"")
+                    count += 1
+            pending = {tp for tp in pending if await consumer.position(tp) < ends[tp]}
+        seconds = time.monotonic() - started
+    finally:
+        await consumer.stop()
+    return {"events": count, "seconds": seconds, "events_per_s": count / seconds}
+
+
+async def measure_rebuilds(settings: Settings, names: list[str]) -> dict[str, Any]:
+    engine = create_engine(settings)
+    results: dict[str, Any] = {}
+    try:
+        for name in names:
+            report = await rebuild(settings, engine, PROJECTIONS[name])
+            results[name] = {"events": report.events, "seconds": report.seconds,
+                             "events_per_s": report.events_per_s}
+    finally:
+        await engine.dispose()
+    return results
