@@ -37,7 +37,7 @@ topics: setup infra
 
 run: setup infra migrate topics
 	@echo "==> serving Eventline on http://127.0.0.1:8000 (docs: /docs); Ctrl-C to stop"
-	@$(BIN)/eventline run
+	@EVENTLINE_API_KEYS="$${EVENTLINE_API_KEYS:-$$($(PYTHON) scripts/dev_key.py)}" $(BIN)/eventline run
 
 lint: setup
 	@echo "==> ruff and mypy"

@@ -5,8 +5,10 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.api_keys import parse_api_keys
 
 
 class Settings(BaseSettings):
@@ -62,6 +64,15 @@ class Settings(BaseSettings):
     message_fee_per_recipient: int = Field(default=2, ge=0, le=10**9)
     notification_heartbeat_s: float = Field(default=15.0, gt=0, description="SSE heartbeat when idle.")
 
+    # HTTP API: access and limits.
+    api_keys: str = Field(
+        default="", repr=False,
+        description="name:role:<sha256 hex of the key>, comma-separated; roles reader, writer, admin. "
+        "Empty: no authentication (refused in production).",
+    )
+    cors_origins: str = Field(default="", description="Comma-separated origins allowed by CORS; empty: none.")
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024, description="Larger request bodies get 413.")
+
     # HTTP API.
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
@@ -77,6 +88,12 @@ class Settings(BaseSettings):
     startup_timeout_s: float = Field(
         default=60.0, gt=0, description="How long a process waits for Kafka when it starts."
     )
+
+    @model_validator(mode="after")
+    def _production_needs_keys(self) -> Settings:
+        if self.environment == "production" and not parse_api_keys(self.api_keys):
+            raise ValueError("EVENTLINE_API_KEYS must be set in production")
+        return self
 
     def topic(self, name: str) -> str:
         return f"{self.namespace}.{name}"

@@ -17,10 +17,15 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp
 
 from app.api import admin, commands, health, messaging, notifications, queries
 from app.api.consistency import ConsistencyWaiter
 from app.api.errors import install_error_handlers
+from app.api.limits import DeclaredBodyLimit
+from app.api.security import require
+from app.api_keys import parse_api_keys
 from app.config import Settings, get_settings
 from app.db import create_engine
 from app.eventstore.command_bus import CommandBus
@@ -30,6 +35,19 @@ from app.eventstore.topics import verify_topics
 log = logging.getLogger(__name__)
 
 Worker = Callable[[Settings], Coroutine[Any, Any, None]]
+
+
+class EventlineAPI(FastAPI):
+    """FastAPI with one more layer outside all others: an oversized declared body gets problem+json.
+
+    Starlette's own limit (FastAPI's `max_body_size`, which handles streamed
+    bodies) answers a too-large Content-Length in plain text, overriding any
+    response; answering before it keeps every error problem+json.
+    """
+
+    def build_middleware_stack(self) -> ASGIApp:
+        stack = super().build_middleware_stack()
+        return stack if self.max_body_size is None else DeclaredBodyLimit(stack, self.max_body_size)
 
 
 def create_app(settings: Settings | None = None, workers: dict[str, Worker] | None = None) -> FastAPI:
@@ -62,19 +80,27 @@ def create_app(settings: Settings | None = None, workers: dict[str, Worker] | No
             await producer.stop()
             await engine.dispose()
 
-    app = FastAPI(
+    app = EventlineAPI(
         title="Eventline",
         summary="Event-sourced paid messaging: Kafka is the source of truth, PostgreSQL holds read models.",
         version="0.1.0",
         lifespan=lifespan,
+        max_body_size=settings.max_body_bytes,
     )
     install_error_handlers(app)
+    app.state.api_keys = parse_api_keys(settings.api_keys)
+    if settings.cors_origins:
+        origins = [origin.strip() for origin in settings.cors_origins.split(",") if origin.strip()]
+        app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "If-Match",
+                                          "Prefer", "X-Consistent-With", "X-Correlation-ID", "Last-Event-ID"],
+                           expose_headers=["ETag", "Location", "Retry-After"])
     app.include_router(health.router)
-    app.include_router(commands.router)
-    app.include_router(queries.router)
+    app.include_router(commands.router, dependencies=[require("writer")])
+    app.include_router(queries.router, dependencies=[require("reader")])
     app.include_router(messaging.router)
-    app.include_router(notifications.router)
-    app.include_router(admin.router)
+    app.include_router(notifications.router, dependencies=[require("reader")])
+    app.include_router(admin.router, dependencies=[require("admin")])
     return app
 
 

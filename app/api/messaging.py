@@ -29,6 +29,7 @@ from app.api.schemas import (
     StartConversationRequest,
     SubmitMessageRequest,
 )
+from app.api.security import require
 from app.api.submission import (
     COMMAND_RESPONSES,
     BusDep,
@@ -53,7 +54,10 @@ def tariff(settings: Settings) -> messaging.Tariff:
                             fee_per_recipient=settings.message_fee_per_recipient)
 
 
-@router.get("/pricing", response_model=Pricing)
+READER, WRITER = require("reader"), require("writer")
+
+
+@router.get("/pricing", response_model=Pricing, dependencies=[READER])
 async def pricing(request: Request) -> Pricing:
     """The tariff: what a message costs its sender."""
     current = tariff(request.app.state.settings)
@@ -61,7 +65,7 @@ async def pricing(request: Request) -> Pricing:
 
 
 @router.post("/conversations", status_code=201, response_model=ConversationStartedResponse,
-             responses=COMMAND_RESPONSES)
+             responses=COMMAND_RESPONSES, dependencies=[WRITER])
 async def start_conversation(body: StartConversationRequest, bus: BusDep, db: ReadDep, wait: WaiterDep,
                              idempotency_key: IdempotencyKey = None, correlation_id: CorrelationId = None,
                              consistent_with: ConsistentWith = None) -> JSONResponse:
@@ -86,7 +90,8 @@ async def start_conversation(body: StartConversationRequest, bus: BusDep, db: Re
 
 @router.post("/conversations/{conversation_id}/messages", status_code=202,
              response_model=MessageAcceptedResponse, responses={
-                 **COMMAND_RESPONSES, 403: {"description": "The sender is not a participant"}})
+                 **COMMAND_RESPONSES, 403: {"description": "The sender is not a participant"}},
+             dependencies=[WRITER])
 async def submit_message(conversation_id: uuid.UUID, body: SubmitMessageRequest, request: Request, bus: BusDep,
                          db: ReadDep, wait: WaiterDep, idempotency_key: IdempotencyKey = None,
                          correlation_id: CorrelationId = None, consistent_with: ConsistentWith = None
@@ -116,7 +121,8 @@ async def submit_message(conversation_id: uuid.UUID, body: SubmitMessageRequest,
     return JSONResponse(accepted.model_dump(), status_code=202, headers={"Location": f"/messages/{message_id}"})
 
 
-@router.post("/messages/{message_id}/read", response_model=CommandAccepted, responses=COMMAND_RESPONSES)
+@router.post("/messages/{message_id}/read", response_model=CommandAccepted, responses=COMMAND_RESPONSES,
+             dependencies=[WRITER])
 async def mark_read(message_id: uuid.UUID, body: MarkReadRequest, bus: BusDep,
                     idempotency_key: IdempotencyKey = None, correlation_id: CorrelationId = None) -> JSONResponse:
     """Mark a delivered message as read by one of its recipients."""
@@ -125,7 +131,8 @@ async def mark_read(message_id: uuid.UUID, body: MarkReadRequest, bus: BusDep,
     return await submit(bus, command, None)
 
 
-@router.get("/messages/{message_id}", response_model=MessageView, responses={404: {"description": "Not found"}})
+@router.get("/messages/{message_id}", response_model=MessageView, responses={404: {"description": "Not found"}},
+            dependencies=[READER])
 async def get_message(message_id: uuid.UUID, db: ReadDep, wait: WaiterDep,
                       consistent_with: ConsistentWith = None) -> Any:
     """A message and its payment status: pending_payment, delivered or rejected (with the reason)."""
@@ -137,7 +144,7 @@ async def get_message(message_id: uuid.UUID, db: ReadDep, wait: WaiterDep,
 
 
 @router.get("/conversations/{conversation_id}/messages", response_model=MessagePage,
-            responses={404: {"description": "Not found"}})
+            responses={404: {"description": "Not found"}}, dependencies=[READER])
 async def conversation_messages(conversation_id: uuid.UUID, db: ReadDep, wait: WaiterDep, limit: Limit = 50,
                                 cursor: Cursor = None, consistent_with: ConsistentWith = None) -> Any:
     """The conversation's delivered messages, in delivery order."""
@@ -150,7 +157,7 @@ async def conversation_messages(conversation_id: uuid.UUID, db: ReadDep, wait: W
     return MessagePage(items=items, next_cursor=time_token(last.delivered_at, last.message_id) if last else None)
 
 
-@router.get("/accounts/{account_id}/inbox", response_model=InboxPage)
+@router.get("/accounts/{account_id}/inbox", response_model=InboxPage, dependencies=[READER])
 async def account_inbox(account_id: uuid.UUID, db: ReadDep, wait: WaiterDep,
                         unread_only: Annotated[bool, Query()] = False, limit: Limit = 50, cursor: Cursor = None,
                         consistent_with: ConsistentWith = None) -> Any:
