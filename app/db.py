@@ -20,6 +20,7 @@ def create_engine(settings: Settings, statement_cache: bool = True) -> AsyncEngi
         max_overflow=settings.database_pool_size,
         # A restarted PostgreSQL leaves dead connections in the pool; ping them on checkout.
         pool_pre_ping=True,
-        pool_timeout=5,
-        connect_args={"timeout": 5, "command_timeout": 30},
+        pool_timeout=3,
+        # Fail fast when PostgreSQL is away: callers answer 503 or retry, they never hang.
+        connect_args={"timeout": 2, "command_timeout": 15},
     )

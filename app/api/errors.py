@@ -9,9 +9,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import asyncpg
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -77,6 +79,21 @@ async def _on_http(request: Request, error: Exception) -> Response:
     ))
 
 
+async def _on_database_error(request: Request, error: Exception) -> Response:
+    # An unreachable or restarting database is an outage, not a bug: say so, quickly, and retryably.
+    if isinstance(error, DBAPIError) and not _is_outage(error):
+        return await _on_unexpected(request, error)
+    log.warning("database unavailable on %s %s: %r", request.method, request.url.path, error)
+    return problem_response(request, Problem(
+        503, "database-unavailable", "The read models are unavailable",
+        detail="PostgreSQL did not answer; retry shortly", headers={"Retry-After": "1"}))
+
+
+def _is_outage(error: DBAPIError) -> bool:
+    return error.connection_invalidated or isinstance(error, (OperationalError, InterfaceError)) or isinstance(
+        error.orig, (OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError))
+
+
 async def _on_unexpected(request: Request, error: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return problem_response(request, Problem(500, "internal-error", "Internal server error"))
@@ -86,6 +103,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Problem, _on_problem)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http)
+    for outage in (DBAPIError, OSError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError):
+        app.add_exception_handler(outage, _on_database_error)
     app.add_exception_handler(Exception, _on_unexpected)
 
 
