@@ -1,0 +1,115 @@
+"""What must hold after any fault: checked over every event, every read model and a fresh rebuild."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from sqlalchemy import func, select
+
+from app.config import Settings
+from app.db import create_engine
+from app.eventstore.envelope import CommandResult, EventEnvelope
+from app.sagas.payment import message_of
+from projections.rebuild import rebuild
+from projections.registry import PROJECTIONS
+from projections.tables import accounts, command_status, messages
+from tests.support import assert_versions_gapless, read_events, read_topic
+
+SIGNED = {"FundsDeposited": 1, "FundsWithdrawn": -1, "AccountCharged": -1, "ChargeRefunded": 1}
+
+
+@dataclass
+class Verdict:
+    events: int
+    acknowledged: int
+    lost: int
+    duplicated: int
+    checks: int
+
+
+async def settle(ns: Settings, acknowledged: set[str], timeout: float = 120) -> None:
+    """Until every acknowledged command has a result and every consumer has caught up."""
+    deadline = time.monotonic() + timeout
+    while True:
+        decided = {CommandResult.decode(r.value).command_id for r in await read_topic(ns, "command-results")}
+        behind = await lag(ns, ns.processor_group, "commands") + await lag(ns, ns.saga_group, "events")
+        if acknowledged <= decided and behind == 0 and await projections_caught_up(ns):
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not settled: {len(acknowledged - decided)} undecided, {behind} behind")
+        await asyncio.sleep(0.5)
+
+
+async def lag(ns: Settings, group: str, topic: str) -> int:
+    """Records the group has not committed past (a trailing transaction marker does not count)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=ns.kafka_bootstrap, group_id=group, enable_auto_commit=False,
+                                isolation_level="read_committed")
+    await consumer.start()
+    try:
+        tps = [TopicPartition(ns.topic(topic), p) for p in range(ns.partitions)]
+        ends = await consumer.end_offsets(tps)
+        committed = [await consumer.committed(tp) or 0 for tp in tps]
+        return sum(max(0, ends[tp] - c - 1) for tp, c in zip(tps, committed, strict=True))
+    finally:
+        await consumer.stop()
+
+
+async def projections_caught_up(ns: Settings) -> bool:
+    from projections.status import projection_status
+
+    engine = create_engine(ns)
+    consumer = AIOKafkaConsumer(bootstrap_servers=ns.kafka_bootstrap, isolation_level="read_committed")
+    await consumer.start()
+    try:
+        views = await projection_status(ns, engine, consumer)
+        return all(view["lag"] == 0 for view in views)
+    finally:
+        await consumer.stop()
+        await engine.dispose()
+
+
+async def check_invariants(ns: Settings, acknowledged: set[str]) -> Verdict:
+    events = await read_events(ns)
+    per_command = Counter(e.command_id for e in events)
+    duplicated = sum(1 for e in events if _is_single(e) and per_command[e.command_id] > 1)
+    assert duplicated == 0, "an acknowledged command was applied twice"
+    assert_versions_gapless(events)
+    engine = create_engine(ns)
+    try:
+        async with engine.connect() as connection:
+            undecided = (await connection.execute(
+                select(func.count()).select_from(command_status)
+                .where(command_status.c.command_id.in_(acknowledged), command_status.c.status == "accepted")
+            )).scalar_one()
+            decided = (await connection.execute(
+                select(func.count()).select_from(command_status)
+                .where(command_status.c.command_id.in_(acknowledged), command_status.c.status != "accepted")
+            )).scalar_one()
+            total_balance = (await connection.execute(select(func.coalesce(func.sum(accounts.c.balance), 0))))
+            delivered = (await connection.execute(
+                select(func.count(), func.coalesce(func.sum(messages.c.price), 0))
+                .where(messages.c.status == "delivered"))).one()
+        lost = len(acknowledged) - decided
+        assert undecided == 0 and lost == 0, f"{lost} acknowledged commands were never decided"
+        money = sum(SIGNED.get(e.type, 0) * e.data.get("amount", 0) for e in events)
+        assert total_balance.scalar_one() == money, "balances differ from the events"
+        charges = [e for e in events if e.type == "AccountCharged" and message_of(e.data.get("reference"))]
+        assert (delivered[0], delivered[1]) == (len(charges), sum(c.data["amount"] for c in charges))
+        for name, projection in PROJECTIONS.items():
+            if name == "command_status":
+                continue  # results expire after an hour by design; everything else must rebuild identically
+            report = await rebuild(ns, engine, projection, verify=True)
+            assert not report.differs, report
+    finally:
+        await engine.dispose()
+    return Verdict(len(events), len(acknowledged), lost, duplicated, checks=5 + len(PROJECTIONS) - 1)
+
+
+def _is_single(event: EventEnvelope) -> bool:
+    """Commands of these kinds write exactly one event; a second one would be a double apply."""
+    return event.type in {"FundsDeposited", "FundsWithdrawn", "AccountOpened", "MessageSubmitted",
+                          "AccountCharged", "ChargeDeclined", "MessageDelivered", "MessageRejected"}

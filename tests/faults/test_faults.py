@@ -1,0 +1,171 @@
+"""Faults under a steady mixed load: kill, pause and restart every moving part, then check everything.
+
+Each test runs the load while injecting one kind of fault for several rounds,
+waits until the system has settled, and checks the invariants over every
+event, every read model and a fresh rebuild (tests/faults/invariants.py).
+Figures land in artifacts/reliability.json for docs/reliability.md.
+`EVENTLINE_SOAK_ROUNDS` raises the rounds for a longer soak.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+
+from app.config import Settings
+from tests.conftest import ROOT
+from tests.faults.invariants import check_invariants, settle
+from tests.faults.load import MixedLoad
+from tests.support import Process, api_client, fresh_namespace
+from tests.waiting import eventually
+
+ROUNDS = int(os.environ.get("EVENTLINE_SOAK_ROUNDS", "5"))
+REPORT = ROOT / "artifacts" / "reliability.json"
+
+
+@dataclass
+class System:
+    ns: Settings
+    client: httpx.AsyncClient
+    processes: dict[str, list[Process]] = field(default_factory=dict)
+    accounts: list[str] = field(default_factory=list)
+    conversations: list[tuple[str, str]] = field(default_factory=list)
+
+    def start(self, kind: str) -> Process:
+        process = Process(self.ns, kind).start()
+        self.processes.setdefault(kind, []).append(process)
+        return process
+
+    def kill_and_restart(self, kind: str, index: int = 0) -> None:
+        self.processes[kind][index].kill()
+        self.processes[kind][index] = Process(self.ns, kind).start()
+
+    def stop_all(self) -> None:
+        for processes in self.processes.values():
+            for process in processes:
+                process.stop()
+
+
+@pytest.fixture(scope="module")
+async def system(settings: Settings) -> AsyncIterator[System]:
+    ns = await fresh_namespace(settings, own_database=True, processor_session_timeout_ms=6000,
+                               command_timeout_s=1.5, consistency_timeout_s=15)
+    async with api_client(ns) as client:
+        system = System(ns, client)
+        for kind in ("processor", "processor", "projector", "saga"):
+            system.start(kind)
+        try:
+            await seed(system)
+            yield system
+        finally:
+            system.stop_all()
+
+
+async def seed(system: System) -> None:
+    client = system.client
+    tokens = []
+    for _ in range(12):
+        opened = await client.post("/accounts", json={"owner": "Fault", "currency": "EUR"}, timeout=60)
+        assert opened.status_code in (201, 202), opened.text
+        account_id = opened.json()["aggregate_id"]
+        funded = await client.post(f"/accounts/{account_id}/deposits", json={"amount": 5000})
+        system.accounts.append(account_id)
+        tokens.append(funded.json().get("position", ""))
+    for a, b in zip(system.accounts[::2], system.accounts[1::2], strict=True):
+        started = await client.post("/conversations", json={"participants": [a, b]},
+                                    headers={"X-Consistent-With": ",".join(filter(None, tokens))})
+        assert started.status_code == 201, started.text
+        system.conversations.append((started.json()["conversation_id"], a))
+    # Posting checks the conversation in its read model: wait until it is there.
+    for conversation_id, _ in system.conversations:
+        async def known(conversation_id: str = conversation_id) -> int:
+            return (await client.get(f"/conversations/{conversation_id}/messages")).status_code
+
+        await eventually(known, 200)
+
+
+async def under_load(system: System, faults: Callable[[], Any]) -> MixedLoad:
+    load = MixedLoad(system.client, list(system.accounts), list(system.conversations))
+    running = asyncio.create_task(load.run())
+    try:
+        await faults()
+    finally:
+        load.stopping.set()
+        await running
+    return load
+
+
+async def verify(system: System, name: str, load: MixedLoad, rounds: int, **extra: Any) -> None:
+    await settle(system.ns, load.acknowledged)
+    verdict = await check_invariants(system.ns, load.acknowledged)
+    statuses = load.statuses()
+    assert not [s for s in statuses if s >= 500 and s != 503], statuses
+    outage = [a.seconds for a in load.answers if a.status == 503]
+    record(name, {"rounds": rounds, "requests": len(load.answers), "statuses": dict(statuses),
+                  "max_503_seconds": max(outage, default=0.0), **asdict(verdict), **extra})
+
+
+def record(name: str, figures: dict[str, Any]) -> None:
+    REPORT.parent.mkdir(parents=True, exist_ok=True)
+    report = json.loads(REPORT.read_text()) if REPORT.exists() else {}
+    report[name] = {**figures, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    REPORT.write_text(json.dumps(report, indent=2) + "\n")
+
+
+@pytest.mark.parametrize("kind", ["processor", "projector", "saga"])
+async def test_sigkill_under_load_loses_and_doubles_nothing(system: System, kind: str) -> None:
+    async def faults() -> None:
+        for round_ in range(ROUNDS):
+            await asyncio.sleep(2.0)
+            system.kill_and_restart(kind, index=round_ % len(system.processes[kind]))
+        await asyncio.sleep(2.0)
+
+    load = await under_load(system, faults)
+    assert load.statuses()[200] > 20, load.statuses()
+    await verify(system, f"sigkill {kind}", load, ROUNDS)
+
+
+async def test_a_paused_processor_is_fenced_and_the_load_goes_on(system: System) -> None:
+    async def faults() -> None:
+        for round_ in range(2):
+            victim = system.processes["processor"][round_ % 2]
+            await asyncio.sleep(2.0)
+            victim.pause()
+            await asyncio.sleep(9.0)  # past the 6 s session: its partitions move
+            victim.resume()
+        await asyncio.sleep(4.0)
+
+    load = await under_load(system, faults)
+    await verify(system, "sigstop processor", load, 2)
+
+
+@pytest.mark.parametrize("service", ["kafka", "postgres"])
+async def test_a_restarted_dependency_means_fast_503s_then_recovery(
+    system: System, service: str, infra: Callable[..., None]
+) -> None:
+    budget = system.ns.kafka_send_timeout_s + 1.0
+
+    async def faults() -> None:
+        for _ in range(2):
+            await asyncio.sleep(2.0)
+            await asyncio.to_thread(infra, "down", service)
+            await asyncio.sleep(3.0)
+            await asyncio.to_thread(infra, "up", service)
+        await asyncio.sleep(5.0)
+
+    load = await under_load(system, faults)
+    outage = [a for a in load.answers if a.status == 503]
+    assert outage, "the outage was not noticed"
+    assert max(a.seconds for a in outage) < budget
+    recovered = await system.client.post(f"/accounts/{system.accounts[0]}/deposits", json={"amount": 1},
+                                          timeout=60)
+    assert recovered.status_code in (200, 202)
+    await verify(system, f"restart {service}", load, 2, outage_answers=len(outage))
