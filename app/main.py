@@ -20,8 +20,10 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp
 
-from app.api import admin, commands, health, messaging, notifications, queries
+from app.api import admin, asyncapi, commands, health, messaging, metrics, notifications, queries
 from app.api.consistency import ConsistencyWaiter
+from app.api.correlation import CorrelationMiddleware
+from app.api.docs import install_docs
 from app.api.errors import install_error_handlers
 from app.api.limits import DeclaredBodyLimit
 from app.api.security import require
@@ -86,8 +88,11 @@ def create_app(settings: Settings | None = None, workers: dict[str, Worker] | No
         version="0.1.0",
         lifespan=lifespan,
         max_body_size=settings.max_body_bytes,
+        docs_url=None,
+        redoc_url=None,
     )
     install_error_handlers(app)
+    install_docs(app)
     app.state.api_keys = parse_api_keys(settings.api_keys)
     if settings.cors_origins:
         origins = [origin.strip() for origin in settings.cors_origins.split(",") if origin.strip()]
@@ -101,6 +106,9 @@ def create_app(settings: Settings | None = None, workers: dict[str, Worker] | No
     app.include_router(messaging.router)
     app.include_router(notifications.router, dependencies=[require("reader")])
     app.include_router(admin.router, dependencies=[require("admin")])
+    app.include_router(metrics.router, dependencies=[require("reader")])
+    app.include_router(asyncapi.router)
+    app.add_middleware(CorrelationMiddleware)
     return app
 
 

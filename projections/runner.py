@@ -26,6 +26,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.config import Settings
+from app.observability.metrics import DEPENDENCY_ERRORS, PROJECTED
 from projections import checkpoints, failures
 from projections.base import Message, Projection
 from projections.checkpoints import CheckpointMoved, Slot
@@ -185,6 +186,7 @@ class ProjectionRunner(ConsumerRebalanceListener):  # type: ignore[misc]
                 return
             except Exception as error:
                 if is_transient(error):
+                    DEPENDENCY_ERRORS.labels("postgres").inc()
                     log.warning("%s: database unavailable (%r); retrying", self.projection.name, error)
                     await asyncio.sleep(1)
                     continue
@@ -206,6 +208,9 @@ class ProjectionRunner(ConsumerRebalanceListener):  # type: ignore[misc]
             await checkpoints.notify(connection, self.settings.namespace, self.options.checkpoint_name)
         for slot, (_, new) in moves.items():
             self.positions[slot] = new
+        if messages:
+            PROJECTED.labels(self.options.checkpoint_name).inc(len(messages))
+            log.debug("%s: applied %d messages", self.options.checkpoint_name, len(messages))
 
     async def hold_lock(self, connection: AsyncConnection) -> None:
         """Shared per projection: a rebuild's swap takes it exclusively, so no batch is in flight then."""

@@ -8,6 +8,7 @@ wait for the result, and the mapping of a refusal to problem+json.
 from __future__ import annotations
 
 import hashlib
+import time
 import uuid
 from typing import Annotated, Any
 
@@ -21,6 +22,8 @@ from app.api.schemas import CommandAccepted, CommandPending
 from app.eventstore import position
 from app.eventstore.command_bus import CommandBus, CommandNotAccepted
 from app.eventstore.envelope import CommandEnvelope, CommandResult, utc_now
+from app.observability.logs import correlation_id as current_correlation
+from app.observability.metrics import COMMAND_SECONDS, COMMANDS, DEPENDENCY_ERRORS
 
 # Namespace of ids derived from an Idempotency-Key: the same key always names the same command.
 IDEMPOTENCY_NAMESPACE = uuid.UUID("1d7c5cb6-3a0e-4d55-9a4f-6ad8c4b9e0f1")
@@ -60,7 +63,8 @@ def envelope(command: BaseModel, aggregate_type: str, aggregate_id: str, *, idem
     command_id = new_id("command", idempotency_key)
     return CommandEnvelope(
         command_id=command_id, type=kind, aggregate_type=aggregate_type, aggregate_id=aggregate_id,
-        data=data, issued_at=utc_now(), correlation_id=correlation_id or command_id, causation_id=command_id,
+        data=data, issued_at=utc_now(), causation_id=command_id,
+        correlation_id=correlation_id or current_correlation.get() or command_id,
         expected_version=expected_version(if_match), fingerprint=fingerprint(kind, aggregate_id, data),
     )
 
@@ -68,15 +72,20 @@ def envelope(command: BaseModel, aggregate_type: str, aggregate_id: str, *, idem
 async def decide(bus: CommandBus, command: CommandEnvelope, prefer: str | None) -> CommandResult | None:
     """Send the command; its result, None when it is not back in time (or not awaited), or a problem."""
     wait = not (prefer and "respond-async" in prefer.lower())
+    started = time.perf_counter()
     try:
         result = await bus.send(command, wait=wait)
     except CommandNotAccepted as error:
+        COMMANDS.labels(command.type, "unavailable").inc()
+        DEPENDENCY_ERRORS.labels("kafka").inc()
         raise Problem(
             503, "kafka-unavailable", "The event store is unavailable",
             detail=f"the command was not acknowledged ({error}); it may or may not have been stored, "
             "so retry with the same Idempotency-Key",
             headers={"Retry-After": "1"}, command_id=command.command_id,
         ) from error
+    COMMAND_SECONDS.labels(command.type).observe(time.perf_counter() - started)
+    COMMANDS.labels(command.type, result.outcome if result else "pending").inc()
     if result is not None and result.outcome == "rejected":
         raise problem_for_rejection(result.error or {}, command_id=result.command_id)
     return result

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import signal
 from collections.abc import Coroutine
 from typing import Any
@@ -13,14 +12,17 @@ import typer
 import uvloop
 from rich.console import Console
 
+from app.config import get_settings
+from app.observability import logs
+
 cli = typer.Typer(help="Eventline: an event-sourced CQRS backend on Kafka and PostgreSQL.",
                   no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode="rich")
 console = Console()
 
 
 def configure_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    settings = get_settings()
+    logs.configure(settings.log_level, json_format=settings.log_format == "json")
 
 
 def run_until_signalled(main: Coroutine[Any, Any, None]) -> None:

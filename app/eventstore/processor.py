@@ -24,6 +24,8 @@ from app.eventstore.decision import Aggregate, Decision, decide_command, with_re
 from app.eventstore.envelope import CommandEnvelope, CommandResult, Notification, utc_now
 from app.eventstore.partitioner import partition_for
 from app.eventstore.restore import restore_aggregates
+from app.observability.logs import carrying
+from app.observability.metrics import BATCHES, DEPENDENCY_ERRORS, EVENTS_APPENDED
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,11 @@ class PartitionWriter:
         # Only now, with the transaction committed, does memory move forward.
         self.aggregates.update(settled)
         self.next_offset = next_offset
+        BATCHES.labels("committed").inc()
+        for decision in decisions:
+            for event in decision.events:
+                EVENTS_APPENDED.labels(event.aggregate_type).inc()
+        log.debug("partition %d: committed %d commands up to offset %d", self.partition, len(fresh), next_offset)
 
     def decide(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> tuple[list[Decision], dict[str, Aggregate]]:
         """Run every command against the aggregates, in order, without touching Kafka."""
@@ -68,7 +75,9 @@ class PartitionWriter:
             if command is None:
                 continue
             current = touched.get(command.aggregate_id) or self.aggregates.get(command.aggregate_id)
-            decision = decide_command(current, command, now=now, new_event_id=new_event_id, keep=keep)
+            with carrying(command.correlation_id, command.command_id):
+                decision = decide_command(current, command, now=now, new_event_id=new_event_id, keep=keep)
+                log.debug("decided %s %s: %s", command.type, command.aggregate_id, decision.result.outcome)
             after = decision.remembered_aggregate(keep)
             if after is not None:
                 # Remembered at once, so a repeat later in this batch is caught too.
@@ -181,10 +190,13 @@ class Processor(ConsumerRebalanceListener):  # type: ignore[misc]
         try:
             await writer.apply(records)
         except FENCING_ERRORS:
+            BATCHES.labels("fenced").inc()
             log.warning("partition %d: fenced by a newer owner; stopping it", tp.partition)
             self.consumer.pause(tp)
             await self.close_writers([tp.partition])
         except KafkaError as error:
+            BATCHES.labels("aborted").inc()
+            DEPENDENCY_ERRORS.labels("kafka").inc()
             log.warning("partition %d: batch aborted (%r); reloading and retrying", tp.partition, error)
             await self.reload(tp)
 

@@ -26,6 +26,8 @@ from app.config import Settings
 from app.domain import accounts, messaging
 from app.eventstore.envelope import CommandEnvelope, EventEnvelope, utc_now
 from app.eventstore.partitioner import partition_for
+from app.observability.logs import carrying
+from app.observability.metrics import SAGA_COMMANDS
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +100,7 @@ class PaymentSaga:
         try:
             batch = await self.consumer.getmany(timeout_ms=500, max_records=2000)
             commands = [c for records in batch.values() for r in records
-                        for c in react(EventEnvelope.decode(r.value or b""))]
+                        for c in self.react(EventEnvelope.decode(r.value or b""))]
             await self.send(commands)
             if batch:
                 await self.consumer.commit()
@@ -109,6 +111,14 @@ class PaymentSaga:
             await asyncio.sleep(1)
             await self.rewind()
             return 0
+
+    def react(self, event: EventEnvelope) -> list[CommandEnvelope]:
+        commands = react(event)
+        with carrying(event.correlation_id, event.event_id):
+            for command in commands:
+                SAGA_COMMANDS.labels(command.type).inc()
+                log.debug("%s %s → %s %s", event.type, event.aggregate_id, command.type, command.aggregate_id)
+        return commands
 
     async def send(self, commands: list[CommandEnvelope]) -> None:
         sent = [

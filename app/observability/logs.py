@@ -1,0 +1,61 @@
+"""Structured JSON logs that carry correlation and causation ids across processes.
+
+The ids live in context variables: the API sets them from the request (or
+`X-Correlation-ID`), and they travel inside every command and event envelope,
+so the processor, the projector and the saga set them again from what they
+handle. Every log line then names the request it ultimately belongs to.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from datetime import UTC, datetime
+
+import orjson
+
+correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
+causation_id: ContextVar[str | None] = ContextVar("causation_id", default=None)
+
+
+@contextmanager
+def carrying(correlation: str | None, causation: str | None) -> Iterator[None]:
+    """Log lines inside this block carry these ids."""
+    tokens = correlation_id.set(correlation), causation_id.set(causation)
+    try:
+        yield
+    finally:
+        correlation_id.reset(tokens[0])
+        causation_id.reset(tokens[1])
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, object] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for name, var in (("correlation_id", correlation_id), ("causation_id", causation_id)):
+            if (value := var.get()) is not None:
+                line[name] = value
+        for key, value in getattr(record, "ids", {}).items():
+            line[key] = value
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return orjson.dumps(line, default=str).decode()
+
+
+def configure(level: str = "INFO", json_format: bool = True) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if json_format else logging.Formatter(
+        "%(asctime)s %(levelname)s %(name)s %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
