@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncpg
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -24,3 +26,39 @@ def create_engine(settings: Settings, statement_cache: bool = True) -> AsyncEngi
         # Fail fast when PostgreSQL is away: callers answer 503 or retry, they never hang.
         connect_args={"timeout": 2, "command_timeout": 15},
     )
+
+
+OUTAGES: tuple[type[Exception], ...] = (
+    OSError, TimeoutError,
+    asyncpg.PostgresConnectionError,  # includes "cannot connect now" (starting up, shutting down)
+    asyncpg.CannotConnectNowError,
+    asyncpg.OperatorInterventionError,  # admin shutdown, crash shutdown, query canceled at shutdown
+    asyncpg.InterfaceError,  # the connection is closed
+)
+
+
+def is_outage(error: BaseException) -> bool:
+    """True when PostgreSQL is unreachable or restarting, whatever wrapped the driver's error.
+
+    SQLAlchemy wraps asyncpg's exceptions (sometimes twice), so the chain of
+    causes is searched; an outage is something to wait out, never a bug.
+    """
+    return any(_outage(cause) for cause in _causes(error))
+
+
+def _outage(error: BaseException) -> bool:
+    if isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated:
+        return True
+    return isinstance(error, (*OUTAGES, sa_exc.OperationalError, sa_exc.InterfaceError))
+
+
+def _causes(error: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    pending: list[BaseException | None] = [error]
+    while pending:
+        current = pending.pop()
+        if current is None or any(current is seen for seen in chain):
+            continue
+        chain.append(current)
+        pending += [current.__cause__, getattr(current, "orig", None)]
+    return chain

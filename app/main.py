@@ -76,11 +76,8 @@ def create_app(settings: Settings | None = None, workers: dict[str, Worker] | No
             yield
         finally:
             await stop_workers(tasks)
-            await offsets.stop()
-            await consistency.stop()
-            await bus.stop()
-            await producer.stop()
-            await engine.dispose()
+            for close in (offsets.stop, consistency.stop, bus.stop, producer.stop, engine.dispose):
+                await close_quietly(close)
 
     app = EventlineAPI(
         title="Eventline",
@@ -120,6 +117,22 @@ async def check_topics(settings: Settings) -> None:
         await verify_topics(admin, settings)
     finally:
         await admin.close()
+
+
+async def close_quietly(close: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Close one client on shutdown; one that fails must not keep the others open.
+
+    aiokafka's consumer can raise CancelledError from `stop()` when stopped right
+    after starting; that is swallowed unless this task itself is being cancelled.
+    """
+    try:
+        await close()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+    except Exception as error:
+        log.warning("closing %s failed: %r", getattr(close, "__qualname__", close), error)
 
 
 def start_worker(name: str, worker: Worker, settings: Settings) -> asyncio.Task[None]:

@@ -33,7 +33,8 @@ async def record(connection: AsyncConnection, projection: str, message: Message,
     result = await connection.execute(insert(failures).values(
         projection=projection, topic=message.topic, partition=message.partition, offset=message.offset,
         event_id=payload.get("event_id") or payload.get("command_id"), event_type=payload.get("type"),
-        payload=payload, error=f"{type(error).__name__}: {error}"[:4000], attempts=attempts,
+        payload=orjson.dumps(payload).decode(), attempts=attempts,
+        error=f"{type(error).__name__}: {error}"[:4000].replace("\x00", "\\x00"),
     ).returning(failures.c.failure_id))
     return int(result.scalar_one())
 
@@ -81,7 +82,7 @@ async def retry(engine: AsyncEngine, projection: Projection, failure_id: int) ->
             outcome = "resumed: the projection re-applies it from its checkpoint"
         else:
             message = Message(row.topic, row.partition, row.offset,
-                              projection.topics[row.topic](orjson.dumps(row.payload)))
+                              projection.topics[row.topic](row.payload.encode()))
             await projection.apply(connection, [message])
             outcome = "applied"
         await connection.execute(update(failures).where(failures.c.failure_id == failure_id)

@@ -17,15 +17,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
-from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.config import Settings
+from app.db import is_outage
 from app.observability.metrics import DEPENDENCY_ERRORS, PROJECTED
 from projections import checkpoints, failures
 from projections.base import Message, Projection
@@ -43,13 +42,9 @@ def lock_key(name: str) -> int:
 
 def is_transient(error: BaseException) -> bool:
     """Database unreachable or restarting: wait and retry, the event is not to blame."""
-    if isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated:
-        return True
     if "InvalidCachedStatement" in type(getattr(error, "orig", None)).__name__:
         return True  # a rebuild swapped the tables under a cached plan; the retry re-prepares it
-    transient = (OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError,
-                 sa_exc.InterfaceError, sa_exc.OperationalError)
-    return isinstance(error, transient) or isinstance(getattr(error, "orig", None), transient)
+    return is_outage(error)
 
 
 @dataclass

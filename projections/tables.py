@@ -50,7 +50,9 @@ failures = Table(
     Column("offset", BigInteger, nullable=False),
     Column("event_id", Text),
     Column("event_type", Text),
-    Column("payload", JSONB, nullable=False),
+    # The message as JSON text: JSONB would refuse some payloads (a NUL character), and a
+    # failure must be recordable whatever the event holds.
+    Column("payload", Text, nullable=False),
     Column("error", Text, nullable=False),
     Column("attempts", Integer, nullable=False),
     Column("status", Text, nullable=False, server_default="open"),  # open | resolved

@@ -9,18 +9,37 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import asyncpg
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+
+from app.db import OUTAGES, is_outage
 
 log = logging.getLogger(__name__)
 
 PROBLEM_BASE = "https://eventline.dev/problems/"
 PROBLEM_JSON = "application/problem+json"
+
+
+class ProblemDetails(BaseModel):
+    """An RFC 9457 problem; some add members (errors, command_id, actual…)."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str
+    title: str
+    status: int
+    instance: str | None = None
+    detail: str | None = None
+
+
+def problem_doc(description: str) -> dict[str, Any]:
+    """OpenAPI `responses` entry of an error: problem+json, as every error here is answered."""
+    return {"description": description,
+            "content": {PROBLEM_JSON: {"schema": ProblemDetails.model_json_schema()}}}
 
 
 class Problem(Exception):
@@ -81,17 +100,12 @@ async def _on_http(request: Request, error: Exception) -> Response:
 
 async def _on_database_error(request: Request, error: Exception) -> Response:
     # An unreachable or restarting database is an outage, not a bug: say so, quickly, and retryably.
-    if isinstance(error, DBAPIError) and not _is_outage(error):
+    if not is_outage(error):
         return await _on_unexpected(request, error)
     log.warning("database unavailable on %s %s: %r", request.method, request.url.path, error)
     return problem_response(request, Problem(
         503, "database-unavailable", "The read models are unavailable",
         detail="PostgreSQL did not answer; retry shortly", headers={"Retry-After": "1"}))
-
-
-def _is_outage(error: DBAPIError) -> bool:
-    return error.connection_invalidated or isinstance(error, (OperationalError, InterfaceError)) or isinstance(
-        error.orig, (OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError))
 
 
 async def _on_unexpected(request: Request, error: Exception) -> Response:
@@ -103,7 +117,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Problem, _on_problem)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http)
-    for outage in (DBAPIError, OSError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError):
+    outages: tuple[type[Exception], ...] = (DBAPIError, *OUTAGES)
+    for outage in outages:
         app.add_exception_handler(outage, _on_database_error)
     app.add_exception_handler(Exception, _on_unexpected)
 

@@ -14,8 +14,17 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
-from app.api.errors import Problem
-from app.api.queries import ConsistentWith, Cursor, Limit, ReadDep, WaiterDep, decode_cursor, encode_cursor
+from app.api.errors import Problem, problem_doc
+from app.api.queries import (
+    QUERY_RESPONSES,
+    ConsistentWith,
+    Cursor,
+    Limit,
+    ReadDep,
+    WaiterDep,
+    decode_cursor,
+    encode_cursor,
+)
 from app.api.schemas import (
     CommandAccepted,
     ConversationStartedResponse,
@@ -90,7 +99,7 @@ async def start_conversation(body: StartConversationRequest, bus: BusDep, db: Re
 
 @router.post("/conversations/{conversation_id}/messages", status_code=202,
              response_model=MessageAcceptedResponse, responses={
-                 **COMMAND_RESPONSES, 403: {"description": "The sender is not a participant"}},
+                 **COMMAND_RESPONSES, 403: problem_doc("The sender is not a participant")},
              dependencies=[WRITER])
 async def submit_message(conversation_id: uuid.UUID, body: SubmitMessageRequest, request: Request, bus: BusDep,
                          db: ReadDep, wait: WaiterDep, idempotency_key: IdempotencyKey = None,
@@ -131,8 +140,7 @@ async def mark_read(message_id: uuid.UUID, body: MarkReadRequest, bus: BusDep,
     return await submit(bus, command, None)
 
 
-@router.get("/messages/{message_id}", response_model=MessageView, responses={404: {"description": "Not found"}},
-            dependencies=[READER])
+@router.get("/messages/{message_id}", response_model=MessageView, responses=QUERY_RESPONSES, dependencies=[READER])
 async def get_message(message_id: uuid.UUID, db: ReadDep, wait: WaiterDep,
                       consistent_with: ConsistentWith = None) -> Any:
     """A message and its payment status: pending_payment, delivered or rejected (with the reason)."""
@@ -144,7 +152,7 @@ async def get_message(message_id: uuid.UUID, db: ReadDep, wait: WaiterDep,
 
 
 @router.get("/conversations/{conversation_id}/messages", response_model=MessagePage,
-            responses={404: {"description": "Not found"}}, dependencies=[READER])
+            responses=QUERY_RESPONSES, dependencies=[READER])
 async def conversation_messages(conversation_id: uuid.UUID, db: ReadDep, wait: WaiterDep, limit: Limit = 50,
                                 cursor: Cursor = None, consistent_with: ConsistentWith = None) -> Any:
     """The conversation's delivered messages, in delivery order."""
@@ -157,7 +165,7 @@ async def conversation_messages(conversation_id: uuid.UUID, db: ReadDep, wait: W
     return MessagePage(items=items, next_cursor=time_token(last.delivered_at, last.message_id) if last else None)
 
 
-@router.get("/accounts/{account_id}/inbox", response_model=InboxPage, dependencies=[READER])
+@router.get("/accounts/{account_id}/inbox", response_model=InboxPage, responses=QUERY_RESPONSES, dependencies=[READER])
 async def account_inbox(account_id: uuid.UUID, db: ReadDep, wait: WaiterDep,
                         unread_only: Annotated[bool, Query()] = False, limit: Limit = 50, cursor: Cursor = None,
                         consistent_with: ConsistentWith = None) -> Any:

@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
-from app.api.errors import Problem
+from app.api.errors import Problem, problem_doc
 from app.config import Settings
 from app.eventstore import position
 
@@ -27,6 +27,8 @@ router = APIRouter(tags=["notifications"])
 
 @router.get("/notifications/stream", response_class=StreamingResponse, responses={
     200: {"content": {"text/event-stream": {}}, "description": "One SSE event per notification"},
+    400: problem_doc("Invalid Last-Event-ID"),
+    422: problem_doc("Invalid request"),
 })
 async def stream(
     request: Request,

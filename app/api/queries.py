@@ -11,8 +11,9 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.api.consistency import ConsistencyWaiter
-from app.api.errors import Problem
+from app.api.errors import Problem, problem_doc
 from app.api.schemas import AccountView, CommandStatus, EventPage, EventView, Transaction, TransactionPage
+from app.db import is_outage
 from projections import queries
 
 router = APIRouter(tags=["queries"])
@@ -24,15 +25,26 @@ Limit = Annotated[int, Query(ge=1, le=500)]
 Cursor = Annotated[str | None, Query(max_length=200, description="`next_cursor` of the previous page.")]
 
 QUERY_RESPONSES: dict[int | str, dict[str, Any]] = {
-    404: {"description": "Not found"},
-    503: {"description": "The read model has not caught up with X-Consistent-With in time"},
+    400: problem_doc("Invalid cursor or X-Consistent-With"),
+    404: problem_doc("Not found"),
+    422: problem_doc("Invalid request"),
+    503: problem_doc("The read model has not caught up with X-Consistent-With in time"),
 }
 
 
 async def read_connection(request: Request) -> Any:
     """A connection for reading only: queries never write."""
-    async with request.app.state.engine.connect() as connection:
+    connection = await request.app.state.engine.connect()
+    try:
         yield connection
+    finally:
+        try:
+            await connection.close()
+        except Exception as error:
+            # Nothing to lose on a read-only connection that died with the database; the
+            # answer (a 503 if the query failed too) is already on its way.
+            if not is_outage(error):
+                raise
 
 
 ReadDep = Annotated[AsyncConnection, Depends(read_connection)]
@@ -74,7 +86,7 @@ async def get_transactions(account_id: uuid.UUID, db: ReadDep, wait: WaiterDep, 
 
 @router.get("/events", response_model=EventPage, responses=QUERY_RESPONSES)
 async def list_events(db: ReadDep, wait: WaiterDep, aggregate_id: uuid.UUID | None = None,
-                      type: Annotated[str | None, Query(max_length=100)] = None,
+                      type: Annotated[str | None, Query(max_length=100, pattern="^[A-Za-z0-9_.:-]+$")] = None,
                       limit: Limit = 100, cursor: Cursor = None, consistent_with: ConsistentWith = None) -> Any:
     """Events of one aggregate by version, or of all aggregates by log position."""
     await wait.wait("event_log", consistent_with)

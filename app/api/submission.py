@@ -17,7 +17,7 @@ from fastapi import Depends, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from app.api.errors import Problem, problem_for_rejection
+from app.api.errors import Problem, problem_doc, problem_for_rejection
 from app.api.schemas import CommandAccepted, CommandPending
 from app.eventstore import position
 from app.eventstore.command_bus import CommandBus, CommandNotAccepted
@@ -30,10 +30,11 @@ IDEMPOTENCY_NAMESPACE = uuid.UUID("1d7c5cb6-3a0e-4d55-9a4f-6ad8c4b9e0f1")
 
 COMMAND_RESPONSES: dict[int | str, dict[str, Any]] = {
     202: {"model": CommandPending, "description": "Stored, not decided yet: see Location"},
-    404: {"description": "Not found"},
-    412: {"description": "If-Match does not match the aggregate's version"},
-    422: {"description": "Invalid request, or refused by a business rule"},
-    503: {"description": "Kafka did not accept the command in time"},
+    400: problem_doc("Invalid If-Match or X-Consistent-With"),
+    404: problem_doc("Not found"),
+    412: problem_doc("If-Match does not match the aggregate's version"),
+    422: problem_doc("Invalid request, or refused by a business rule"),
+    503: problem_doc("Kafka did not accept the command in time"),
 }
 
 

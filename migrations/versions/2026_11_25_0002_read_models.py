@@ -29,7 +29,7 @@ def upgrade() -> None:
         sa.Column("offset", sa.BigInteger(), nullable=False),
         sa.Column("event_id", sa.Text()),
         sa.Column("event_type", sa.Text()),
-        sa.Column("payload", JSONB(), nullable=False),
+        sa.Column("payload", sa.Text(), nullable=False),
         sa.Column("error", sa.Text(), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("status", sa.Text(), nullable=False, server_default="open"),

@@ -1,0 +1,212 @@
+"""A real headless Chromium uses `/docs` of a real `eventline run`: authorize, try it out, get a 201.
+
+The browser is Debian's `chromium` with its `chromium-driver`, installed by
+`scripts/ensure_browser.sh` (a missing browser fails the setup; it is never
+skipped, and no browser build is ever downloaded). Every host but 127.0.0.1
+is made unresolvable for the browser, so the docs pages work here only if they
+load nothing from the internet, as on a closed production network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+from selenium import webdriver
+from selenium.common.exceptions import TimeoutException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support import expected_conditions as ec
+from selenium.webdriver.support.ui import WebDriverWait
+
+from app.config import Settings
+from tests.conftest import ROOT
+from tests.support import Process, fresh_namespace
+from tests.waiting import eventually
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+SCREENSHOT = ROOT / "artifacts" / "docs-browser.png"
+NEW_ACCOUNT = {"owner": "Ada", "currency": "EUR"}
+WAIT_S = 60
+RECORD_CSP_VIOLATIONS = """
+window.cspViolations = [];
+document.addEventListener("securitypolicyviolation",
+                          event => window.cspViolations.push([event.violatedDirective, event.blockedURI]));
+"""  # two shared cores: a cold Chromium rendering a 1.5 MB bundle can be slow
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def browser_installed() -> None:
+    # Idempotent and quiet when both binaries exist; installs Debian's packages otherwise.
+    subprocess.run([str(ROOT / "scripts" / "ensure_browser.sh")], check=True)
+
+
+@dataclass
+class Server:
+    url: str
+    api_key: str
+
+
+@pytest.fixture(scope="module")
+async def server(settings: Settings) -> AsyncIterator[Server]:
+    """`eventline run` (API and every worker) on a free port, with one admin key."""
+    api_key = "el_e2e_" + secrets.token_urlsafe(24)
+    port = free_port()
+    ns = await fresh_namespace(
+        settings, own_database=True, api_port=port,
+        api_keys=f"dev:admin:{hashlib.sha256(api_key.encode()).hexdigest()}",
+        command_timeout_s=30,  # the first command of a cold processor on a busy machine still gets its 201
+    )
+    process = Process(ns, "run").start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=5) as http:
+            async def ready() -> int:
+                return (await http.get("/health/ready")).status_code
+
+            try:
+                await eventually(ready, 200, timeout=90, interval=0.25)
+            except AssertionError as error:
+                raise AssertionError(f"{error}\n--- eventline run log ---\n{process.log()}") from None
+        yield Server(url, api_key)
+    finally:
+        process.stop()
+
+
+@pytest.fixture(scope="module")
+def driver(browser_installed: None) -> Iterator[webdriver.Chrome]:
+    with tempfile.TemporaryDirectory(prefix="eventline-chromium-") as profile:
+        options = webdriver.ChromeOptions()
+        options.binary_location = CHROMIUM
+        for argument in (
+            "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+            "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--window-size=1280,1400", f"--user-data-dir={profile}",
+            # A closed network: no name but the loopback address resolves.
+            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+        ):
+            options.add_argument(argument)
+        # An explicit driver path: Selenium Manager never looks for (or downloads) anything.
+        browser = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
+        try:
+            browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": RECORD_CSP_VIOLATIONS})
+            browser.set_page_load_timeout(WAIT_S)
+            yield browser
+        finally:
+            browser.quit()
+
+
+def wait(browser: WebDriver) -> WebDriverWait[WebDriver]:
+    return WebDriverWait(browser, WAIT_S)
+
+
+def loaded_from_elsewhere(browser: WebDriver, origin: str) -> list[str]:
+    """Every resource the page tried to load from anywhere but `origin` (blocked attempts included)."""
+    names: list[str] = browser.execute_script(
+        "return performance.getEntriesByType('resource').map(entry => entry.name)")
+    return [name for name in names if not name.startswith(origin + "/") and not name.startswith("data:")]
+
+
+def blocked_by_the_page_policy(browser: WebDriver) -> list[str]:
+    """What the docs pages' Content-Security-Policy refused, as `directive URL`."""
+    violations: list[list[str]] = browser.execute_script("return window.cspViolations || []")
+    return [f"{directive} {uri}" for directive, uri in violations]
+
+
+def parsed(text: str | None) -> object:
+    try:
+        return json.loads(text or "null")
+    except ValueError:
+        return None
+
+
+def operation_id(server: Server, method: str, path: str) -> tuple[str, str]:
+    schema = httpx.get(f"{server.url}/openapi.json", timeout=10).json()
+    operation = schema["paths"][path][method]
+    return operation["tags"][0], operation["operationId"]
+
+
+def test_swagger_ui_authorizes_with_an_api_key_and_opens_an_account(driver: WebDriver, server: Server) -> None:
+    tag, op_id = operation_id(server, "post", "/accounts")
+    block = f"#operations-{tag}-{op_id}"
+    started = time.monotonic()
+    driver.get(f"{server.url}/docs")
+    try:
+        # Authorize: the HTTPBearer scheme takes the key as it is.
+        wait(driver).until(ec.element_to_be_clickable((By.CSS_SELECTOR, ".scheme-container button.authorize"))).click()
+        modal = wait(driver).until(ec.visibility_of_element_located((By.CSS_SELECTOR, ".modal-ux")))
+        assert "HTTPBearer" in modal.text
+        wait(driver).until(ec.element_to_be_clickable((By.CSS_SELECTOR, "input#auth-bearer-value"))).send_keys(
+            server.api_key)
+        modal.find_element(By.CSS_SELECTOR, ".auth-btn-wrapper button.authorize").click()
+        wait(driver).until(ec.visibility_of_element_located(
+            (By.XPATH, "//div[@class='auth-container']//h6[normalize-space()='Authorized']")))
+        wait(driver).until(ec.element_to_be_clickable((By.CSS_SELECTOR, ".auth-btn-wrapper button.btn-done"))).click()
+        wait(driver).until(ec.invisibility_of_element_located((By.CSS_SELECTOR, ".modal-ux")))
+
+        # POST /accounts: expand, try it out, fill the body, execute.
+        summary = wait(driver).until(ec.element_to_be_clickable((By.CSS_SELECTOR, f"{block} .opblock-summary")))
+        driver.execute_script("arguments[0].scrollIntoView({block: 'start'})", summary)
+        summary.click()
+        wait(driver).until(ec.element_to_be_clickable((By.CSS_SELECTOR, f"{block} button.try-out__btn"))).click()
+        body: WebElement = wait(driver).until(
+            ec.element_to_be_clickable((By.CSS_SELECTOR, f"{block} textarea.body-param__text")))
+        body.send_keys(Keys.CONTROL, "a")
+        body.send_keys(Keys.DELETE)
+        body.send_keys(json.dumps(NEW_ACCOUNT))
+        wait(driver).until(lambda _: parsed(body.get_attribute("value")) == NEW_ACCOUNT)
+        wait(driver).until(ec.element_to_be_clickable((By.CSS_SELECTOR, f"{block} button.execute"))).click()
+
+        # The live response, and the request that got it.
+        status = wait(driver).until(ec.visibility_of_element_located(
+            (By.CSS_SELECTOR, f"{block} .live-responses-table tr.response td.response-col_status")))
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", status)
+        response = driver.find_element(
+            By.CSS_SELECTOR, f"{block} .live-responses-table tr.response td.response-col_description")
+        curl = driver.find_element(By.CSS_SELECTOR, f"{block} .curl-command").text
+        print(f"\n/docs: from page load to the response shown: {time.monotonic() - started:.1f}s")
+    finally:
+        SCREENSHOT.parent.mkdir(exist_ok=True)
+        driver.save_screenshot(str(SCREENSHOT))
+
+    assert status.text.strip() == "201", f"{status.text}: {response.text}"
+    assert '"aggregate_id"' in response.text and '"position"' in response.text, response.text
+    assert f"Authorization: Bearer {server.api_key}" in curl
+    assert loaded_from_elsewhere(driver, server.url) == []
+    assert blocked_by_the_page_policy(driver) == []
+
+
+def test_redoc_renders_without_the_network(driver: WebDriver, server: Server) -> None:
+    driver.get(f"{server.url}/redoc")
+    try:
+        heading = wait(driver).until(ec.visibility_of_element_located((By.CSS_SELECTOR, ".api-info h1")))
+        wait(driver).until(lambda d: "/accounts" in d.find_element(By.TAG_NAME, "body").text)
+    except TimeoutException:
+        raise AssertionError(f"ReDoc did not render:\n{driver.page_source[:2000]}") from None
+    assert heading.text.startswith("Eventline")
+    assert urlsplit(driver.current_url).path == "/redoc"
+    # ReDoc 2's "API docs by Redocly" footer has an <img> on cdn.redoc.ly: the page's policy refuses it,
+    # so whatever the page tried to fetch from elsewhere must be exactly what the policy blocked.
+    wait(driver).until(lambda d: {f"img-src {url}" for url in loaded_from_elsewhere(d, server.url)}
+                       <= set(blocked_by_the_page_policy(d)))
+    assert all(entry.startswith("img-src ") for entry in blocked_by_the_page_policy(driver))
