@@ -155,3 +155,14 @@ def assert_versions_gapless(events: list[EventEnvelope]) -> None:
         by_aggregate.setdefault(event.aggregate_id, []).append(event.version)
     for aggregate_id, versions in by_aggregate.items():
         assert versions == list(range(1, len(versions) + 1)), f"{aggregate_id}: {versions}"
+
+
+async def end_offsets(settings: Settings, name: str = "commands") -> dict[TopicPartition, int]:
+    """The end offsets of every partition of `<ns>.<name>`: equal before and after means nothing was written."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    await consumer.start()
+    try:
+        count = settings.result_partitions if name == "command-results" else settings.partitions
+        return dict(await consumer.end_offsets([TopicPartition(settings.topic(name), p) for p in range(count)]))
+    finally:
+        await consumer.stop()

@@ -32,40 +32,31 @@ def api() -> None:
     _serve({})
 
 
-@cli.command()
-def processor() -> None:
-    """Run a command processor: it joins the group and owns some partitions of the event store."""
+def _run_worker(worker: Worker) -> None:
+    """Run one background worker as this process, once the topics check out."""
     configure_logging()
     settings = get_settings()
 
     async def main() -> None:
         await check_topics(settings)
-        await run_processor(settings)
+        await worker(settings)
 
     run_until_signalled(main())
+
+
+@cli.command()
+def processor() -> None:
+    """Run a command processor: it joins the group and owns some partitions of the event store."""
+    _run_worker(run_processor)
 
 
 @cli.command()
 def projector() -> None:
     """Run the projectors: they build the PostgreSQL read models from the events."""
-    configure_logging()
-    settings = get_settings()
-
-    async def main() -> None:
-        await check_topics(settings)
-        await run_projector(settings)
-
-    run_until_signalled(main())
+    _run_worker(run_projector)
 
 
 @cli.command()
 def saga() -> None:
     """Run the payment saga: charge for submitted messages, then deliver or reject them."""
-    configure_logging()
-    settings = get_settings()
-
-    async def main() -> None:
-        await check_topics(settings)
-        await run_saga(settings)
-
-    run_until_signalled(main())
+    _run_worker(run_saga)

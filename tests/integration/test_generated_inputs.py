@@ -22,7 +22,6 @@ import httpx
 import pytest
 import requests
 import schemathesis
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
@@ -42,7 +41,7 @@ from app.config import Settings
 from app.eventstore.processor import run_processor
 from app.main import create_app
 from projections.projector import run_projector
-from tests.support import api_client, fresh_namespace
+from tests.support import api_client, end_offsets, fresh_namespace
 
 PROBLEM = "application/problem+json"
 WORKERS = {"processor": run_processor, "projector": run_projector}
@@ -211,16 +210,6 @@ async def targets(edge_client: httpx.AsyncClient) -> dict[str, str]:
         "sender": accounts[0]["aggregate_id"],
         "recipient": accounts[1]["aggregate_id"],
     }
-
-
-async def end_offsets(ns: Settings) -> dict[TopicPartition, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=ns.kafka_bootstrap)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(ns.topic("commands"), p) for p in range(ns.partitions)]
-        return dict(await consumer.end_offsets(tps))
-    finally:
-        await consumer.stop()
 
 
 def valid_body(endpoint: str, t: dict[str, str]) -> dict[str, Any]:

@@ -10,11 +10,10 @@ from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from app.config import Settings
 from app.eventstore.processor import run_processor
-from tests.support import api_client, assert_versions_gapless, fresh_namespace, read_events
+from tests.support import api_client, assert_versions_gapless, end_offsets, fresh_namespace, read_events
 
 PROBLEM = "application/problem+json"
 
@@ -126,16 +125,6 @@ BAD_BODIES: list[tuple[str, object]] = [
     ("array", [1, 2]),
     ("long reference", {"amount": 5, "reference": "x" * 101}),
 ]
-
-
-async def end_offsets(ns: Settings) -> dict[TopicPartition, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=ns.kafka_bootstrap)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(ns.topic("commands"), p) for p in range(ns.partitions)]
-        return dict(await consumer.end_offsets(tps))
-    finally:
-        await consumer.stop()
 
 
 async def test_bad_input_is_refused_and_nothing_is_written(client: httpx.AsyncClient, ns: Settings) -> None:
