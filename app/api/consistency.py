@@ -70,8 +70,8 @@ class ConsistencyWaiter:
         self.moved.set()
         self.moved = asyncio.Event()
 
-    async def wait(self, projection: str, token: str | None) -> None:
-        """Return once `projection` has applied `token`; 503 problem after the timeout."""
+    async def wait(self, projection: str | tuple[str, ...], token: str | None) -> None:
+        """Return once `projection` (or every one of several) has applied `token`; 503 after the timeout."""
         if not token:
             return
         try:
@@ -89,7 +89,11 @@ class ConsistencyWaiter:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.moved.wait(), min(remaining, RECHECK_S))
 
-    async def applied(self, projection: str, wanted: position.Position) -> bool:
+    async def applied(self, projection: str | tuple[str, ...], wanted: position.Position) -> bool:
+        names = (projection,) if isinstance(projection, str) else projection
         async with self.engine.connect() as connection:
-            done = await queries.checkpoint_offsets(connection, projection, "events")
-        return all(done.get(partition, 0) > offset for partition, offset in wanted.items())
+            for name in names:
+                done = await queries.checkpoint_offsets(connection, name, "events")
+                if not all(done.get(partition, 0) > offset for partition, offset in wanted.items()):
+                    return False
+        return True

@@ -156,7 +156,7 @@ async def get_message(message_id: uuid.UUID, db: ReadDep, wait: WaiterDep,
 async def conversation_messages(conversation_id: uuid.UUID, db: ReadDep, wait: WaiterDep, limit: Limit = 50,
                                 cursor: Cursor = None, consistent_with: ConsistentWith = None) -> Any:
     """The conversation's delivered messages, in delivery order."""
-    await wait.wait("messages", consistent_with)
+    await wait.wait(("messages", "conversations"), consistent_with)
     if await queries.conversation(db, str(conversation_id)) is None:
         raise Problem(404, "not-found", "Not found", detail=f"conversation {conversation_id} does not exist")
     rows = await queries.conversation_messages(db, str(conversation_id), limit, time_cursor(cursor))

@@ -52,7 +52,12 @@ async def start_conversation(client: httpx.AsyncClient, *participants: tuple[str
     started = await client.post("/conversations", json={"participants": [p[0] for p in participants]},
                                 headers={"X-Consistent-With": token})
     assert started.status_code == 201, started.text
-    return str(started.json()["conversation_id"])
+    conversation_id = str(started.json()["conversation_id"])
+    # Posting checks the conversation in Messaging's read model: a client carries the token.
+    seen = await client.get(f"/conversations/{conversation_id}/messages",
+                            headers={"X-Consistent-With": started.json()["position"]})
+    assert seen.status_code == 200, seen.text
+    return conversation_id
 
 
 async def status_of(client: httpx.AsyncClient, message_id: str) -> str | None:
