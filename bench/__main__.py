@@ -1,6 +1,7 @@
 """`make bench`: run the benchmarks, print a table, write results/latest.json and BENCHMARKS.md.
 
-    python -m bench [--events N]
+    python -m bench [--events N]       BENCH_QUICK=1 shrinks every measurement (a smoke run)
+                                       BENCH_LAYOUT=split|run picks Eventline's process layout
 
 Figures on these shared 2-core machines are noisy: each section measures its
 own baseline in the same run and reports the ratio to it as well.
@@ -10,35 +11,70 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
+import subprocess
+import sys
 import time
+import traceback
+import uuid
+from collections.abc import Callable, Coroutine
 from typing import Any
 
+import uvloop
+from aiokafka.admin import NewTopic
 from rich.console import Console
 from rich.table import Table
 
+from app.config import Settings
+from app.eventstore.kafka import admin_client
+from bench import ceiling, write_side
 from bench.paths import RESULTS, ROOT
 from bench.projection import consume_baseline, measure_rebuilds, produce_events
-from bench.report import write_markdown
-from bench.setup import bench_settings, drop_database
+from bench.report import FIGURES, write_markdown
+from bench.restore import measure_restore
+from bench.setup import bench_settings, delete_namespace_topics, drop_database
 
 console = Console()
 REBUILT = ["accounts", "ledger", "event_log"]
 
 
+def say(text: str) -> None:
+    console.print(text, highlight=False)
+
+
+def plan(quick: bool) -> dict[str, Any]:
+    return {
+        "quick": quick,
+        "events": 100_000 if quick else 1_000_000,
+        "aggregates": 10_000 if quick else 100_000,
+        "accounts": 1000,
+        "concurrency": [16, 64, 256],
+        "rate": 500.0,
+        "visibility_every": 5,
+        "warmup": 1.0 if quick else 2.0,
+        "duration": 2.0 if quick else 10.0,
+        "ceiling_seconds": 2.0 if quick else 8.0,
+        "perf_records": 100_000 if quick else 1_000_000,
+        "profile": True,
+    }
+
+
 async def read_side(events: int) -> dict[str, Any]:
     settings = await bench_settings()
     try:
-        console.print(f"[bold]read side[/bold]: producing {events:,} events …")
+        say(f"[bold]read side[/bold]: producing {events:,} events …")
         started = time.monotonic()
         produced = await produce_events(settings, events)
-        console.print(f"  produced {produced:,} in {time.monotonic() - started:.1f}s; reading them back (baseline) …")
+        say(f"  produced {produced:,} in {time.monotonic() - started:.1f}s; reading them back (baseline) …")
         baseline = await consume_baseline(settings)
-        console.print(f"  baseline {baseline['events_per_s']:,.0f} events/s; rebuilding {', '.join(REBUILT)} …")
+        say(f"  baseline {baseline['events_per_s']:,.0f} events/s; rebuilding {', '.join(REBUILT)} …")
         rebuilds = await measure_rebuilds(settings, REBUILT)
     finally:
+        with contextlib.suppress(Exception):
+            await delete_namespace_topics(settings)
         await drop_database(settings)
     slowest = min(rebuilds.values(), key=lambda r: r["events_per_s"])
     return {
@@ -50,30 +86,151 @@ async def read_side(events: int) -> dict[str, Any]:
     }
 
 
+async def write(p: dict[str, Any], layout: str) -> dict[str, Any]:
+    say(f"[bold]write side[/bold]: Eventline ({layout}), CRUD, eventsourcing; "
+        f"{p['warmup']:.0f}s warm-up + {p['duration']:.0f}s per measurement")
+    results: dict[str, Any] = {"eventline": await write_side.eventline(p["accounts"], p, layout, say)}
+    for name in ("crud", "eventsourcing"):
+        results[name] = await write_side.peer(name, p["accounts"], p, say)
+    return results
+
+
+async def kafka_ceilings(p: dict[str, Any]) -> dict[str, Any]:
+    say("[bold]Kafka ceilings[/bold]: raw aiokafka producer, then Kafka's ProducerPerformance")
+    settings = Settings()
+    prefix = f"bench{uuid.uuid4().hex[:8]}"
+    topics = [f"{prefix}.ceiling", f"{prefix}.perf"]
+    admin = admin_client(settings)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(t, settings.partitions, settings.replication_factor) for t in topics])
+        await asyncio.sleep(1)  # let the leaders settle before producing
+        argv = [sys.executable, "-m", "bench.ceiling", "--bootstrap", settings.kafka_bootstrap, "--topic", topics[0],
+                "--partitions", str(settings.partitions), "--seconds", str(p["ceiling_seconds"])]
+        done = await asyncio.to_thread(subprocess.run, argv, cwd=ROOT, capture_output=True, text=True,
+                                       timeout=4 * p["ceiling_seconds"] + 60)
+        if done.returncode != 0:
+            raise RuntimeError(f"bench.ceiling failed:\n{done.stderr[-3000:]}")
+        raw = json.loads(done.stdout.strip().splitlines()[-1])
+        say(f"  aiokafka: {raw['pipelined_msgs_per_s']:,.0f} msgs/s pipelined, "
+            f"{raw['send_and_wait_64_msgs_per_s']:,.0f} msgs/s with 64 awaiting callers "
+            f"({raw['record_bytes']} B records)")
+        perf = await asyncio.to_thread(ceiling.kafka_perf, settings.kafka_bootstrap, topics[1], p["perf_records"],
+                                       raw["record_bytes"])
+        if perf is not None:
+            say(f"  ProducerPerformance: {perf['msgs_per_s']:,.0f} msgs/s")
+        else:
+            say("  ProducerPerformance: not available (mvn or java missing, or it failed)")
+    finally:
+        with contextlib.suppress(Exception):
+            await admin.delete_topics(topics)
+        await admin.close()
+    return {"aiokafka": raw, "kafka_perf": perf}
+
+
+async def restore(p: dict[str, Any]) -> dict[str, Any]:
+    settings = await bench_settings()
+    try:
+        say(f"[bold]restore[/bold]: {p['aggregates']:,} aggregates onto <ns>.aggregates, then restore_aggregates")
+        result = await measure_restore(settings, p["aggregates"])
+        say(f"  restored {result['aggregates']:,} in {result['seconds']:.2f}s "
+            f"(reading alone {result['read_only_seconds']:.2f}s)")
+    finally:
+        with contextlib.suppress(Exception):
+            await delete_namespace_topics(settings)
+        await drop_database(settings)
+    return result
+
+
 def machine() -> dict[str, Any]:
-    return {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
+    cpu = ""
+    with contextlib.suppress(OSError):
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    memory = ""
+    with contextlib.suppress(OSError):
+        memory = f"{int(open('/proc/meminfo').readline().split()[1]) / 1024 / 1024:.0f} GiB"
+    return {"cpus": os.cpu_count(), "cpu": cpu, "memory": memory, "python": platform.python_version(),
+            "platform": platform.platform()}
+
+
+def flatten(results: dict[str, Any]) -> dict[str, float | None]:
+    def get(*path: str) -> float | None:
+        node: Any = results
+        for key in path:
+            if not isinstance(node, dict) or key not in node:
+                return None
+            node = node[key]
+        return float(node) if isinstance(node, int | float) else None
+
+    el = ("write_side", "eventline")
+    flat = {
+        "commands_per_s_64": get(*el, "closed_64", "ok_per_s"),
+        "commands_per_s_16": get(*el, "closed_16", "ok_per_s"),
+        "commands_per_s_256": get(*el, "closed_256", "ok_per_s"),
+        "p50_ms_at_500": get(*el, "open_rate", "latency", "p50_ms"),
+        "p99_ms_at_500": get(*el, "open_rate", "latency", "p99_ms"),
+        "visibility_p99_ms": get(*el, "visibility", "visibility", "p99_ms"),
+        "projection_events_per_s": get("read_side", "projection_events_per_s"),
+        "rebuild_1m_s": get("read_side", "rebuild_1m_s"),
+        "restore_100k_s": None,
+        "crud_commands_per_s": get("write_side", "crud", "closed_64", "ok_per_s"),
+        "eventsourcing_commands_per_s": get("write_side", "eventsourcing", "closed_64", "ok_per_s"),
+        "aiokafka_ceiling_msgs_per_s": get("kafka", "aiokafka", "pipelined_msgs_per_s"),
+        "kafka_perf_msgs_per_s": get("kafka", "kafka_perf", "msgs_per_s"),
+    }
+    seconds, count = get("restore", "seconds"), get("restore", "aggregates")
+    if seconds is not None and count:
+        flat["restore_100k_s"] = seconds * 100_000 / count
+    assert list(flat) == list(FIGURES)
+    return flat
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--events", type=int, default=int(os.environ.get("BENCH_EVENTS", "1000000")))
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=None, help="events for the rebuilds (default 1,000,000)")
+    parser.add_argument("--only", default="write,kafka,restore,read", help="comma-separated sections to run")
     args = parser.parse_args()
-    results: dict[str, Any] = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine()}
-    results["read_side"] = asyncio.run(read_side(args.events))
-    flat = {
-        "projection_events_per_s": results["read_side"]["projection_events_per_s"],
-        "rebuild_1m_s": results["read_side"]["rebuild_1m_s"],
-    }
+    p = plan(os.environ.get("BENCH_QUICK", "") not in ("", "0"))
+    if args.events or os.environ.get("BENCH_EVENTS"):
+        p["events"] = args.events or int(os.environ["BENCH_EVENTS"])
+    layout = os.environ.get("BENCH_LAYOUT", "split")
+    only = set(args.only.split(","))
+    started = time.monotonic()
+    results: dict[str, Any] = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine(),
+                               "plan": p, "errors": {}}
+    sections: list[tuple[str, str, Callable[[], Coroutine[Any, Any, dict[str, Any]]], bool]] = [
+        ("write", "write_side", lambda: write(p, layout), False),
+        ("kafka", "kafka", lambda: kafka_ceilings(p), True),
+        ("restore", "restore", lambda: restore(p), True),  # uvloop, as a processor runs
+        ("read", "read_side", lambda: read_side(p["events"]), False),
+    ]
+    for name, key, section, on_uvloop in sections:
+        if name not in only:
+            continue
+        try:
+            results[key] = uvloop.run(section()) if on_uvloop else asyncio.run(section())
+        except Exception as error:  # a broken section must not hide the others' figures
+            results["errors"][key] = f"{type(error).__name__}: {error}"
+            say(f"[red]{key} failed[/red]: {error}")
+            traceback.print_exc()
+    results["seconds"] = time.monotonic() - started
+    flat = flatten(results)
     results.update(flat)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
     write_markdown(results, ROOT / "BENCHMARKS.md")
-    table = Table(title="Eventline benchmarks")
+    table = Table(title=f"Eventline benchmarks ({results['seconds']:.0f}s{', QUICK' if p['quick'] else ''})")
     table.add_column("figure")
     table.add_column("value", justify="right")
+    table.add_column("target", justify="right")
     for key, value in flat.items():
-        table.add_row(key, f"{value:,.1f}")
+        table.add_row(key, "—" if value is None else f"{value:,.1f}", FIGURES[key])
     console.print(table)
+    if results["errors"]:
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

@@ -5,25 +5,154 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+# The figures of `latest.json`, in table order, with the targets they are compared against (not asserted).
+FIGURES: dict[str, str] = {
+    "commands_per_s_64": "≥ 1,500",
+    "commands_per_s_16": "",
+    "commands_per_s_256": "",
+    "p50_ms_at_500": "",
+    "p99_ms_at_500": "≤ 50",
+    "visibility_p99_ms": "≤ 100",
+    "projection_events_per_s": "≥ 20,000",
+    "rebuild_1m_s": "≤ 60",
+    "restore_100k_s": "≤ 10",
+    "crud_commands_per_s": "≤ Eventline",
+    "eventsourcing_commands_per_s": "≤ Eventline / 2",
+    "aiokafka_ceiling_msgs_per_s": "",
+    "kafka_perf_msgs_per_s": "",
+}
 
-def write_markdown(results: dict[str, Any], path: Path) -> None:
-    read = results["read_side"]
+
+def num(value: Any, digits: int = 0) -> str:
+    return "—" if value is None else f"{value:,.{digits}f}"
+
+
+def ratio(a: Any, b: Any) -> str:
+    return "—" if a is None or not b else f"{a / b:.3g}×"
+
+
+def figures_table(results: dict[str, Any]) -> str:
+    rows = [f"| `{key}` | {num(results.get(key), 1)} | {target} |" for key, target in FIGURES.items()]
+    return "| figure | value | target |\n|---|---:|---:|\n" + "\n".join(rows)
+
+
+def load_row(name: str, run: dict[str, Any] | None) -> str:
+    if not run:
+        return f"| {name} | — | — | — | — | — | — |"
+    lat = run["latency"]
+    others = {k: v for k, v in run["statuses"].items() if k != "200"} | run["errors"]
+    return (f"| {name} | {num(run['ok_per_s'])} | {num(lat['p50_ms'], 1)} | {num(lat['p99_ms'], 1)} | "
+            f"{num(lat['max_ms'], 0)} | {run['generator_cpu']:.2f} | {others or ''} |")
+
+
+def write_section(results: dict[str, Any]) -> str:
+    write = results.get("write_side")
+    if not write:
+        return "## Write side\n\nNot measured in this run" + error(results, "write_side") + "\n"
+    el, plan = write["eventline"], results["plan"]
+    crud, es = write.get("crud", {}).get("closed_64"), write.get("eventsourcing", {}).get("closed_64")
+    rows = [load_row(f"Eventline, {c} clients", el.get(f"closed_{c}")) for c in plan["concurrency"]]
+    rows.append(load_row(f"Eventline, open loop {plan['rate']:.0f}/s", el.get("open_rate")))
+    rows.append(load_row("CRUD, 64 clients", crud))
+    rows.append(load_row("eventsourcing, 64 clients", es))
+    vis = el.get("visibility", {}).get("visibility", {})
+    layout = {"split": "three processes: `eventline api`, `eventline processor`, `eventline projector`",
+              "run": "one process: `eventline run` (API, processor, projector and saga)"}[el["layout"]]
+    c64 = results.get("commands_per_s_64")
+    kafka = results.get("kafka") or {}
+    raw = kafka.get("aiokafka") or {}
+    return f"""## Write side: deposits over HTTP
+
+Workload: `POST /accounts/{{id}}/deposits` with `{{"amount": 1}}` on one of
+{plan['accounts']:,} accounts opened beforehand, chosen at random. Each service is served by
+uvicorn (uvloop, httptools, access log on, as `eventline api` runs) in its own processes on loopback.
+The load generator (`bench/load.py`) is a separate process: async httpx on uvloop, a connection pool
+the size of the concurrency; each measurement is {plan['warmup']:.0f} s of warm-up then
+{plan['duration']:.0f} s counted. Only 200 answers count as commands done (Eventline's 202
+"stored, not decided yet" does not).
+
+- **Eventline** ({layout}), fresh namespace, topics and database; it answers once the command's
+  events are committed (the API waits for the result on `<ns>.command-results`).
+- **CRUD** (`bench/crud_service.py`): FastAPI + SQLAlchemy 2 + asyncpg; `SELECT … FOR UPDATE` the
+  balance row, update it, insert a ledger row, one transaction; pool of 20 (+20 overflow); own database.
+- **eventsourcing** (`bench/es_service.py`): the `eventsourcing` library with `eventsourcing.postgres`
+  (psycopg 3, pool of 20 + 20), library defaults (no snapshots, no cache); its synchronous calls run in
+  FastAPI's thread pool; an optimistic-concurrency conflict is retried.
+
+Closed loop: each client sends its next command when the previous answer arrives. Open loop: commands
+start at a fixed rate whatever the answers do; latency counts from when a command was due.
+"generator cpu" is the share of one core the load generator used (near 1.0: it was the limit).
+
+| run | commands/s | p50 ms | p99 ms | max ms | generator cpu | other answers |
+|---|---:|---:|---:|---:|---:|---|
+{chr(10).join(rows)}
+
+**Visibility** (accepted → visible in the `accounts` read model), open loop at {plan['rate']:.0f}
+commands/s, every {plan['visibility_every']}th accepted deposit followed by `GET /accounts/{{id}}` with
+`X-Consistent-With: <position>` (the API waits for the projection's checkpoint); counted from the 200
+of the deposit to the 200 of the read showing the new version: p50 {num(vis.get('p50_ms'), 1)} ms,
+p99 **{num(vis.get('p99_ms'), 1)} ms**, max {num(vis.get('max_ms'), 1)} ms over {vis.get('samples', 0):,} reads.
+
+Ratios (same run, 64 clients):
+
+| | ratio |
+|---|---:|
+| Eventline / CRUD | {ratio(c64, results.get('crud_commands_per_s'))} |
+| Eventline / eventsourcing | {ratio(c64, results.get('eventsourcing_commands_per_s'))} |
+| Eventline / aiokafka ceiling (pipelined) | {ratio(c64, results.get('aiokafka_ceiling_msgs_per_s'))} |
+| Eventline / aiokafka, 64 callers awaiting each send | {ratio(c64, raw.get('send_and_wait_64_msgs_per_s'))} |
+"""
+
+
+def kafka_section(results: dict[str, Any]) -> str:
+    kafka = results.get("kafka")
+    if not kafka:
+        return "## Kafka ceilings\n\nNot measured in this run" + error(results, "kafka") + "\n"
+    raw, perf, plan = kafka["aiokafka"], kafka.get("kafka_perf"), results["plan"]
+    perf_line = (f"{num(perf['msgs_per_s'])} msgs/s (avg latency {perf['avg_latency_ms']:.1f} ms, "
+                 f"{perf['records']:,} records)" if perf else "not available")
+    return f"""## Kafka ceilings
+
+Records of {raw['record_bytes']} bytes (an encoded deposit command, keyed and partitioned as the API
+does) to a bench topic with the same partition count, `acks=all`, idempotent producer.
+
+- `aiokafka_ceiling_msgs_per_s`: a raw aiokafka producer with the API's settings, in a process of its
+  own on uvloop, as fast as it goes (up to 5,000 sends in flight) for {plan['ceiling_seconds']:.0f} s:
+  **{num(raw['pipelined_msgs_per_s'])}** msgs/s. With 64 callers each awaiting its own send (the
+  API's pattern): {num(raw['send_and_wait_64_msgs_per_s'])} msgs/s.
+- `kafka_perf_msgs_per_s`: Kafka's own `org.apache.kafka.tools.ProducerPerformance` (kafka-tools
+  4.1.1, the broker's version; `bench/kafka-tools/pom.xml`), `--throughput -1`: **{perf_line}**.
+  aiokafka reaches {ratio(raw['pipelined_msgs_per_s'], perf['msgs_per_s'] if perf else None)} of it.
+"""
+
+
+def restore_section(results: dict[str, Any]) -> str:
+    r = results.get("restore")
+    if not r:
+        return "## Restore\n\nNot measured in this run" + error(results, "restore") + "\n"
+    return f"""## Restore: a processor loading its aggregates
+
+{r['aggregates']:,} aggregate records ({r['record_bytes']} bytes each: an account opened and credited
+once, both commands remembered, built by the processor's own decision code) are produced onto
+`<ns>.aggregates`; then `app.eventstore.restore.restore_aggregates(settings, all partitions)` is timed,
+on uvloop as in a processor: **{r['seconds']:.2f} s** ({num(r['aggregates_per_s'])} aggregates/s),
+i.e. `restore_100k_s` = **{num(results.get('restore_100k_s'), 2)} s** (target ≤ 10 s). Reading the same
+records with aiokafka without decoding them takes {r['read_only_seconds']:.2f} s
+({ratio(r['read_only_seconds'], r['seconds'])} of the restore).
+"""
+
+
+def read_section(results: dict[str, Any]) -> str:
+    read = results.get("read_side")
+    if not read:
+        return "## Read side\n\nNot measured in this run" + error(results, "read_side") + "\n"
     base = read["aiokafka_consume_events_per_s"]
     rows = "\n".join(
         f"| `{name}` | {r['events']:,} | {r['seconds']:.1f} | {r['events_per_s']:,.0f} | "
         f"{r['events_per_s'] / base:.2f} |"
         for name, r in read["rebuilds"].items()
     )
-    machine = results["machine"]
-    path.write_text(f"""# Benchmarks
-
-Measured by `make bench` (`python -m bench`), which writes `bench/results/latest.json`
-and this file. Last run: {results['when']} on {machine['cpus']} CPUs, Python {machine['python']},
-with Kafka, PostgreSQL and the benchmark on the same machine. These machines are
-shared and noisy: compare the ratios to the baseline measured in the same run, not
-absolute figures across runs.
-
-## Read side: rebuild throughput
+    return f"""## Read side: rebuild throughput
 
 {read['events']:,} events (accounts of 100 events each) are produced straight onto
 `<ns>.events`; then each projection is rebuilt from offset 0 with `eventline rebuild`'s
@@ -36,4 +165,64 @@ decoding the same events with aiokafka alone ({base:,.0f} events/s).
 
 - `projection_events_per_s` (slowest projection): **{read['projection_events_per_s']:,.0f}** (target ≥ 20,000)
 - `rebuild_1m_s` (the three rebuilds, per million events): **{read['rebuild_1m_s']:.1f} s** (target ≤ 60 s)
-""")
+"""
+
+
+def profile_section(results: dict[str, Any]) -> str:
+    prof = (results.get("write_side") or {}).get("eventline", {}).get("profile")
+    if not prof:
+        return "## Profile\n\nNot taken in this run (py-spy missing or unable to attach).\n"
+    parts = [f"""## Profile: where the time goes at 64 clients
+
+A separate 64-client run ({num(prof.get('commands_per_s_while_profiled'))} commands/s while sampled)
+with `py-spy record --pid <pid> --rate 100 --nonblocking --function` attached to each Eventline
+process (`.venv/bin/py-spy`; raw stacks in `.local/bench-logs/profile-*.txt`). Shares are of the
+samples in which the process was not idle."""]
+    for name, summary in prof.items():
+        if not isinstance(summary, dict):
+            continue
+        total = summary["samples"]
+        packages = ", ".join(f"{p} {s}%" for p, s in summary["packages"][:8])
+        own = "\n".join(f"| {f} | {s}% |" for f, s in summary["self"][:12])
+        incl = "\n".join(f"| {f} | {s}% |" for f, s in summary["eventline_inclusive"][:12])
+        window = 100 * (results["plan"]["warmup"] + results["plan"]["duration"])
+        parts.append(f"""### `{name}` ({total:,} samples: busy about {100 * total / window:.0f}% of the window)
+
+Self time by package: {packages}.
+
+| innermost frame (self) | share |
+|---|---:|
+{own}
+
+| Eventline function on the stack (inclusive) | share |
+|---|---:|
+{incl}""")
+    return "\n\n".join(parts) + "\n"
+
+
+def error(results: dict[str, Any], key: str) -> str:
+    found = results.get("errors", {}).get(key)
+    return f" (failed: `{found}`)" if found else ""
+
+
+def write_markdown(results: dict[str, Any], path: Path) -> None:
+    machine, plan = results["machine"], results["plan"]
+    quick = " **QUICK run (BENCH_QUICK=1): smaller measurements, not comparable.**" if plan["quick"] else ""
+    path.write_text(f"""# Benchmarks
+
+Measured by `make bench` (`python -m bench`, about {results['seconds'] / 60:.0f} minutes), which writes
+`bench/results/latest.json` and this file. Last run: {results['when']} on {machine['cpus']} CPUs
+({machine.get('cpu', '')}, {machine.get('memory', '')}), Python {machine['python']}, {machine['platform']},
+with Kafka 4.1.1 (single node, KRaft), PostgreSQL 15, every service and the load generator on the
+same machine.{quick} These machines are shared and noisy: compare the ratios to the baselines
+measured in the same run, not absolute figures across runs.
+
+{figures_table(results)}
+
+Targets are for comparison only; nothing is asserted.
+
+{write_section(results)}
+{kafka_section(results)}
+{restore_section(results)}
+{read_section(results)}
+{profile_section(results)}""")

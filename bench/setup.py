@@ -16,17 +16,35 @@ from app.eventstore.topics import create_topics
 from bench.paths import ROOT
 
 
-async def bench_settings(**overrides: object) -> Settings:
-    """A fresh namespace and database, migrated, with the topics created."""
+def _admin_dsn(database_url: str) -> str:
+    return make_url(database_url).set(drivername="postgresql", database="postgres").render_as_string(
+        hide_password=False)
+
+
+async def create_database(prefix: str = "eventline_bench") -> str:
+    """A new empty database on the local PostgreSQL; its SQLAlchemy (asyncpg) URL."""
     base = Settings()
-    name = f"eventline_bench_{uuid.uuid4().hex[:8]}"
-    admin_url = make_url(base.database_url).set(drivername="postgresql", database="postgres")
-    connection = await asyncpg.connect(admin_url.render_as_string(hide_password=False))
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    connection = await asyncpg.connect(_admin_dsn(base.database_url))
     try:
         await connection.execute(f'CREATE DATABASE "{name}"')
     finally:
         await connection.close()
-    url = make_url(base.database_url).set(database=name).render_as_string(hide_password=False)
+    return make_url(base.database_url).set(database=name).render_as_string(hide_password=False)
+
+
+async def drop_database_url(database_url: str) -> None:
+    url = make_url(database_url)
+    connection = await asyncpg.connect(_admin_dsn(database_url))
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)')
+    finally:
+        await connection.close()
+
+
+async def bench_settings(**overrides: object) -> Settings:
+    """A fresh namespace and database, migrated, with the topics created."""
+    url = await create_database()
     config = Config(str(ROOT / "alembic.ini"))
     config.attributes["database_url"] = url
     config.attributes["configure_logging"] = False
@@ -44,10 +62,16 @@ async def bench_settings(**overrides: object) -> Settings:
 
 
 async def drop_database(settings: Settings) -> None:
-    url = make_url(settings.database_url)
-    admin_url = url.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
-    connection = await asyncpg.connect(admin_url)
+    await drop_database_url(settings.database_url)
+
+
+async def delete_namespace_topics(settings: Settings) -> None:
+    """Delete every topic of the benchmark's namespace (best effort)."""
+    admin = admin_client(settings)
+    await admin.start()
     try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)')
+        topics = [t for t in await admin.list_topics() if t.startswith(f"{settings.namespace}.")]
+        if topics:
+            await admin.delete_topics(topics)
     finally:
-        await connection.close()
+        await admin.close()

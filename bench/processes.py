@@ -1,0 +1,133 @@
+"""The processes a benchmark starts: services under test, the load generator, helpers.
+
+Every process started here is stopped by its owner (SIGTERM, then SIGKILL),
+by pid; logs go to files under .local/bench-logs/ so a failure can be read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from app.config import Settings
+from bench.paths import ROOT
+
+LOGS = ROOT / ".local" / "bench-logs"
+VENV_BIN = ROOT / ".venv" / "bin"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def eventline_environment(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment of an `eventline` process with these settings (as tests/support.py does)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTLINE_")}
+    for name, value in settings.model_dump().items():
+        env[f"EVENTLINE_{name.upper()}"] = str(value)
+    env.update(extra)
+    return env
+
+
+class Service:
+    """One process with its log in a file."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+        self.name, self.argv, self.env = name, argv, env
+        self.popen: subprocess.Popen[bytes] | None = None
+        LOGS.mkdir(parents=True, exist_ok=True)
+        self.log_path = LOGS / f"{name}.log"
+
+    def start(self) -> Service:
+        with self.log_path.open("wb") as log:
+            self.popen = subprocess.Popen(self.argv, env=self.env, cwd=ROOT, stdout=log,
+                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.popen is not None
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def stop(self, timeout: float = 20) -> None:
+        if self.popen is None or self.popen.poll() is not None:
+            return
+        os.kill(self.popen.pid, signal.SIGTERM)
+        try:
+            self.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait()
+
+    def tail(self, chars: int = 3000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:]
+
+
+async def wait_http(url: str, services: list[Service], timeout: float = 90) -> None:
+    """Until `url` answers 200 (every service still alive), or RuntimeError."""
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(timeout=2) as client:
+        while True:
+            for service in services:
+                if not service.alive():
+                    raise RuntimeError(f"{service.name} exited:\n{service.tail()}")
+            try:
+                if (await client.get(url)).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{url} not ready after {timeout:.0f}s")
+            await asyncio.sleep(0.3)
+
+
+async def open_accounts(base_url: str, count: int, path: Path, timeout: float = 90) -> list[str]:
+    """Open `count` accounts (201 each; the first retried until the service decides it) into `path`."""
+    ids: list[str] = []
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(base_url=base_url, timeout=30,
+                                 limits=httpx.Limits(max_connections=32)) as client:
+        async def one() -> str:
+            while True:
+                response = await client.post("/accounts", json={"owner": "Bench", "currency": "EUR"})
+                if response.status_code == 201:
+                    account_id: str = response.json()["aggregate_id"]
+                    return account_id
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"opening an account: {response.status_code} {response.text[:300]}")
+                await asyncio.sleep(0.5)
+
+        ids.append(await one())
+        while len(ids) < count:
+            ids.extend(await asyncio.gather(*(one() for _ in range(min(32, count - len(ids))))))
+    await asyncio.to_thread(path.write_text, "\n".join(ids) + "\n")
+    return ids
+
+
+def run_load(base_url: str, accounts: Path, *, mode: str = "closed", concurrency: int = 64, rate: float = 500,
+             visibility_every: int = 0, warmup: float = 2, duration: float = 10) -> dict[str, Any]:
+    """One measurement by the load generator, a separate process (bench/load.py)."""
+    argv = [sys.executable, "-m", "bench.load", "--url", base_url, "--accounts", str(accounts), "--mode", mode,
+            "--concurrency", str(concurrency), "--rate", str(rate), "--visibility-every", str(visibility_every),
+            "--warmup", str(warmup), "--duration", str(duration)]
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=warmup + duration + 60)
+    if done.returncode != 0:
+        raise RuntimeError(f"load generator failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result

@@ -1,0 +1,135 @@
+"""Write side: deposits over HTTP, Eventline next to a CRUD service and the `eventsourcing` library.
+
+Every service runs in its own processes on loopback, and the same load
+generator (bench/load.py, a separate process) drives each of them on the same
+workload: a deposit of 1 to one of 1,000 accounts opened beforehand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import make_url
+
+from app.config import Settings
+from bench import profile
+from bench.processes import VENV_BIN, Service, eventline_environment, free_port, open_accounts, run_load, wait_http
+from bench.setup import bench_settings, create_database, delete_namespace_topics, drop_database, drop_database_url
+
+Say = Callable[[str], None]
+
+
+@asynccontextmanager
+async def running(services: list[Service], ready_url: str) -> AsyncIterator[None]:
+    try:
+        for service in services:
+            service.start()
+        await wait_http(ready_url, services)
+        yield
+    finally:
+        for service in reversed(services):
+            service.stop()
+
+
+def eventline_services(settings: Settings, port: int, layout: str) -> list[Service]:
+    env = eventline_environment(settings, EVENTLINE_API_PORT=str(port))
+    binary = str(VENV_BIN / "eventline")
+    if layout == "run":
+        return [Service("eventline-run", [binary, "run"], env)]
+    # Processor and projector first, so the API's first command finds its partition owned.
+    return [Service(f"eventline-{name}", [binary, name], env) for name in ("processor", "projector", "api")]
+
+
+async def eventline(accounts: int, plan: dict[str, Any], layout: str, say: Say) -> dict[str, Any]:
+    settings = await bench_settings()
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    services = eventline_services(settings, port, layout)
+    results: dict[str, Any] = {"layout": layout}
+    accounts_file = Path(tempfile.mkstemp(prefix="bench-accounts-", suffix=".txt")[1])
+    try:
+        async with running(services, f"{base}/health/ready"):
+            say(f"  eventline ({layout}): opening {accounts:,} accounts …")
+            await open_accounts(base, accounts, accounts_file)
+            for clients in plan["concurrency"]:
+                run = await asyncio.to_thread(run_load, base, accounts_file, concurrency=clients,
+                                              warmup=plan["warmup"], duration=plan["duration"])
+                results[f"closed_{clients}"] = run
+                say(f"  eventline, {clients} clients: {run['ok_per_s']:,.0f} commands/s, "
+                    f"p99 {run['latency']['p99_ms']:.1f} ms, generator cpu {run['generator_cpu']:.2f}")
+            run = await asyncio.to_thread(run_load, base, accounts_file, mode="open", rate=plan["rate"],
+                                          warmup=plan["warmup"], duration=plan["duration"])
+            results["open_rate"] = run
+            say(f"  eventline at {plan['rate']:.0f}/s: p50 {run['latency']['p50_ms']:.1f} ms, "
+                f"p99 {run['latency']['p99_ms']:.1f} ms ({run['ok_per_s']:,.0f} ok/s)")
+            run = await asyncio.to_thread(run_load, base, accounts_file, mode="open", rate=plan["rate"],
+                                          visibility_every=plan["visibility_every"], warmup=plan["warmup"],
+                                          duration=plan["duration"])
+            results["visibility"] = run
+            say(f"  visibility at {plan['rate']:.0f}/s: p50 {run['visibility']['p50_ms']:.1f} ms, "
+                f"p99 {run['visibility']['p99_ms']:.1f} ms ({run['visibility']['samples']} samples)")
+            if plan["profile"]:
+                results["profile"] = await profile_eventline(services, base, accounts_file, plan, say)
+    finally:
+        await asyncio.to_thread(accounts_file.unlink, missing_ok=True)
+        with contextlib.suppress(Exception):
+            await delete_namespace_topics(settings)
+        await drop_database(settings)
+    return results
+
+
+async def profile_eventline(services: list[Service], base: str, accounts_file: Path, plan: dict[str, Any],
+                            say: Say) -> dict[str, Any]:
+    """A separate 64-client run with py-spy attached to each Eventline process."""
+    seconds = plan["duration"]
+    recordings = {s.name: profile.start_recording(s.pid, s.name, plan["warmup"] + seconds) for s in services}
+    if not any(recordings.values()):
+        say("  profile: py-spy not available, skipped")
+        return {}
+    run = await asyncio.to_thread(run_load, base, accounts_file, concurrency=64, warmup=plan["warmup"],
+                                  duration=seconds)
+    found: dict[str, Any] = {"commands_per_s_while_profiled": run["ok_per_s"]}
+    for name, recording in recordings.items():
+        summary = profile.finish_recording(recording)
+        if summary is not None:
+            found[name] = summary
+    say(f"  profiled {', '.join(k for k in found if k.startswith('eventline'))} "
+        f"({run['ok_per_s']:,.0f} commands/s while sampled)")
+    return found
+
+
+async def peer(name: str, accounts: int, plan: dict[str, Any], say: Say) -> dict[str, Any]:
+    """The CRUD service or the eventsourcing service, on a database of its own, at 64 clients."""
+    url = await create_database(f"eventline_bench_{name}")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    parts = make_url(url)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTLINE_")}
+    env |= {"BENCH_DATABASE_URL": url, "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            "POSTGRES_DBNAME": str(parts.database), "POSTGRES_HOST": str(parts.host),
+            "POSTGRES_PORT": str(parts.port), "POSTGRES_USER": str(parts.username),
+            "POSTGRES_PASSWORD": str(parts.password), "POSTGRES_POOL_SIZE": "20", "POSTGRES_MAX_OVERFLOW": "20"}
+    module = {"crud": "bench.crud_service", "eventsourcing": "bench.es_service"}[name]
+    service = Service(f"peer-{name}", [sys.executable, "-m", module, "--port", str(port)], env)
+    accounts_file = Path(tempfile.mkstemp(prefix="bench-accounts-", suffix=".txt")[1])
+    results: dict[str, Any] = {}
+    try:
+        async with running([service], f"{base}/openapi.json"):
+            await open_accounts(base, accounts, accounts_file)
+            run = await asyncio.to_thread(run_load, base, accounts_file, concurrency=64, warmup=plan["warmup"],
+                                          duration=plan["duration"])
+            results["closed_64"] = run
+            say(f"  {name}, 64 clients: {run['ok_per_s']:,.0f} commands/s, p99 {run['latency']['p99_ms']:.1f} ms, "
+                f"generator cpu {run['generator_cpu']:.2f}")
+    finally:
+        await asyncio.to_thread(accounts_file.unlink, missing_ok=True)
+        await drop_database_url(url)
+    return results
