@@ -21,7 +21,8 @@ from aiokafka.structs import ConsumerRecord
 
 from app.config import Settings
 from app.eventstore.envelope import CommandEnvelope, EventEnvelope, utc_now
-from app.eventstore.processor import PartitionWriter, fence_partition, stop_quietly
+from app.eventstore.partition_writer import PartitionWriter
+from app.eventstore.processor import fence_partition, stop_quietly
 from tests.support import Process, api_client, assert_versions_gapless, fresh_namespace, read_events
 from tests.waiting import eventually
 

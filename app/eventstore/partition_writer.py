@@ -1,0 +1,141 @@
+"""A partition's writer: decide a batch of commands and write all of it in one Kafka transaction.
+
+The writer holds the aggregates of its partition in memory; they move forward
+only after a transaction commits, so an aborted batch leaves nothing to undo.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import replace
+
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.structs import ConsumerRecord
+
+from app.config import Settings
+from app.eventstore.decision import Aggregate, Decision, decide_command, with_results
+from app.eventstore.envelope import CommandEnvelope, CommandResult, Notification, utc_now
+from app.observability.logs import carrying
+from app.observability.metrics import BATCHES, EVENTS_APPENDED
+
+log = logging.getLogger(__name__)
+
+
+class PartitionWriter:
+    """Owns one command partition: its transactional producer and its aggregates."""
+
+    def __init__(self, settings: Settings, partition: int, producer: AIOKafkaProducer,
+                 aggregates: dict[str, Aggregate], next_offset: int) -> None:
+        self.settings = settings
+        self.partition = partition
+        self.producer = producer
+        self.aggregates = aggregates
+        self.next_offset = next_offset
+        self.source = TopicPartition(settings.topic("commands"), partition)
+
+    async def apply(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
+        """Decide every command of the batch and write the outcome in one transaction."""
+        fresh = [r for r in records if r.offset >= self.next_offset]
+        if not fresh:
+            return
+        decisions, touched = self.decide(fresh)
+        next_offset = fresh[-1].offset + 1
+        async with self.producer.transaction():
+            settled = await self.write(decisions, touched, next_offset)
+        # Only now, with the transaction committed, does memory move forward.
+        self.aggregates.update(settled)
+        self.next_offset = next_offset
+        BATCHES.labels("committed").inc()
+        for decision in decisions:
+            for event in decision.events:
+                EVENTS_APPENDED.labels(event.aggregate_type).inc()
+        log.debug("partition %d: committed %d commands up to offset %d", self.partition, len(fresh), next_offset)
+
+    def decide(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> tuple[list[Decision], dict[str, Aggregate]]:
+        """Run every command against the aggregates, in order, without touching Kafka."""
+        touched: dict[str, Aggregate] = {}
+        decisions = []
+        now = utc_now()
+        keep = self.settings.idempotency_memory
+        for record in records:
+            command = decode_command(record)
+            if command is None:
+                continue
+            current = touched.get(command.aggregate_id) or self.aggregates.get(command.aggregate_id)
+            with carrying(command.correlation_id, command.command_id):
+                decision = decide_command(current, command, now=now, new_event_id=new_event_id, keep=keep)
+                log.debug("decided %s %s: %s", command.type, command.aggregate_id, decision.result.outcome)
+            after = decision.remembered_aggregate(keep)
+            if after is not None:
+                # Remembered at once, so a repeat later in this batch is caught too.
+                touched[command.aggregate_id] = after
+            decisions.append(decision)
+        return decisions, touched
+
+    async def write(self, decisions: list[Decision], touched: dict[str, Aggregate],
+                    next_offset: int) -> dict[str, Aggregate]:
+        """Produce the batch inside the open transaction; return the aggregates as written."""
+        positions = await self.append_events(decisions)
+        final: dict[str, CommandResult] = {}
+        for decision in decisions:
+            command_id = decision.command.command_id
+            if decision.result.replayed and command_id in final:
+                result = replace(final[command_id], replayed=True)  # repeated within this batch
+            else:
+                result = replace(decision.result, position=positions.get(command_id, decision.result.position))
+                if decision.aggregate is not None and not decision.result.replayed:
+                    final[command_id] = result
+            await self.send_result(result)
+        settled = {key: with_results(aggregate, final) for key, aggregate in touched.items()}
+        for aggregate in settled.values():
+            await self.send(self.settings.topic("aggregates"), aggregate.aggregate_id,
+                            aggregate.to_record().encode())
+        await self.producer.send_offsets_to_transaction(
+            {self.source: next_offset}, self.settings.processor_group)
+        return settled
+
+    async def append_events(self, decisions: list[Decision]) -> dict[str, dict[str, int]]:
+        """Send the events and their notifications; return each command's position."""
+        published_at = utc_now()
+        pending = []
+        for decision in decisions:
+            for event in decision.events:
+                sent = await self.producer.send(
+                    self.settings.topic("events"), event.encode(), key=event.aggregate_id.encode(),
+                    partition=self.partition, headers=event.headers())
+                pending.append((decision.command.command_id, sent))
+                await self.send(self.settings.topic("notifications"), event.aggregate_id,
+                                Notification.of(event, published_at).encode())
+        positions: dict[str, dict[str, int]] = {}
+        for command_id, sent in pending:
+            metadata = await sent
+            positions[command_id] = {str(self.partition): metadata.offset}
+        return positions
+
+    async def send(self, topic: str, key: str, value: bytes) -> None:
+        await self.producer.send(topic, value, key=key.encode(), partition=self.partition)
+
+    async def send_result(self, result: CommandResult) -> None:
+        # Every API process reads every result partition, so any partition will do: one per
+        # command partition keeps a transaction to few partitions (fewer AddPartitionsToTxn).
+        partition = self.partition % self.settings.result_partitions
+        await self.producer.send(self.settings.topic("command-results"), result.encode(),
+                                 key=result.command_id.encode(), partition=partition)
+
+
+def new_event_id() -> str:
+    return str(uuid.uuid4())
+
+
+def decode_command(record: ConsumerRecord[bytes, bytes]) -> CommandEnvelope | None:
+    try:
+        return CommandEnvelope.decode(record.value or b"")
+    except (ValueError, TypeError):
+        # Not ours to decide: nobody can be answered without a command id. Skip it,
+        # but loudly, and let the offset move on so one bad message cannot block p.
+        log.error("skipping undecodable command at %s offset %d", record.partition, record.offset)
+        return None
+
+
