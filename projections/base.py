@@ -16,6 +16,7 @@ from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.eventstore.envelope import EventEnvelope
+from app.eventstore.upcasting import upcast
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +39,8 @@ Decode = Callable[[bytes], Any]
 
 
 def decode_event(raw: bytes) -> EventEnvelope:
-    return EventEnvelope.decode(raw)
+    """Decode an event and bring its payload to the current schema (app/eventstore/upcasting.py)."""
+    return upcast(EventEnvelope.decode(raw))
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,7 @@ from app.config import Settings
 from app.domain import accounts, messaging
 from app.eventstore.envelope import CommandEnvelope, EventEnvelope, utc_now
 from app.eventstore.partitioner import partition_for
+from app.eventstore.upcasting import upcast
 from app.observability.logs import carrying
 from app.observability.metrics import SAGA_COMMANDS
 
@@ -100,7 +101,7 @@ class PaymentSaga:
         try:
             batch = await self.consumer.getmany(timeout_ms=500, max_records=2000)
             commands = [c for records in batch.values() for r in records
-                        for c in self.react(EventEnvelope.decode(r.value or b""))]
+                        for c in self.react(upcast(EventEnvelope.decode(r.value or b"")))]
             await self.send(commands)
             if batch:
                 await self.consumer.commit()
