@@ -55,5 +55,7 @@ clean: down
 	rm -rf .local $(VENV)
 
 bench: setup infra
+	@command -v wrk >/dev/null || { echo "==> installing wrk (Debian package) for the load"; \
+		$$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -q wrk >/dev/null; }
 	@echo "==> running the benchmarks (see BENCHMARKS.md)"
 	@$(BIN)/python -m bench

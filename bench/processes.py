@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -131,3 +132,54 @@ def run_load(base_url: str, accounts: Path, *, mode: str = "closed", concurrency
         raise RuntimeError(f"load generator failed ({done.returncode}):\n{done.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
+
+
+WRK_SCRIPT = """
+local ids = {}
+for line in io.lines(os.getenv("BENCH_ACCOUNTS")) do ids[#ids + 1] = line end
+math.randomseed(os.time())
+request = function()
+  local id = ids[math.random(#ids)]
+  return wrk.format("POST", "/accounts/" .. id .. "/deposits", {["Content-Type"] = "application/json"},
+                    '{"amount":1}')
+end
+"""
+
+
+def run_wrk(base_url: str, accounts: Path, *, concurrency: int, warmup: float = 2, duration: float = 10
+            ) -> dict[str, Any]:
+    """A closed-loop measurement with wrk (C, two threads): it cannot become the bottleneck itself.
+
+    The Python generator (bench/load.py) saturates before the services do at 64+
+    connections, so closed-loop throughput is measured with wrk when it is installed.
+    """
+    script = Path(tempfile.mkstemp(prefix="bench-wrk-", suffix=".lua")[1])
+    script.write_text(WRK_SCRIPT)
+    env = {**os.environ, "BENCH_ACCOUNTS": str(accounts)}
+    argv = ["wrk", "-t2", f"-c{concurrency}", "--latency", "-s", str(script), base_url]
+    try:
+        subprocess.run([*argv[:3], f"-d{max(1, round(warmup))}s", *argv[3:]], env=env, capture_output=True,
+                       timeout=warmup + 30)
+        done = subprocess.run([*argv[:3], f"-d{max(1, round(duration))}s", *argv[3:]], env=env,
+                              capture_output=True, text=True, timeout=duration + 60)
+    finally:
+        script.unlink(missing_ok=True)
+    return parse_wrk(done.stdout, duration)
+
+
+def parse_wrk(out: str, duration: float) -> dict[str, Any]:
+    units = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+    def ms(text: str) -> float:
+        number = text.rstrip("usm")
+        return float(number) * units[text[len(number):]]
+
+    latency = {f"p{line.split()[0].rstrip('%')}_ms": ms(line.split()[1])
+               for line in out.splitlines() if line.strip().startswith(("50%", "75%", "90%", "99%"))}
+    requests = next(int(line.split()[0]) for line in out.splitlines() if "requests in" in line)
+    failed = sum(int(line.split(":")[1]) for line in out.splitlines() if "Non-2xx" in line)
+    latency["max_ms"] = next((ms(line.split()[3]) for line in out.splitlines()
+                              if line.strip().startswith("Latency") and len(line.split()) >= 4), float("nan"))
+    return {"generator": "wrk", "ok": requests - failed, "ok_per_s": (requests - failed) / duration,
+            "statuses": {"200": requests - failed, "non-2xx": failed} if failed else {"200": requests},
+            "errors": {}, "latency": latency, "generator_cpu": float("nan")}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable
@@ -21,7 +22,16 @@ from sqlalchemy.engine import make_url
 
 from app.config import Settings
 from bench import profile
-from bench.processes import VENV_BIN, Service, eventline_environment, free_port, open_accounts, run_load, wait_http
+from bench.processes import (
+    VENV_BIN,
+    Service,
+    eventline_environment,
+    free_port,
+    open_accounts,
+    run_load,
+    run_wrk,
+    wait_http,
+)
 from bench.setup import bench_settings, create_database, delete_namespace_topics, drop_database, drop_database_url
 
 Say = Callable[[str], None]
@@ -60,7 +70,7 @@ async def eventline(accounts: int, plan: dict[str, Any], layout: str, say: Say) 
             say(f"  eventline ({layout}): opening {accounts:,} accounts …")
             await open_accounts(base, accounts, accounts_file)
             for clients in plan["concurrency"]:
-                run = await asyncio.to_thread(run_load, base, accounts_file, concurrency=clients,
+                run = await asyncio.to_thread(closed_loop, base, accounts_file, concurrency=clients,
                                               warmup=plan["warmup"], duration=plan["duration"])
                 results[f"closed_{clients}"] = run
                 say(f"  eventline, {clients} clients: {run['ok_per_s']:,.0f} commands/s, "
@@ -124,7 +134,7 @@ async def peer(name: str, accounts: int, plan: dict[str, Any], say: Say) -> dict
     try:
         async with running([service], f"{base}/openapi.json"):
             await open_accounts(base, accounts, accounts_file)
-            run = await asyncio.to_thread(run_load, base, accounts_file, concurrency=64, warmup=plan["warmup"],
+            run = await asyncio.to_thread(closed_loop, base, accounts_file, concurrency=64, warmup=plan["warmup"],
                                           duration=plan["duration"])
             results["closed_64"] = run
             say(f"  {name}, 64 clients: {run['ok_per_s']:,.0f} commands/s, p99 {run['latency']['p99_ms']:.1f} ms, "
@@ -133,3 +143,10 @@ async def peer(name: str, accounts: int, plan: dict[str, Any], say: Say) -> dict
         await asyncio.to_thread(accounts_file.unlink, missing_ok=True)
         await drop_database_url(url)
     return results
+
+
+def closed_loop(base_url: str, accounts: Path, **kwargs: Any) -> dict[str, Any]:
+    """Closed-loop throughput: wrk when installed (`make bench` installs it), else the Python generator."""
+    if shutil.which("wrk"):
+        return run_wrk(base_url, accounts, **kwargs)
+    return run_load(base_url, accounts, **kwargs)
