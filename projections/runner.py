@@ -68,6 +68,7 @@ class ProjectionRunner(ConsumerRebalanceListener):  # type: ignore[misc]
         self.positions: dict[Slot, int] = {}
         self.lock = asyncio.Lock()
         self.halted = False
+        self.failure: BaseException | None = None
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap, isolation_level="read_committed",
             enable_auto_commit=False, auto_offset_reset="earliest",
@@ -111,6 +112,14 @@ class ProjectionRunner(ConsumerRebalanceListener):  # type: ignore[misc]
                 self.positions.pop(self.slot(tp), None)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        # aiokafka only logs what a rebalance listener raises; keep it, so `step` fails loudly.
+        try:
+            await self.assign(assigned)
+        except Exception as error:
+            self.failure = error
+            raise
+
+    async def assign(self, assigned: list[TopicPartition]) -> None:
         async with self.lock:
             slots = [self.slot(tp) for tp in assigned]
             stored = await self.with_database(lambda: self.load_checkpoints(slots))
@@ -130,6 +139,8 @@ class ProjectionRunner(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def step(self) -> int:
         """Fetch one batch and apply it; returns the number of messages applied."""
+        if self.failure is not None:
+            raise self.failure
         if self.halted:
             await self.wait_while_halted()
         try:

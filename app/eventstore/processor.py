@@ -161,7 +161,11 @@ class Processor(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         async with self.lock:
-            await self.open([tp.partition for tp in assigned])
+            try:
+                await self.open([tp.partition for tp in assigned])
+            except Exception as bug:  # aiokafka would only log it; stop the processor instead
+                self.failure = bug
+                raise
 
     async def open(self, partitions: list[int]) -> None:
         """Take partitions over, retrying while Kafka is unreachable (owning p without a writer would stall p)."""

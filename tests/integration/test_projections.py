@@ -240,3 +240,12 @@ async def test_a_poison_event_is_recorded_then_skipped_or_halted_and_retried_aft
             await eventually(balance, 70, timeout=30)
             assert await open_failures() == 0
             await engine.dispose()
+
+
+async def test_a_projector_that_cannot_take_its_partitions_fails_loudly(ns: Settings) -> None:
+    engine = create_engine(ns)
+    async with engine.begin() as connection:
+        await connection.execute(text("DROP TABLE projection_checkpoints"))  # a broken deployment
+    await engine.dispose()
+    with pytest.raises(Exception, match="projection_checkpoints"):
+        await asyncio.wait_for(run_projector(ns, [ACCOUNTS]), timeout=60)
