@@ -90,6 +90,8 @@ async def server(settings: Settings) -> AsyncIterator[Server]:
                 raise AssertionError(f"{error}\n--- eventline run log ---\n{process.log()}") from None
         yield Server(url, api_key)
     finally:
+        if process.popen is not None and process.popen.poll() is not None:
+            print(f"--- eventline run exited early ({process.popen.returncode}) ---\n{process.log()}")
         process.stop()
 
 
