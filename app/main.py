@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp
@@ -30,7 +30,7 @@ from app.api.security import require
 from app.api_keys import parse_api_keys
 from app.config import Settings, get_settings
 from app.db import create_engine
-from app.eventstore.command_bus import CommandBus
+from app.eventstore.command_bus import CommandBus, new_producer
 from app.eventstore.kafka import admin_client, wait_for_kafka
 from app.eventstore.topics import verify_topics
 
@@ -59,9 +59,7 @@ def create_app(settings: Settings | None = None, workers: dict[str, Worker] | No
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await check_topics(settings)
         engine = create_engine(settings, statement_cache=False)
-        producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True,
-        )
+        producer = new_producer(settings)
         await producer.start()
         bus = CommandBus(settings, producer)
         await bus.start()
@@ -70,13 +68,13 @@ def create_app(settings: Settings | None = None, workers: dict[str, Worker] | No
         offsets = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, isolation_level="read_committed")
         await offsets.start()
         app.state.settings, app.state.engine, app.state.consistency = settings, engine, consistency
-        app.state.producer, app.state.command_bus, app.state.offsets = producer, bus, offsets
+        app.state.command_bus, app.state.offsets = bus, offsets
         tasks = [start_worker(name, worker, settings) for name, worker in (workers or {}).items()]
         try:
             yield
         finally:
             await stop_workers(tasks)
-            for close in (offsets.stop, consistency.stop, bus.stop, producer.stop, engine.dispose):
+            for close in (offsets.stop, consistency.stop, bus.stop, bus.producer.stop, engine.dispose):
                 await close_quietly(close)
 
     app = EventlineAPI(

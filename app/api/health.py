@@ -38,7 +38,7 @@ async def ready(request: Request, response: Response) -> Readiness:
     state = request.app.state
     budget = state.settings.readiness_timeout_s
     kafka, postgres = await asyncio.gather(
-        _probe(lambda: state.producer.client.fetch_all_metadata(), budget),
+        _probe(lambda: state.command_bus.producer.client.fetch_all_metadata(), budget),
         _probe(lambda: _ping_postgres(state.engine), budget),
     )
     if kafka != "ok" or postgres != "ok":

@@ -18,6 +18,7 @@ from aiokafka.errors import KafkaError
 
 from app.config import Settings
 from app.eventstore.envelope import CommandEnvelope, CommandResult
+from app.eventstore.kafka import producer_is_dead
 from app.eventstore.partitioner import partition_for
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,10 @@ log = logging.getLogger(__name__)
 
 class CommandNotAccepted(RuntimeError):
     """Kafka did not acknowledge the command in time; it may or may not have been stored."""
+
+
+def new_producer(settings: Settings) -> AIOKafkaProducer:
+    return AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True)
 
 
 class CommandBus:
@@ -37,6 +42,7 @@ class CommandBus:
             enable_auto_commit=False, group_id=None, fetch_max_wait_ms=100,
         )
         self.listener: asyncio.Task[None] | None = None
+        self.replacing = asyncio.Lock()
 
     async def start(self) -> None:
         topic = self.settings.topic("command-results")
@@ -78,7 +84,20 @@ class CommandBus:
                 key=command.aggregate_id.encode(), partition=partition,
             ), self.settings.kafka_send_timeout_s)
         except (TimeoutError, KafkaError) as error:
+            await self.replace_producer_if_dead()
             raise CommandNotAccepted(str(error) or type(error).__name__) from error
+
+    async def replace_producer_if_dead(self) -> None:
+        """A producer whose sender has stopped is replaced, so the API recovers by itself."""
+        if not producer_is_dead(self.producer) or self.replacing.locked():
+            return
+        async with self.replacing:
+            log.error("the Kafka producer stopped; starting a new one")
+            old, self.producer = self.producer, new_producer(self.settings)
+            with contextlib.suppress(Exception):
+                await old.stop()
+            with contextlib.suppress(KafkaError):  # still down: the next failure tries again
+                await self.producer.start()
 
     def forget(self, command_id: str, waiter: asyncio.Future[CommandResult]) -> None:
         waiting = self.waiters.get(command_id)

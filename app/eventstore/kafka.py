@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 
-from aiokafka import AIOKafkaClient
+from aiokafka import AIOKafkaClient, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
@@ -41,3 +41,11 @@ async def wait_for_kafka(settings: Settings) -> None:
 
 def admin_client(settings: Settings) -> AIOKafkaAdminClient:
     return AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=10000)
+
+
+def producer_is_dead(producer: AIOKafkaProducer) -> bool:
+    """aiokafka's idempotent producer stops for good on some errors (an out-of-order sequence
+    after a broker restart): its sender task has ended. aiokafka exposes no public flag for
+    this, so the sender task is checked; such a producer must be replaced."""
+    sender = getattr(getattr(producer, "_sender", None), "sender_task", None)
+    return sender is None or sender.done()  # never started, or stopped

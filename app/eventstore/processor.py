@@ -31,6 +31,10 @@ log = logging.getLogger(__name__)
 # by a newer owner of the partition (a zombie), or its epoch was bumped.
 FENCING_ERRORS: tuple[type[Exception], ...] = (ProducerFenced,)
 
+class OffsetsUnavailable(KafkaError):  # type: ignore[misc]
+    retriable = True
+
+
 # Backpressure: stop fetching a partition whose writer is this far behind, resume below the second.
 PAUSE_BACKLOG, RESUME_BACKLOG = 5_000, 500
 
@@ -191,7 +195,7 @@ class Processor(ConsumerRebalanceListener):  # type: ignore[misc]
             writers = []
             for partition, producer in zip(partitions, producers, strict=True):
                 tp = TopicPartition(self.settings.topic("commands"), partition)
-                next_offset = await self.consumer.committed(tp) or 0
+                next_offset = await self.committed_offset(tp, has_state=bool(restored[partition]))
                 writers.append(PartitionWriter(self.settings, partition, producer, restored[partition],
                                                next_offset))
         except BaseException:
@@ -201,6 +205,15 @@ class Processor(ConsumerRebalanceListener):  # type: ignore[misc]
             self.consumer.seek(writer.source, writer.next_offset)
             self.consumer.resume(writer.source)
         return writers
+
+    async def committed_offset(self, tp: TopicPartition, has_state: bool) -> int:
+        """Where p's commands resume. No offset with stored state means the group's offsets are
+        not readable yet (a coordinator still loading them): starting from 0 then would apply
+        old commands again, so that is retried instead."""
+        committed = await self.consumer.committed(tp)
+        if committed is None and has_state:
+            raise OffsetsUnavailable(f"partition {tp.partition} has aggregate states but no committed offset")
+        return committed or 0
 
     async def close(self, partitions: list[int]) -> None:
         pumps = [self.pumps.pop(p) for p in partitions if p in self.pumps]

@@ -16,6 +16,7 @@ refuses a second charge of the same reference and a second delivery.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 
@@ -25,6 +26,7 @@ from aiokafka.errors import KafkaError
 from app.config import Settings
 from app.domain import accounts, messaging
 from app.eventstore.envelope import CommandEnvelope, EventEnvelope, utc_now
+from app.eventstore.kafka import producer_is_dead
 from app.eventstore.partitioner import partition_for
 from app.eventstore.upcasting import upcast
 from app.observability.logs import carrying
@@ -83,8 +85,11 @@ class PaymentSaga:
             group_id=settings.saga_group, isolation_level="read_committed", enable_auto_commit=False,
             auto_offset_reset="earliest", fetch_max_wait_ms=100,
         )
-        self.producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
-                                         enable_idempotence=True, linger_ms=2)
+        self.producer = self.new_producer()
+
+    def new_producer(self) -> AIOKafkaProducer:
+        return AIOKafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap, acks="all",
+                                enable_idempotence=True, linger_ms=2)
 
     async def run(self) -> None:
         await self.producer.start()
@@ -110,6 +115,13 @@ class PaymentSaga:
             # Nothing was committed: the batch is read again and its commands re-sent with the same ids.
             log.warning("payment saga: %r; retrying from the last commit", error)
             await asyncio.sleep(1)
+            if producer_is_dead(self.producer):
+                log.error("payment saga: the Kafka producer stopped; starting a new one")
+                with contextlib.suppress(Exception):
+                    await self.producer.stop()
+                self.producer = self.new_producer()
+                with contextlib.suppress(KafkaError):  # still down: the next failure tries again
+                    await self.producer.start()
             await self.rewind()
             return 0
 

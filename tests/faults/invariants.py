@@ -75,8 +75,10 @@ async def projections_caught_up(ns: Settings) -> bool:
 async def check_invariants(ns: Settings, acknowledged: set[str]) -> Verdict:
     events = await read_events(ns)
     per_command = Counter(e.command_id for e in events)
-    duplicated = sum(1 for e in events if _is_single(e) and per_command[e.command_id] > 1)
-    assert duplicated == 0, "an acknowledged command was applied twice"
+    doubles = [e for e in events if _is_single(e) and per_command[e.command_id] > 1]
+    duplicated = len(doubles)
+    assert duplicated == 0, "commands applied twice: " + "; ".join(
+        f"{e.type} v{e.version} of {e.aggregate_id} by command {e.command_id} at {e.occurred_at}" for e in doubles)
     assert_versions_gapless(events)
     engine = create_engine(ns)
     try:

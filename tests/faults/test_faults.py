@@ -151,7 +151,9 @@ async def test_a_paused_processor_is_fenced_and_the_load_goes_on(system: System)
 async def test_a_restarted_dependency_means_fast_503s_then_recovery(
     system: System, service: str, infra: Callable[..., None]
 ) -> None:
-    budget = system.ns.kafka_send_timeout_s + 1.0
+    # A command gives up on Kafka after the send timeout; on two shared cores the rest of the
+    # answer can take a moment more. Either way it is far below the client's patience.
+    budget = system.ns.kafka_send_timeout_s + 2.0
 
     async def faults() -> None:
         for _ in range(2):
@@ -165,7 +167,9 @@ async def test_a_restarted_dependency_means_fast_503s_then_recovery(
     outage = [a for a in load.answers if a.status == 503]
     assert outage, "the outage was not noticed"
     assert max(a.seconds for a in outage) < budget
-    recovered = await system.client.post(f"/accounts/{system.accounts[0]}/deposits", json={"amount": 1},
-                                          timeout=60)
-    assert recovered.status_code in (200, 202)
+    async def deposit() -> bool:
+        answer = await system.client.post(f"/accounts/{system.accounts[0]}/deposits", json={"amount": 1})
+        return answer.status_code in (200, 202)
+
+    await eventually(deposit, True, timeout=60)  # recovered by itself, nothing restarted
     await verify(system, f"restart {service}", load, 2, outage_answers=len(outage))
