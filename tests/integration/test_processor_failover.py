@@ -109,9 +109,9 @@ async def check_exactly_once(ns: Settings, acknowledged: set[str], timeout: floa
     return events
 
 
-async def test_a_killed_processor_loses_nothing_and_the_survivor_takes_over(
-    ns: Settings, processors: list[Process], client: httpx.AsyncClient
-) -> None:
+async def two_processors_under_load(ns: Settings, processors: list[Process], client: httpx.AsyncClient
+                                    ) -> tuple[Process, Process, Load, asyncio.Task[None]]:
+    """The first owns every partition, then a second joins while deposits keep coming."""
     first = Process(ns, "processor").start()
     processors.append(first)
     await wait_until_owned(first, ns.partitions)
@@ -120,6 +120,13 @@ async def test_a_killed_processor_loses_nothing_and_the_survivor_takes_over(
     load = Load(client, await open_accounts(client, ACCOUNTS))
     running = asyncio.create_task(load.run())
     await asyncio.sleep(4)  # the second joins; both own partitions under load
+    return first, second, load, running
+
+
+async def test_a_killed_processor_loses_nothing_and_the_survivor_takes_over(
+    ns: Settings, processors: list[Process], client: httpx.AsyncClient
+) -> None:
+    first, second, load, running = await two_processors_under_load(ns, processors, client)
     first.kill()
     await wait_until_owned(second, ns.partitions)
     await asyncio.sleep(2)
@@ -133,14 +140,7 @@ async def test_a_killed_processor_loses_nothing_and_the_survivor_takes_over(
 async def test_a_paused_processor_is_fenced_and_writes_nothing_more(
     ns: Settings, processors: list[Process], client: httpx.AsyncClient
 ) -> None:
-    zombie = Process(ns, "processor").start()
-    processors.append(zombie)
-    await wait_until_owned(zombie, ns.partitions)
-    survivor = Process(ns, "processor").start()
-    processors.append(survivor)
-    load = Load(client, await open_accounts(client, ACCOUNTS))
-    running = asyncio.create_task(load.run())
-    await asyncio.sleep(4)
+    zombie, survivor, load, running = await two_processors_under_load(ns, processors, client)
     zombie.pause()
     await wait_until_owned(survivor, ns.partitions)  # the group gave the zombie's partitions away
     zombie.resume()
