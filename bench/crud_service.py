@@ -20,9 +20,10 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, HTTPException
-from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, insert, select, update
 from sqlalchemy.ext.asyncio import create_async_engine
+
+from bench.peer_bodies import AmountRequest, OpenAccountRequest
 
 metadata = MetaData()
 accounts = Table(
@@ -41,18 +42,6 @@ ledger = Table(
     Column("amount", BigInteger, nullable=False),
     Column("balance_after", BigInteger, nullable=False),
 )
-
-
-class OpenAccountRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    owner: str = Field(min_length=1, max_length=200)
-    currency: str = Field(pattern=r"^[A-Z]{3}$")
-
-
-class AmountRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    amount: int = Field(ge=1, le=10**12)
-    reference: str | None = Field(default=None, max_length=200)
 
 
 def create_app(database_url: str, pool_size: int) -> FastAPI:

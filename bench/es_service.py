@@ -27,7 +27,8 @@ from eventsourcing.domain import Aggregate, event
 from eventsourcing.persistence import IntegrityError
 from fastapi import FastAPI, HTTPException
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, ConfigDict, Field
+
+from bench.peer_bodies import AmountRequest, OpenAccountRequest
 
 RETRIES = 20
 
@@ -62,18 +63,6 @@ class Bank(Application[uuid.UUID]):
                 continue
             return account.version, account.balance
         raise AssertionError("unreachable")
-
-
-class OpenAccountRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    owner: str = Field(min_length=1, max_length=200)
-    currency: str = Field(pattern=r"^[A-Z]{3}$")
-
-
-class AmountRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    amount: int = Field(ge=1, le=10**12)
-    reference: str | None = Field(default=None, max_length=200)
 
 
 def create_app() -> FastAPI:
