@@ -50,7 +50,8 @@ async def read_connection(request: Request) -> Any:
 ReadDep = Annotated[AsyncConnection, Depends(read_connection)]
 
 
-def waiter(request: Request) -> ConsistencyWaiter:
+# async: FastAPI runs a plain `def` dependency in its thread pool, a thread hop per request.
+async def waiter(request: Request) -> ConsistencyWaiter:
     found: ConsistencyWaiter = request.app.state.consistency
     return found
 

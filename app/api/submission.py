@@ -38,7 +38,8 @@ COMMAND_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def get_bus(request: Request) -> CommandBus:
+# async: FastAPI runs a plain `def` dependency in its thread pool, a thread hop per request.
+async def get_bus(request: Request) -> CommandBus:
     bus: CommandBus = request.app.state.command_bus
     return bus
 
