@@ -42,7 +42,7 @@ class CommandBus:
             enable_auto_commit=False, group_id=None, fetch_max_wait_ms=100,
         )
         self.listener: asyncio.Task[None] | None = None
-        self.replacing = asyncio.Lock()
+        self.replacing: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         topic = self.settings.topic("command-results")
@@ -55,10 +55,11 @@ class CommandBus:
         self.listener = asyncio.create_task(self.listen(), name="command-results-listener")
 
     async def stop(self) -> None:
-        if self.listener is not None:
-            self.listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.listener
+        for task in (self.listener, self.replacing):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.consumer.stop()
 
     async def send(self, command: CommandEnvelope, wait: bool) -> CommandResult | None:
@@ -84,20 +85,25 @@ class CommandBus:
                 key=command.aggregate_id.encode(), partition=partition,
             ), self.settings.kafka_send_timeout_s)
         except (TimeoutError, KafkaError) as error:
-            await self.replace_producer_if_dead()
+            self.replace_producer_if_dead()
             raise CommandNotAccepted(str(error) or type(error).__name__) from error
 
-    async def replace_producer_if_dead(self) -> None:
-        """A producer whose sender has stopped is replaced, so the API recovers by itself."""
-        if not producer_is_dead(self.producer) or self.replacing.locked():
+    def replace_producer_if_dead(self) -> None:
+        """A producer whose sender has stopped is replaced, so the API recovers by itself.
+
+        In the background: the request that noticed answers 503 now, not after the swap.
+        """
+        if not producer_is_dead(self.producer) or (self.replacing is not None and not self.replacing.done()):
             return
-        async with self.replacing:
-            log.error("the Kafka producer stopped; starting a new one")
-            old, self.producer = self.producer, new_producer(self.settings)
-            with contextlib.suppress(Exception):
-                await old.stop()
-            with contextlib.suppress(KafkaError):  # still down: the next failure tries again
-                await self.producer.start()
+        self.replacing = asyncio.create_task(self.replace_producer(), name="replace-kafka-producer")
+
+    async def replace_producer(self) -> None:
+        log.error("the Kafka producer stopped; starting a new one")
+        old, self.producer = self.producer, new_producer(self.settings)
+        with contextlib.suppress(Exception):
+            await old.stop()
+        with contextlib.suppress(KafkaError):  # still down: the next failure tries again
+            await self.producer.start()
 
     def forget(self, command_id: str, waiter: asyncio.Future[CommandResult]) -> None:
         waiting = self.waiters.get(command_id)
