@@ -57,6 +57,11 @@ class Settings(BaseSettings):
         default="skip", description="After its retries, skip a poison event (recording it) or halt there.",
     )
     projection_retries: int = Field(default=3, ge=0, le=20)
+    projection_linger_ms: int = Field(
+        default=20, ge=0, le=1000,
+        description="How long the broker may hold a projector's fetch to gather more records: fewer, larger "
+        "database transactions, each read model at most this much later.",
+    )
     consistency_timeout_s: float = Field(
         default=5.0, gt=0, description="How long a query with X-Consistent-With waits for its projection.",
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from sqlalchemy import and_, func, select, text, update
+from sqlalchemy import ARRAY, BigInteger, Integer, Text, bindparam, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -38,16 +38,31 @@ async def load(connection: AsyncConnection, projection: str) -> dict[Slot, int]:
     return {(row.topic, row.partition): row.next_offset for row in result}
 
 
+# One statement for all slots of a batch: a batch usually moves every partition, if only
+# past transaction markers, and a round trip per slot was most of its cost. Arrays keep the
+# statement's text the same whatever the number of slots, so it is compiled and prepared once.
+ADVANCE = text(f"""
+    UPDATE {checkpoints.fullname} AS c SET next_offset = moved.new, updated_at = now()
+    FROM unnest(:topics, :partitions, :expected, :new) AS moved(topic, partition, expected, new)
+    WHERE c.projection = :projection
+      AND c.topic = moved.topic AND c.partition = moved.partition AND c.next_offset = moved.expected
+""").bindparams(bindparam("topics", type_=ARRAY(Text)), bindparam("partitions", type_=ARRAY(Integer)),
+                bindparam("expected", type_=ARRAY(BigInteger)), bindparam("new", type_=ARRAY(BigInteger)))
+
+
 async def advance(connection: AsyncConnection, projection: str, moves: Mapping[Slot, tuple[int, int]]) -> None:
     """Move each slot from its expected offset to the new one, or raise CheckpointMoved."""
-    for (topic, partition), (expected, new) in moves.items():
-        result = await connection.execute(
-            update(checkpoints)
-            .where(and_(checkpoints.c.projection == projection, checkpoints.c.topic == topic,
-                        checkpoints.c.partition == partition, checkpoints.c.next_offset == expected))
-            .values(next_offset=new, updated_at=func.now()))
-        if result.rowcount != 1:
-            raise CheckpointMoved(f"{projection} {topic}[{partition}] is no longer at {expected}")
+    if not moves:
+        return
+    slots = list(moves)
+    result = await connection.execute(ADVANCE, {
+        "projection": projection, "topics": [topic for topic, _ in slots],
+        "partitions": [partition for _, partition in slots],
+        "expected": [moves[slot][0] for slot in slots], "new": [moves[slot][1] for slot in slots],
+    })
+    if result.rowcount != len(moves):
+        where = ", ".join(f"{topic}[{partition}]@{moves[topic, partition][0]}" for topic, partition in slots)
+        raise CheckpointMoved(f"{projection}: not all of {where} are where this runner left them")
 
 
 async def notify(connection: AsyncConnection, namespace: str, projection: str) -> None:

@@ -14,7 +14,8 @@ from projections.runner import ProjectionRunner
 
 async def run_projector(settings: Settings, projections: Iterable[Projection] | None = None) -> None:
     """Run every projection (or the given ones) until cancelled."""
-    engine = create_engine(settings)
+    # No ping on checkout: a batch on a connection that died with PostgreSQL fails and is retried.
+    engine = create_engine(settings, pre_ping=False)
     try:
         runners = [ProjectionRunner(settings, engine, p) for p in (projections or PROJECTIONS.values())]
         await asyncio.gather(*(runner.run() for runner in runners))

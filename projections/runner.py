@@ -73,7 +73,10 @@ class ProjectionRunner(ConsumerRebalanceListener):  # type: ignore[misc]
             bootstrap_servers=settings.kafka_bootstrap, isolation_level="read_committed",
             enable_auto_commit=False, auto_offset_reset="earliest",
             group_id=f"{settings.namespace}.projector.{projection.name}" if self.options.group else None,
-            max_partition_fetch_bytes=4 * 1024 * 1024, fetch_max_wait_ms=100,
+            # A fetch returns once a megabyte is waiting or the linger is over: under load a batch
+            # (one database transaction) gathers many transactions' worth of events instead of one.
+            max_partition_fetch_bytes=4 * 1024 * 1024, fetch_min_bytes=1024 * 1024,
+            fetch_max_wait_ms=max(1, settings.projection_linger_ms),
         )
 
     # ------------------------------------------------------------ lifecycle
