@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, func, select, tuple_
+from sqlalchemy import Row, func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from projections.tables import (
@@ -70,11 +70,15 @@ async def command(connection: AsyncConnection, command_id: str) -> Row[Any] | No
         select(command_status).where(command_status.c.command_id == command_id))).first()
 
 
-async def checkpoint_offsets(connection: AsyncConnection, projection: str, topic: str) -> dict[int, int]:
+async def event_checkpoints(connection: AsyncConnection) -> dict[str, dict[int, int]]:
+    """Projection → {partition: next offset} in the event log, for every projection."""
     result = await connection.execute(
-        select(checkpoints.c.partition, checkpoints.c.next_offset)
-        .where(and_(checkpoints.c.projection == projection, checkpoints.c.topic == topic)))
-    return {row.partition: row.next_offset for row in result}
+        select(checkpoints.c.projection, checkpoints.c.partition, checkpoints.c.next_offset)
+        .where(checkpoints.c.topic == "events"))
+    found: dict[str, dict[int, int]] = {}
+    for row in result:
+        found.setdefault(row.projection, {})[row.partition] = row.next_offset
+    return found
 
 
 async def projection_overview(connection: AsyncConnection) -> dict[str, dict[str, Any]]:

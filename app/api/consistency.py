@@ -4,6 +4,8 @@ Projectors `NOTIFY` on every checkpoint move; one `LISTEN` connection per API
 process wakes the waiters, which then re-read the checkpoints. Waiters also
 re-check every quarter second, so a lost notification (or a listener
 reconnecting after a database restart) costs latency, never correctness.
+However many requests wait, a re-read is one query that they share: a waiter
+per request re-reading on every notification emptied the connection pool.
 """
 
 from __future__ import annotations
@@ -31,8 +33,12 @@ RECHECK_S = 0.25
 class ConsistencyWaiter:
     def __init__(self, settings: Settings, engine: AsyncEngine) -> None:
         self.settings, self.engine = settings, engine
-        self.moved = asyncio.Event()
+        self.moved = asyncio.Event()  # set (and replaced) by each notification
         self.listener: asyncio.Task[None] | None = None
+        # Projection → {partition: next offset} in the event log, as last read.
+        self.applied_up_to: dict[str, dict[int, int]] = {}
+        # The re-read in flight, with the notification event current when it started.
+        self.reading: tuple[asyncio.Event, asyncio.Task[None]] | None = None
 
     async def start(self) -> None:
         self.listener = asyncio.create_task(self.listen(), name="checkpoint-listener")
@@ -79,21 +85,31 @@ class ConsistencyWaiter:
         except position.InvalidPosition as error:
             raise Problem(400, "invalid-consistency-token", "Invalid X-Consistent-With",
                           detail=str(error)) from error
+        names = (projection,) if isinstance(projection, str) else projection
         deadline = time.monotonic() + self.settings.consistency_timeout_s
-        while not await self.applied(projection, wanted):
+        while not self.applied(names, wanted):
+            moved = self.moved  # taken before the re-read, so a notification during it is not missed
+            await self.reread()
+            if self.applied(names, wanted):
+                return
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise Problem(503, "not-yet-consistent", "The read model has not caught up yet",
                               detail=f"projection {projection} has not applied {token} yet",
                               headers={"Retry-After": "1"}, projection=projection)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.moved.wait(), min(remaining, RECHECK_S))
+                await asyncio.wait_for(moved.wait(), min(remaining, RECHECK_S))
 
-    async def applied(self, projection: str | tuple[str, ...], wanted: position.Position) -> bool:
-        names = (projection,) if isinstance(projection, str) else projection
+    def applied(self, names: tuple[str, ...], wanted: position.Position) -> bool:
+        return all(self.applied_up_to.get(name, {}).get(partition, 0) > offset
+                   for name in names for partition, offset in wanted.items())
+
+    async def reread(self) -> None:
+        """Read every projection's checkpoints; join a read in flight if nothing moved since it began."""
+        if self.reading is None or self.reading[0] is not self.moved or self.reading[1].done():
+            self.reading = (self.moved, asyncio.create_task(self.read_checkpoints()))
+        await asyncio.shield(self.reading[1])
+
+    async def read_checkpoints(self) -> None:
         async with self.engine.connect() as connection:
-            for name in names:
-                done = await queries.checkpoint_offsets(connection, name, "events")
-                if not all(done.get(partition, 0) > offset for partition, offset in wanted.items()):
-                    return False
-        return True
+            self.applied_up_to = await queries.event_checkpoints(connection)

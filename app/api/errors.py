@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -108,6 +109,14 @@ async def _on_database_error(request: Request, error: Exception) -> Response:
         detail="PostgreSQL did not answer; retry shortly", headers={"Retry-After": "1"}))
 
 
+async def _on_pool_exhausted(request: Request, error: Exception) -> Response:
+    # Every pooled connection stayed busy for the pool's timeout: overload, not a bug.
+    log.warning("no database connection free on %s %s: %r", request.method, request.url.path, error)
+    return problem_response(request, Problem(
+        503, "read-models-busy", "The read models are busy",
+        detail="no database connection became free in time; retry shortly", headers={"Retry-After": "1"}))
+
+
 async def _on_unexpected(request: Request, error: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return problem_response(request, Problem(500, "internal-error", "Internal server error"))
@@ -120,6 +129,7 @@ def install_error_handlers(app: FastAPI) -> None:
     outages: tuple[type[Exception], ...] = (DBAPIError, *OUTAGES)
     for outage in outages:
         app.add_exception_handler(outage, _on_database_error)
+    app.add_exception_handler(PoolTimeout, _on_pool_exhausted)
     app.add_exception_handler(Exception, _on_unexpected)
 
 

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.api.errors import Problem, problem_doc
 from app.api.queries import (
@@ -20,10 +21,10 @@ from app.api.queries import (
     ConsistentWith,
     Cursor,
     Limit,
-    ReadDep,
-    WaiterDep,
     decode_cursor,
     encode_cursor,
+    read_model,
+    reading,
 )
 from app.api.schemas import (
     CommandAccepted,
@@ -75,12 +76,14 @@ async def pricing(request: Request) -> Pricing:
 
 @router.post("/conversations", status_code=201, response_model=ConversationStartedResponse,
              responses=COMMAND_RESPONSES, dependencies=[WRITER])
-async def start_conversation(body: StartConversationRequest, bus: BusDep, db: ReadDep, wait: WaiterDep,
+async def start_conversation(body: StartConversationRequest, request: Request, bus: BusDep,
                              idempotency_key: IdempotencyKey = None, correlation_id: CorrelationId = None,
                              consistent_with: ConsistentWith = None) -> JSONResponse:
     """Start a conversation between 2 to 50 existing accounts."""
-    await wait.wait("messaging_accounts", consistent_with)
-    unknown = sorted(set(body.participants) - await queries.known_accounts(db, body.participants))
+    # The connection goes back to the pool before the command is sent: no reading while it is decided.
+    async with read_model(request, "messaging_accounts", consistent_with) as db:
+        known = await queries.known_accounts(db, body.participants)
+    unknown = sorted(set(body.participants) - known)
     if unknown:
         raise Problem(422, "unknown-participants", "Unknown participants",
                       detail=f"no such accounts: {', '.join(unknown)}", unknown=unknown)
@@ -102,18 +105,17 @@ async def start_conversation(body: StartConversationRequest, bus: BusDep, db: Re
                  **COMMAND_RESPONSES, 403: problem_doc("The sender is not a participant")},
              dependencies=[WRITER])
 async def submit_message(conversation_id: uuid.UUID, body: SubmitMessageRequest, request: Request, bus: BusDep,
-                         db: ReadDep, wait: WaiterDep, idempotency_key: IdempotencyKey = None,
-                         correlation_id: CorrelationId = None, consistent_with: ConsistentWith = None
-                         ) -> JSONResponse:
+                         idempotency_key: IdempotencyKey = None, correlation_id: CorrelationId = None,
+                         consistent_with: ConsistentWith = None) -> JSONResponse:
     """Post a message; it is priced now and delivered once the sender has paid for it."""
-    await wait.wait("conversations", consistent_with)
-    conversation = await queries.conversation(db, str(conversation_id))
+    async with read_model(request, "conversations", consistent_with) as db:
+        conversation = await queries.conversation(db, str(conversation_id))
+        account = await queries.messaging_account(db, body.sender)
     if conversation is None:
         raise Problem(404, "not-found", "Not found", detail=f"conversation {conversation_id} does not exist")
     if body.sender not in conversation.participants:
         raise Problem(403, "not-a-participant", "Not a participant",
                       detail="only the conversation's participants may post to it")
-    account = await queries.messaging_account(db, body.sender)
     if account is None:
         raise Problem(422, "unknown-participants", "Unknown sender", detail=f"no account {body.sender}")
     recipients = [p for p in conversation.participants if p != body.sender]
@@ -141,10 +143,8 @@ async def mark_read(message_id: uuid.UUID, body: MarkReadRequest, bus: BusDep,
 
 
 @router.get("/messages/{message_id}", response_model=MessageView, responses=QUERY_RESPONSES, dependencies=[READER])
-async def get_message(message_id: uuid.UUID, db: ReadDep, wait: WaiterDep,
-                      consistent_with: ConsistentWith = None) -> Any:
+async def get_message(message_id: uuid.UUID, db: Annotated[AsyncConnection, reading("messages")]) -> Any:
     """A message and its payment status: pending_payment, delivered or rejected (with the reason)."""
-    await wait.wait("messages", consistent_with)
     row = await queries.message(db, str(message_id))
     if row is None:
         raise Problem(404, "not-found", "Not found", detail=f"message {message_id} does not exist")
@@ -153,10 +153,10 @@ async def get_message(message_id: uuid.UUID, db: ReadDep, wait: WaiterDep,
 
 @router.get("/conversations/{conversation_id}/messages", response_model=MessagePage,
             responses=QUERY_RESPONSES, dependencies=[READER])
-async def conversation_messages(conversation_id: uuid.UUID, db: ReadDep, wait: WaiterDep, limit: Limit = 50,
-                                cursor: Cursor = None, consistent_with: ConsistentWith = None) -> Any:
+async def conversation_messages(conversation_id: uuid.UUID,
+                                db: Annotated[AsyncConnection, reading("messages", "conversations")],
+                                limit: Limit = 50, cursor: Cursor = None) -> Any:
     """The conversation's delivered messages, in delivery order."""
-    await wait.wait(("messages", "conversations"), consistent_with)
     if await queries.conversation(db, str(conversation_id)) is None:
         raise Problem(404, "not-found", "Not found", detail=f"conversation {conversation_id} does not exist")
     rows = await queries.conversation_messages(db, str(conversation_id), limit, time_cursor(cursor))
@@ -166,11 +166,10 @@ async def conversation_messages(conversation_id: uuid.UUID, db: ReadDep, wait: W
 
 
 @router.get("/accounts/{account_id}/inbox", response_model=InboxPage, responses=QUERY_RESPONSES, dependencies=[READER])
-async def account_inbox(account_id: uuid.UUID, db: ReadDep, wait: WaiterDep,
-                        unread_only: Annotated[bool, Query()] = False, limit: Limit = 50, cursor: Cursor = None,
-                        consistent_with: ConsistentWith = None) -> Any:
+async def account_inbox(account_id: uuid.UUID, db: Annotated[AsyncConnection, reading("messages")],
+                        unread_only: Annotated[bool, Query()] = False, limit: Limit = 50,
+                        cursor: Cursor = None) -> Any:
     """Messages delivered to this account by others, newest first, with their read flag."""
-    await wait.wait("messages", consistent_with)
     rows = await queries.inbox_page(db, str(account_id), unread_only, limit, time_cursor(cursor))
     items = [InboxItem(**row._mapping, read=row.read_at is not None) for row in rows[:limit]]
     last = rows[limit - 1] if len(rows) > limit else None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import orjson
@@ -32,8 +34,13 @@ QUERY_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-async def read_connection(request: Request) -> Any:
-    """A connection for reading only: queries never write."""
+@asynccontextmanager
+async def read_model(request: Request, projections: str | tuple[str, ...] = (),
+                     consistent_with: str | None = None) -> AsyncIterator[AsyncConnection]:
+    """A connection for reading only (queries never write), lent once `projections` reflect
+    `consistent_with`. Waiting comes first, so a waiting request holds none of the pool's connections."""
+    consistency: ConsistencyWaiter = request.app.state.consistency
+    await consistency.wait(projections, consistent_with)
     connection = await request.app.state.engine.connect()
     try:
         yield connection
@@ -47,23 +54,23 @@ async def read_connection(request: Request) -> Any:
                 raise
 
 
-ReadDep = Annotated[AsyncConnection, Depends(read_connection)]
+def reading(*projections: str) -> Any:
+    """A dependency: `read_model` of these projections, honouring the request's X-Consistent-With."""
+
+    async def dependency(request: Request, consistent_with: ConsistentWith = None) -> AsyncIterator[AsyncConnection]:
+        async with read_model(request, projections, consistent_with) as connection:
+            yield connection
+
+    return Depends(dependency)
 
 
-# async: FastAPI runs a plain `def` dependency in its thread pool, a thread hop per request.
-async def waiter(request: Request) -> ConsistencyWaiter:
-    found: ConsistencyWaiter = request.app.state.consistency
-    return found
-
-
-WaiterDep = Annotated[ConsistencyWaiter, Depends(waiter)]
+ReadDep = Annotated[AsyncConnection, reading()]
 
 
 @router.get("/accounts/{account_id}", response_model=AccountView, responses=QUERY_RESPONSES)
-async def get_account(account_id: uuid.UUID, response: Response, db: ReadDep, wait: WaiterDep,
-                      consistent_with: ConsistentWith = None) -> Any:
+async def get_account(account_id: uuid.UUID, response: Response,
+                      db: Annotated[AsyncConnection, reading("accounts")]) -> Any:
     """An account's owner, currency, balance and version (also as ETag)."""
-    await wait.wait("accounts", consistent_with)
     row = await queries.account(db, str(account_id))
     if row is None:
         raise Problem(404, "not-found", "Not found", detail=f"account {account_id} does not exist")
@@ -72,10 +79,9 @@ async def get_account(account_id: uuid.UUID, response: Response, db: ReadDep, wa
 
 
 @router.get("/accounts/{account_id}/transactions", response_model=TransactionPage, responses=QUERY_RESPONSES)
-async def get_transactions(account_id: uuid.UUID, db: ReadDep, wait: WaiterDep, limit: Limit = 50,
-                           cursor: Cursor = None, consistent_with: ConsistentWith = None) -> Any:
+async def get_transactions(account_id: uuid.UUID, db: Annotated[AsyncConnection, reading("ledger")],
+                           limit: Limit = 50, cursor: Cursor = None) -> Any:
     """An account's money movements, newest first."""
-    await wait.wait("ledger", consistent_with)
     before = decode_cursor(cursor)[0] if cursor else None
     rows = await queries.transactions(db, str(account_id), limit, before)
     if not rows and not await queries.account_exists(db, str(account_id)):
@@ -86,11 +92,10 @@ async def get_transactions(account_id: uuid.UUID, db: ReadDep, wait: WaiterDep, 
 
 
 @router.get("/events", response_model=EventPage, responses=QUERY_RESPONSES)
-async def list_events(db: ReadDep, wait: WaiterDep, aggregate_id: uuid.UUID | None = None,
+async def list_events(db: Annotated[AsyncConnection, reading("event_log")], aggregate_id: uuid.UUID | None = None,
                       type: Annotated[str | None, Query(max_length=100, pattern="^[A-Za-z0-9_.:-]+$")] = None,
-                      limit: Limit = 100, cursor: Cursor = None, consistent_with: ConsistentWith = None) -> Any:
+                      limit: Limit = 100, cursor: Cursor = None) -> Any:
     """Events of one aggregate by version, or of all aggregates by log position."""
-    await wait.wait("event_log", consistent_with)
     after = decode_cursor(cursor) if cursor else None
     if after is not None and len(after) != 2:
         raise invalid_cursor()

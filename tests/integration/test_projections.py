@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from app.config import Settings
 from app.db import create_engine
 from app.eventstore.processor import run_processor
+from app.main import create_app
 from projections import failures
 from projections.accounts import PROJECTION as ACCOUNTS
 from projections.base import Message, Projection
@@ -95,6 +96,38 @@ async def test_queries_without_a_token_answer_at_once_and_with_an_unreached_one_
     assert missing.status_code == 404
     assert waited.status_code == 503 and waited.headers["retry-after"] == "1"
     assert waited.headers["content-type"] == "application/problem+json"
+
+
+async def test_requests_waiting_for_a_projection_hold_no_database_connection(ns: Settings) -> None:
+    # Two connections in all, a dozen requests waiting for a projection that never comes (no projector).
+    tight = ns.model_copy(update={"consistency_timeout_s": 2.0, "database_pool_size": 1})
+    async with api_client(tight, workers={"processor": run_processor}) as client:
+        account_id, token = await open_funded(client)
+        waiting = [asyncio.create_task(client.get(f"/accounts/{account_id}", headers={"X-Consistent-With": token}))
+                   for _ in range(12)]
+        await asyncio.sleep(0.5)
+        plain = await client.get(f"/accounts/{account_id}")
+        assert plain.status_code == 404  # answered while the others wait, from a free connection
+        assert not any(task.done() for task in waiting)
+        waited = await asyncio.gather(*waiting)
+    assert {answer.status_code for answer in waited} == {503}
+    assert {answer.json()["type"].rsplit("/", 1)[-1] for answer in waited} == {"not-yet-consistent"}
+
+
+async def test_an_exhausted_connection_pool_is_a_503_not_a_500(ns: Settings) -> None:
+    app = create_app(ns.model_copy(update={"database_pool_size": 1}))
+    async with app.router.lifespan_context(app):
+        engine = app.state.engine
+        held = [await engine.connect(), await engine.connect()]  # the pool and its overflow
+        try:
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://eventline") as client:
+                answer = await client.get(f"/accounts/{uuid.uuid4()}")
+        finally:
+            for connection in held:
+                await connection.close()
+    assert answer.status_code == 503, answer.text
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert answer.headers["retry-after"] == "1"
 
 
 async def test_ledger_pages_newest_first_and_events_page_by_version(ns: Settings) -> None:
