@@ -10,6 +10,7 @@ uvicorn sends for a plain response), loopback only. It is not a general client.
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,13 +33,16 @@ class Response:
 
 Stream = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
+# uvicorn closes a connection idle for 5 s; one idle for less than this is safe to reuse.
+REUSE_WITHIN_S = 2.0
+
 
 class Client:
     """A pool of keep-alive connections to one host; a request waits when all of them are busy."""
 
     def __init__(self, host: str, port: int, max_connections: int) -> None:
         self.host, self.port = host, port
-        self.idle: list[Stream] = []
+        self.idle: list[tuple[Stream, float]] = []  # with when each was last used
         self.slots = asyncio.Semaphore(max_connections)
 
     async def request(self, method: str, path: str, body: bytes = b"",
@@ -47,17 +51,27 @@ class Client:
         head += [f"{name}: {value}" for name, value in (headers or {}).items()]
         payload = ("\r\n".join(head) + "\r\n\r\n").encode() + body
         async with self.slots:
-            stream = self.idle.pop() if self.idle else await asyncio.open_connection(self.host, self.port)
+            stream = self.reusable() or await asyncio.open_connection(self.host, self.port)
             try:
                 response, keep = await exchange(stream, payload)
             except BaseException:
                 stream[1].close()
                 raise
             if keep:
-                self.idle.append(stream)
+                self.idle.append((stream, time.monotonic()))
             else:
                 stream[1].close()
             return response
+
+    def reusable(self) -> Stream | None:
+        """The most recently used idle connection, closing those the server may have closed already."""
+        now = time.monotonic()
+        while self.idle:
+            stream, used = self.idle.pop()
+            if now - used < REUSE_WITHIN_S:
+                return stream
+            stream[1].close()
+        return None
 
     async def post(self, path: str, json: Any, headers: dict[str, str] | None = None) -> Response:
         return await self.request("POST", path, orjson.dumps(json),
@@ -67,7 +81,7 @@ class Client:
         return await self.request("GET", path, headers=headers)
 
     def close(self) -> None:
-        for _, writer in self.idle:
+        for (_, writer), _ in self.idle:
             writer.close()
         self.idle.clear()
 
