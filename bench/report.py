@@ -73,11 +73,10 @@ Workload: `POST /accounts/{{id}}/deposits` with `{{"amount": 1}}` on one of
 {plan['accounts']:,} accounts opened beforehand, chosen at random. Each service is served by
 uvicorn (uvloop, httptools, access log on, as `eventline api` runs) in its own processes on loopback.
 The load generators are separate processes. Closed loops use wrk (C, two threads; `make bench`
-installs Debian's package), because the Python generator (`bench/load.py`, async httpx on uvloop)
-saturated first: with it every service looked 3–7× slower. The open loop and the visibility probe
-still use the Python generator (wrk has no fixed-rate mode and cannot carry `X-Consistent-With`
-tokens); at 500/s it falls behind by itself, so **those latencies measure the generator, not the
-service** — treat them as unmeasured. Each measurement is {plan['warmup']:.0f} s of warm-up then
+installs Debian's package). The open loop and the visibility probe use `bench/load.py` (wrk has no
+fixed-rate mode and cannot carry `X-Consistent-With` tokens): uvloop and a minimal keep-alive HTTP/1.1
+client (`bench/http_client.py`), which uses under a tenth of a core at 500 requests/s; with httpx the
+generator itself could not hold 500/s. Each measurement is {plan['warmup']:.0f} s of warm-up then
 {plan['duration']:.0f} s counted. Only 200 answers count as commands done (Eventline's 202
 "stored, not decided yet" does not).
 
@@ -91,7 +90,7 @@ service** — treat them as unmeasured. Each measurement is {plan['warmup']:.0f}
 
 Closed loop: each client sends its next command when the previous answer arrives. Open loop: commands
 start at a fixed rate whatever the answers do; latency counts from when a command was due.
-"generator cpu" is the share of one core the Python generator used (near 1.0: it was the limit); "wrk" marks wrk runs.
+"generator cpu" is the share of one core the Python generator used (near 1.0 would mean it was the limit); "wrk" marks wrk runs.
 
 | run | commands/s | p50 ms | p99 ms | max ms | generator cpu | other answers |
 |---|---:|---:|---:|---:|---:|---|
