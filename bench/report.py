@@ -51,6 +51,24 @@ def generator(run: dict[str, Any]) -> str:
     return f"{run['generator_cpu']:.2f}"
 
 
+def cpu_table(runs: dict[str, dict[str, Any] | None]) -> str:
+    """Share of one core each process used during the 64-client runs, and the CPU each command cost."""
+    rows = []
+    for name, run in runs.items():
+        cpu = (run or {}).get("cpu")
+        if not cpu:
+            continue
+        parts = " · ".join(f"{process} {share:.2f}" for process, share in cpu.items())
+        total = sum(cpu.values())
+        per_command = total / run["ok_per_s"] * 1000 if run and run["ok_per_s"] else None
+        rows.append(f"| {name} | {parts} | {total:.2f} | {num(per_command, 2)} |")
+    if not rows:
+        return ""
+    return ("CPU during the 64-client runs (share of one core per process, the load generator left out; "
+            "the machine has two):\n\n| service | by process | total | ms of CPU per command |\n"
+            "|---|---|---:|---:|\n" + "\n".join(rows) + "\n")
+
+
 def write_section(results: dict[str, Any]) -> str:
     write = results.get("write_side")
     if not write:
@@ -90,7 +108,8 @@ generator itself could not hold 500/s. Each measurement is {plan['warmup']:.0f} 
 
 Closed loop: each client sends its next command when the previous answer arrives. Open loop: commands
 start at a fixed rate whatever the answers do; latency counts from when a command was due.
-"generator cpu" is the share of one core the Python generator used (near 1.0 would mean it was the limit); "wrk" marks wrk runs.
+"generator cpu" is the share of one core the Python generator used (near 1.0 would mean it was the
+limit); "wrk" marks wrk runs.
 
 | run | commands/s | p50 ms | p99 ms | max ms | generator cpu | other answers |
 |---|---:|---:|---:|---:|---:|---|
@@ -102,6 +121,7 @@ commands/s, every {plan['visibility_every']}th accepted deposit followed by `GET
 of the deposit to the 200 of the read showing the new version: p50 {num(vis.get('p50_ms'), 1)} ms,
 p99 **{num(vis.get('p99_ms'), 1)} ms**, max {num(vis.get('max_ms'), 1)} ms over {vis.get('samples', 0):,} reads.
 
+{cpu_table({"Eventline": el.get("closed_64"), "CRUD": crud, "eventsourcing": es})}
 Ratios (same run, 64 clients):
 
 | | ratio |

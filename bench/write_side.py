@@ -22,6 +22,7 @@ from sqlalchemy.engine import make_url
 
 from app.config import Settings
 from bench import profile
+from bench.cpu import CpuMeter, infra_pids
 from bench.processes import (
     VENV_BIN,
     Service,
@@ -70,8 +71,11 @@ async def eventline(accounts: int, plan: dict[str, Any], layout: str, say: Say) 
             say(f"  eventline ({layout}): opening {accounts:,} accounts …")
             await open_accounts(base, accounts, accounts_file)
             for clients in plan["concurrency"]:
+                meter = CpuMeter({s.name.removeprefix("eventline-"): s.pid for s in services} | infra_pids())
+                meter.start()
                 run = await asyncio.to_thread(closed_loop, base, accounts_file, concurrency=clients,
                                               warmup=plan["warmup"], duration=plan["duration"])
+                run["cpu"] = meter.stop()
                 results[f"closed_{clients}"] = run
                 say(f"  eventline, {clients} clients: {run['ok_per_s']:,.0f} commands/s, "
                     f"p99 {run['latency']['p99_ms']:.1f} ms, generator cpu {run['generator_cpu']:.2f}")
@@ -134,8 +138,11 @@ async def peer(name: str, accounts: int, plan: dict[str, Any], say: Say) -> dict
     try:
         async with running([service], f"{base}/openapi.json"):
             await open_accounts(base, accounts, accounts_file)
+            meter = CpuMeter({"service": service.pid} | infra_pids())
+            meter.start()
             run = await asyncio.to_thread(closed_loop, base, accounts_file, concurrency=64, warmup=plan["warmup"],
                                           duration=plan["duration"])
+            run["cpu"] = meter.stop()
             results["closed_64"] = run
             say(f"  {name}, 64 clients: {run['ok_per_s']:,.0f} commands/s, p99 {run['latency']['p99_ms']:.1f} ms, "
                 f"generator cpu {run['generator_cpu']:.2f}")
