@@ -20,6 +20,19 @@ from app.eventstore.upcasting import upcast
 
 
 @dataclass(frozen=True, slots=True)
+class Undecodable:
+    """A record that could not be decoded: it reaches the projection, fails there, and is handled
+    as any poison event is (retries, then a row in the failures table), instead of stopping the runner."""
+
+    raw: str
+    error: str
+
+
+class UndecodableRecord(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
     """One record of one of the projection's topics, decoded, with where it came from."""
 
@@ -30,12 +43,21 @@ class Message:
 
     @property
     def event(self) -> EventEnvelope:
+        if isinstance(self.value, Undecodable):
+            raise UndecodableRecord(f"{self.topic}[{self.partition}]@{self.offset}: {self.value.error}")
         assert isinstance(self.value, EventEnvelope)
         return self.value
 
 
 Apply = Callable[[AsyncConnection, Sequence[Message]], Awaitable[None]]
 Decode = Callable[[bytes], Any]
+
+
+def decode_record(decode: Decode, raw: bytes | None) -> Any:
+    try:
+        return decode(raw or b"")
+    except Exception as error:  # whatever the bytes were, this record must not stop the runner
+        return Undecodable(raw=(raw or b"")[:2000].decode("utf-8", "replace"), error=repr(error))
 
 
 def decode_event(raw: bytes) -> EventEnvelope:

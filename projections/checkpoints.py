@@ -7,7 +7,7 @@ conditional on the checkpoint the runner started from, so a second runner
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from sqlalchemy import ARRAY, BigInteger, Integer, Text, bindparam, select, text
 from sqlalchemy.dialects.postgresql import insert
@@ -38,34 +38,52 @@ async def load(connection: AsyncConnection, projection: str) -> dict[Slot, int]:
     return {(row.topic, row.partition): row.next_offset for row in result}
 
 
-# One statement for all slots of a batch: a batch usually moves every partition, if only
-# past transaction markers, and a round trip per slot was most of its cost. Arrays keep the
-# statement's text the same whatever the number of slots, so it is compiled and prepared once.
+# One statement for every slot of every projection in a batch: a batch usually moves every
+# partition, if only past transaction markers, and a round trip per slot was most of its cost.
+# Arrays keep the statement's text the same however many slots move, so it is prepared once.
 ADVANCE = text(f"""
     UPDATE {checkpoints.fullname} AS c SET next_offset = moved.new, updated_at = now()
-    FROM unnest(:topics, :partitions, :expected, :new) AS moved(topic, partition, expected, new)
-    WHERE c.projection = :projection
-      AND c.topic = moved.topic AND c.partition = moved.partition AND c.next_offset = moved.expected
-""").bindparams(bindparam("topics", type_=ARRAY(Text)), bindparam("partitions", type_=ARRAY(Integer)),
-                bindparam("expected", type_=ARRAY(BigInteger)), bindparam("new", type_=ARRAY(BigInteger)))
+    FROM unnest(:projections, :topics, :partitions, :expected, :new)
+         AS moved(projection, topic, partition, expected, new)
+    WHERE c.projection = moved.projection AND c.topic = moved.topic AND c.partition = moved.partition
+      AND c.next_offset = moved.expected
+""").bindparams(bindparam("projections", type_=ARRAY(Text)), bindparam("topics", type_=ARRAY(Text)),
+                bindparam("partitions", type_=ARRAY(Integer)), bindparam("expected", type_=ARRAY(BigInteger)),
+                bindparam("new", type_=ARRAY(BigInteger)))
+
+LOCK_SHARED = text("SELECT pg_advisory_xact_lock_shared(key) FROM unnest(:keys) AS key").bindparams(
+    bindparam("keys", type_=ARRAY(BigInteger)))
+
+NOTIFY = text("SELECT pg_notify(:channel, payload) FROM unnest(:payloads) AS payload").bindparams(
+    bindparam("payloads", type_=ARRAY(Text)))
 
 
 async def advance(connection: AsyncConnection, projection: str, moves: Mapping[Slot, tuple[int, int]]) -> None:
     """Move each slot from its expected offset to the new one, or raise CheckpointMoved."""
-    if not moves:
+    await advance_all(connection, {projection: moves})
+
+
+async def advance_all(connection: AsyncConnection,
+                      moves: Mapping[str, Mapping[Slot, tuple[int, int]]]) -> None:
+    """`advance` for several projections at once (projection → its moves)."""
+    rows = [(projection, topic, partition, expected, new)
+            for projection, slots in moves.items() for (topic, partition), (expected, new) in slots.items()]
+    if not rows:
         return
-    slots = list(moves)
-    result = await connection.execute(ADVANCE, {
-        "projection": projection, "topics": [topic for topic, _ in slots],
-        "partitions": [partition for _, partition in slots],
-        "expected": [moves[slot][0] for slot in slots], "new": [moves[slot][1] for slot in slots],
-    })
-    if result.rowcount != len(moves):
-        where = ", ".join(f"{topic}[{partition}]@{moves[topic, partition][0]}" for topic, partition in slots)
-        raise CheckpointMoved(f"{projection}: not all of {where} are where this runner left them")
+    projections, topics, partitions, expected, new = (list(column) for column in zip(*rows, strict=True))
+    result = await connection.execute(ADVANCE, {"projections": projections, "topics": topics,
+                                                "partitions": partitions, "expected": expected, "new": new})
+    if result.rowcount != len(rows):
+        where = ", ".join(f"{p} {t}[{n}]@{e}" for p, t, n, e, _ in rows)
+        raise CheckpointMoved(f"not all of {where} are where this runner left them")
 
 
-async def notify(connection: AsyncConnection, namespace: str, projection: str) -> None:
+async def lock_shared(connection: AsyncConnection, keys: Sequence[int]) -> None:
+    """Advisory locks in shared mode until the transaction ends (a rebuild's swap takes one exclusively)."""
+    await connection.execute(LOCK_SHARED, {"keys": list(keys)})
+
+
+async def notify(connection: AsyncConnection, namespace: str, projections: Sequence[str]) -> None:
     """Wake read-your-writes waiters; delivered when the transaction commits."""
-    await connection.execute(text("SELECT pg_notify(:channel, :payload)"),
-                             {"channel": NOTIFY_CHANNEL, "payload": f"{namespace}|{projection}"})
+    await connection.execute(NOTIFY, {"channel": NOTIFY_CHANNEL,
+                                      "payloads": [f"{namespace}|{name}" for name in projections]})

@@ -1,8 +1,8 @@
-"""`eventline projector`: one runner per projection, in one process."""
+"""`eventline projector`: every projection in one runner, so one consumer and one database
+transaction per batch serve them all (each keeps checkpoints of its own)."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable
 
 from app.config import Settings
@@ -17,7 +17,6 @@ async def run_projector(settings: Settings, projections: Iterable[Projection] | 
     # No ping on checkout: a batch on a connection that died with PostgreSQL fails and is retried.
     engine = create_engine(settings, pre_ping=False)
     try:
-        runners = [ProjectionRunner(settings, engine, p) for p in (projections or PROJECTIONS.values())]
-        await asyncio.gather(*(runner.run() for runner in runners))
+        await ProjectionRunner.live(settings, engine, list(projections or PROJECTIONS.values())).run()
     finally:
         await engine.dispose()

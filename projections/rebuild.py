@@ -28,9 +28,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.config import Settings
 from projections import checkpoints
-from projections.base import Message, Projection
+from projections.base import Message, Projection, decode_record
 from projections.checkpoints import Slot
-from projections.runner import ProjectionRunner, RunnerOptions, lock_key
+from projections.runner import Member, ProjectionRunner, RunnerOptions, lock_key
 from projections.tables import checkpoints as checkpoint_table
 from projections.tables import projection_status
 
@@ -89,10 +89,10 @@ async def rebuild(settings: Settings, engine: AsyncEngine, projection: Projectio
     started = time.monotonic()
     await set_status(engine, projection.name, {"state": "replaying", "started_at": time.time()})
     await prepare_tables(engine, projection)
-    runner = ProjectionRunner(settings, engine, projection, RunnerOptions(
-        checkpoint_name=rebuild_name(projection), schema=REBUILD_SCHEMA, group=False, batch=20_000,
-        failure_mode="halt"))
-    events = await replay(runner, progress)
+    member = Member(projection, rebuild_name(projection))
+    runner = ProjectionRunner(settings, engine, [member], RunnerOptions(
+        schema=REBUILD_SCHEMA, group=False, batch=20_000, failure_mode="halt"))
+    events = await replay(runner, member, progress)
     report = await compare_and_swap(settings, engine, projection, verify=verify)
     report.events, report.seconds = events, time.monotonic() - started
     await set_status(engine, projection.name, {
@@ -115,20 +115,20 @@ async def prepare_tables(engine: AsyncEngine, projection: Projection) -> None:
             checkpoint_table.c.projection == rebuild_name(projection)))
 
 
-async def replay(runner: ProjectionRunner, progress: Progress | None) -> int:
+async def replay(runner: ProjectionRunner, member: Member, progress: Progress | None) -> int:
     """Apply everything up to the end offsets taken now; the swap catches up the rest."""
     await runner.start()
     try:
         ends = await runner.consumer.end_offsets(list(runner.consumer.assignment()))
         total = sum(ends.values())
         applied = 0
-        while any(runner.positions[runner.slot(tp)] < end for tp, end in ends.items()):
+        while any(member.positions[runner.slot(tp)] < end for tp, end in ends.items()):
             applied += await runner.step()
-            if runner.halted:
-                raise RuntimeError(f"{runner.projection.name}: an event failed during the rebuild; "
+            if member.halted:
+                raise RuntimeError(f"{member.projection.name}: an event failed during the rebuild; "
                                    "see `eventline failures`")
             if progress:
-                progress(sum(runner.positions.values()), total)
+                progress(sum(member.positions.values()), total)
         return applied
     finally:
         await runner.stop()
@@ -187,7 +187,7 @@ async def read_range(settings: Settings, projection: Projection,
                 topic, partition = tps[tp]
                 end = ranges[(topic, partition)][1]
                 decode = projection.topics[topic]
-                messages += [Message(topic, partition, r.offset, decode(r.value or b""))
+                messages += [Message(topic, partition, r.offset, decode_record(decode, r.value))
                              for r in records if r.offset < end]
             pending = {tp for tp in pending if await consumer.position(tp) < ranges[tps[tp]][1]}
         return messages

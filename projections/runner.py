@@ -1,11 +1,16 @@
 """The projector runtime: consume → batch → one database transaction (rows + checkpoints).
 
-One runner per projection. Live runners share the projection's partitions
-through a consumer group (`<ns>.projector.<name>`), but Kafka's committed
-offsets are never used: on assignment a runner seeks to the checkpoints
-stored in PostgreSQL, and every batch moves them in the transaction that
-writes its rows. A rebuild runner reads every partition itself into the
-rebuild schema (see projections/rebuild.py).
+A runner applies one or more projections (its members) from one consumer:
+each batch is fetched and decoded once, and every member's rows and
+checkpoints are written in one transaction. Each member keeps checkpoints of
+its own, so members may stand at different offsets (after a rebuild, say):
+the consumer reads from the lowest, and each member skips what it has applied.
+
+Live runners share the partitions through a consumer group, but Kafka's
+committed offsets are never used: on assignment a runner seeks to the
+checkpoints stored in PostgreSQL, and every batch moves them in the
+transaction that writes its rows. A rebuild runner reads every partition
+itself into the rebuild schema (see projections/rebuild.py).
 """
 
 from __future__ import annotations
@@ -13,26 +18,29 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.config import Settings
 from app.db import is_outage
 from app.observability.metrics import DEPENDENCY_ERRORS, PROJECTED
 from projections import checkpoints, failures
-from projections.base import Message, Projection
+from projections.base import Decode, Message, Projection, decode_record
 from projections.checkpoints import CheckpointMoved, Slot
 
 log = logging.getLogger(__name__)
 
 Moves = dict[Slot, tuple[int, int]]
+
+# How often a runner asks whether a halted member was resumed (`eventline failures retry`).
+HALT_CHECK_S = 1.0
 
 
 def lock_key(name: str) -> int:
@@ -48,8 +56,26 @@ def is_transient(error: BaseException) -> bool:
 
 
 @dataclass
-class RunnerOptions:
+class Member:
+    """One projection in a runner: its checkpoints, where it stands in each partition, whether it halted."""
+
+    projection: Projection
     checkpoint_name: str
+    positions: dict[Slot, int] = field(default_factory=dict)
+    halted: bool = False
+
+
+@dataclass
+class Work:
+    """What one batch means for one member: the messages it has not applied, and its checkpoint moves."""
+
+    member: Member
+    messages: list[Message]
+    moves: Moves
+
+
+@dataclass
+class RunnerOptions:
     schema: str | None = None  # None: the live tables; else the rebuild schema
     group: bool = True  # share partitions through a consumer group (live) or read them all (rebuild)
     failure_mode: Literal["skip", "halt"] = "skip"
@@ -58,32 +84,38 @@ class RunnerOptions:
 
 
 class ProjectionRunner(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, settings: Settings, engine: AsyncEngine, projection: Projection,
+    def __init__(self, settings: Settings, engine: AsyncEngine, members: Sequence[Member],
                  options: RunnerOptions | None = None) -> None:
-        self.settings, self.engine, self.projection = settings, engine, projection
+        self.settings, self.engine, self.members = settings, engine, list(members)
         self.options = options or RunnerOptions(
-            checkpoint_name=projection.name, failure_mode=settings.projection_failure_mode,
-            retries=settings.projection_retries)
-        self.topics = {settings.topic(short): short for short in projection.topics}
-        self.positions: dict[Slot, int] = {}
+            failure_mode=settings.projection_failure_mode, retries=settings.projection_retries)
+        self.topics = {settings.topic(short): short for m in self.members for short in m.projection.topics}
+        self.name = "+".join(m.checkpoint_name for m in self.members)
         self.lock = asyncio.Lock()
-        self.halted = False
         self.failure: BaseException | None = None
+        self.halt_checked = 0.0
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap, isolation_level="read_committed",
             enable_auto_commit=False, auto_offset_reset="earliest",
-            group_id=f"{settings.namespace}.projector.{projection.name}" if self.options.group else None,
+            # The group is named after its members: processes running other sets of projections
+            # must not share partitions with this one.
+            group_id=f"{settings.namespace}.projector.{self.name}" if self.options.group else None,
             # A fetch returns once a megabyte is waiting or the linger is over: under load a batch
             # (one database transaction) gathers many transactions' worth of events instead of one.
             max_partition_fetch_bytes=4 * 1024 * 1024, fetch_min_bytes=1024 * 1024,
             fetch_max_wait_ms=max(1, settings.projection_linger_ms),
         )
 
+    @classmethod
+    def live(cls, settings: Settings, engine: AsyncEngine, projections: Sequence[Projection]) -> ProjectionRunner:
+        return cls(settings, engine, [Member(p, p.name) for p in projections])
+
     # ------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
         async with self.engine.connect() as connection:
-            self.halted = await failures.is_halted(connection, self.options.checkpoint_name)
+            for member in self.members:
+                member.halted = await failures.is_halted(connection, member.checkpoint_name)
         await self.consumer.start()
         if self.options.group:
             self.consumer.subscribe(list(self.topics), listener=self)
@@ -107,33 +139,60 @@ class ProjectionRunner(ConsumerRebalanceListener):  # type: ignore[misc]
     def partitions(self, short_topic: str) -> int:
         return self.settings.result_partitions if short_topic == "command-results" else self.settings.partitions
 
+    @property
+    def active(self) -> list[Member]:
+        return [m for m in self.members if not m.halted]
+
+    @property
+    def halted(self) -> bool:
+        return not self.active
+
     # ------------------------------------------------------------ assignment
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         async with self.lock:  # let an in-flight batch finish first
-            for tp in revoked:
-                self.positions.pop(self.slot(tp), None)
+            for member in self.members:
+                for tp in revoked:
+                    member.positions.pop(self.slot(tp), None)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         # aiokafka only logs what a rebalance listener raises; keep it, so `step` fails loudly.
         try:
-            await self.assign(assigned)
+            async with self.lock:
+                await self.load_positions([self.slot(tp) for tp in assigned])
         except Exception as error:
             self.failure = error
             raise
 
-    async def assign(self, assigned: list[TopicPartition]) -> None:
-        async with self.lock:
-            slots = [self.slot(tp) for tp in assigned]
-            stored = await self.with_database(lambda: self.load_checkpoints(slots))
-            for tp in assigned:
-                self.positions[self.slot(tp)] = stored[self.slot(tp)]
-                self.consumer.seek(tp, stored[self.slot(tp)])
+    async def load_positions(self, slots: list[Slot]) -> None:
+        """Read the members' checkpoints of these partitions and seek to the lowest of the active ones."""
+        stored = await self.with_database(lambda: self.load_checkpoints(slots))
+        for member in self.members:
+            for slot in slots:
+                if slot[0] in member.projection.topics:
+                    member.positions[slot] = stored[member.checkpoint_name][slot]
+        self.seek_to_lowest(slots)
 
-    async def load_checkpoints(self, slots: list[Slot]) -> dict[Slot, int]:
+    async def load_checkpoints(self, slots: list[Slot]) -> dict[str, dict[Slot, int]]:
+        found = {}
         async with self.engine.begin() as connection:
-            await checkpoints.ensure(connection, self.options.checkpoint_name, slots)
-            return await checkpoints.load(connection, self.options.checkpoint_name)
+            for member in self.members:
+                mine = [slot for slot in slots if slot[0] in member.projection.topics]
+                await checkpoints.ensure(connection, member.checkpoint_name, mine)
+                found[member.checkpoint_name] = await checkpoints.load(connection, member.checkpoint_name)
+        return found
+
+    def seek_to_lowest(self, slots: list[Slot]) -> None:
+        """Read each partition from where its furthest-behind active member stands."""
+        by_slot = {self.slot(tp): tp for tp in self.consumer.assignment()}
+        for slot in slots:
+            standing = [m.positions[slot] for m in self.active if slot in m.positions]
+            if slot in by_slot and standing:
+                self.consumer.seek(by_slot[slot], min(standing))
+
+    async def reseek(self) -> None:
+        """Back to the stored checkpoints of the partitions we hold."""
+        await self.load_positions([self.slot(tp) for tp in self.consumer.assignment()])
 
     def slot(self, tp: TopicPartition) -> Slot:
         return self.topics[tp.topic], tp.partition
@@ -141,90 +200,127 @@ class ProjectionRunner(ConsumerRebalanceListener):  # type: ignore[misc]
     # ------------------------------------------------------------ the loop
 
     async def step(self) -> int:
-        """Fetch one batch and apply it; returns the number of messages applied."""
+        """Fetch one batch and apply it; returns the number of messages applied (all members)."""
         if self.failure is not None:
             raise self.failure
+        await self.resume_halted()
         if self.halted:
-            await self.wait_while_halted()
+            await asyncio.sleep(HALT_CHECK_S)
+            return 0
         try:
             batch = await self.consumer.getmany(timeout_ms=500, max_records=self.options.batch)
         except KafkaError as error:
-            log.warning("%s: fetching failed (%r); retrying", self.projection.name, error)
+            log.warning("%s: fetching failed (%r); retrying", self.name, error)
             await asyncio.sleep(1)
             return 0
         async with self.lock:
-            messages, moves = await self.collect(batch)
-            if not moves:
+            work = await self.collect(batch)
+            if not work:
                 return 0
-            await self.commit(messages, moves)
-            return len(messages)
+            await self.commit(work)
+            return sum(len(w.messages) for w in work)
 
-    async def collect(self, batch: Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]]
-                      ) -> tuple[list[Message], Moves]:
-        messages: list[Message] = []
-        moves: Moves = {}
-        for tp, records in batch.items():
-            slot = self.slot(tp)
-            expected = self.positions.get(slot)
-            if expected is None:
-                continue  # revoked meanwhile
-            decode = self.projection.topics[slot[0]]
-            fresh = [r for r in records if r.offset >= expected]
-            messages += [Message(slot[0], tp.partition, r.offset, decode(r.value or b"")) for r in fresh]
-            if fresh:
-                moves[slot] = (expected, fresh[-1].offset + 1)
-        # Partitions with nothing new may still have moved past transaction markers:
-        # record that too, so a caught-up projection shows no lag.
-        for tp in self.consumer.assignment():
-            slot = self.slot(tp)
-            if slot in self.positions and slot not in moves:
-                position = await self.consumer.position(tp)
-                if position > self.positions[slot]:
-                    moves[slot] = (self.positions[slot], position)
-        return messages, moves
+    async def collect(self, batch: Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]]) -> list[Work]:
+        decoded = self.decode(batch)
+        read_up_to = {self.slot(tp): await self.consumer.position(tp) for tp in self.consumer.assignment()}
+        work = []
+        for member in self.active:
+            messages: list[Message] = []
+            moves: Moves = {}
+            for tp in batch:
+                slot = self.slot(tp)
+                expected = member.positions.get(slot)
+                if expected is None:
+                    continue  # not this member's topic, or revoked meanwhile
+                fresh = [m for m in decoded[tp, member.projection.topics[slot[0]]] if m.offset >= expected]
+                messages += fresh
+                if fresh:
+                    moves[slot] = (expected, fresh[-1].offset + 1)
+            # Partitions with nothing new may still have moved past transaction markers:
+            # record that too, so a caught-up projection shows no lag.
+            for slot, position in read_up_to.items():
+                if slot in member.positions and slot not in moves and position > member.positions[slot]:
+                    moves[slot] = (member.positions[slot], position)
+            if moves:
+                work.append(Work(member, messages, moves))
+        return work
 
-    async def commit(self, messages: list[Message], moves: Moves) -> None:
-        attempt = 0
+    def decode(self, batch: Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]]
+               ) -> dict[tuple[TopicPartition, Decode], list[Message]]:
+        """Each record decoded once per decoder, however many members read it."""
+        decoders = {(tp, m.projection.topics[self.slot(tp)[0]]) for tp in batch for m in self.active
+                    if self.slot(tp)[0] in m.projection.topics}
+        return {(tp, decode): [Message(self.topics[tp.topic], tp.partition, r.offset, decode_record(decode, r.value))
+                               for r in batch[tp]]
+                for tp, decode in decoders}
+
+    async def commit(self, work: list[Work]) -> None:
+        """All members in one transaction; if that fails for a reason of its own, member by member."""
         while True:
             try:
-                await self.write(messages, moves)
+                await self.write(work)
                 return
             except CheckpointMoved as moved:
-                log.warning("%s: %s; reloading checkpoints", self.projection.name, moved)
+                log.warning("%s: %s; reloading checkpoints", self.name, moved)
                 await self.reseek()
                 return
             except Exception as error:
                 if is_transient(error):
                     DEPENDENCY_ERRORS.labels("postgres").inc()
-                    log.warning("%s: database unavailable (%r); retrying", self.projection.name, error)
+                    log.warning("%s: database unavailable (%r); retrying", self.name, error)
+                    await asyncio.sleep(1)
+                    continue
+                if len(work) > 1:
+                    log.warning("%s: batch failed (%r); applying it projection by projection", self.name, error)
+                break
+        for item in work:
+            await self.commit_alone(item)
+
+    async def commit_alone(self, item: Work) -> None:
+        """One member's share of a batch: retried, then searched for its poison event."""
+        attempt = 0
+        while True:
+            try:
+                await self.write([item])
+                return
+            except CheckpointMoved as moved:
+                log.warning("%s: %s; reloading checkpoints", item.member.checkpoint_name, moved)
+                await self.reseek()
+                return
+            except Exception as error:
+                if is_transient(error):
+                    DEPENDENCY_ERRORS.labels("postgres").inc()
+                    log.warning("%s: database unavailable (%r); retrying", item.member.checkpoint_name, error)
                     await asyncio.sleep(1)
                     continue
                 attempt += 1
                 if attempt <= self.options.retries:
-                    log.warning("%s: batch failed (%r), attempt %d", self.projection.name, error, attempt)
+                    log.warning("%s: batch failed (%r), attempt %d", item.member.checkpoint_name, error, attempt)
                     await asyncio.sleep(0.2 * 2 ** (attempt - 1))
                     continue
-                await self.isolate(messages, moves)
+                await self.isolate(item)
                 return
 
-    async def write(self, messages: Sequence[Message], moves: Moves) -> None:
+    async def write(self, work: list[Work]) -> None:
+        names = [item.member.checkpoint_name for item in work]
         async with self.engine.begin() as raw:
-            await self.hold_lock(raw)
+            await self.hold_locks(raw, names)
             connection = await self.connection(raw)
-            await checkpoints.advance(connection, self.options.checkpoint_name, moves)
-            if messages:
-                await self.projection.apply(connection, messages)
-            await checkpoints.notify(connection, self.settings.namespace, self.options.checkpoint_name)
-        for slot, (_, new) in moves.items():
-            self.positions[slot] = new
-        if messages:
-            PROJECTED.labels(self.options.checkpoint_name).inc(len(messages))
-            log.debug("%s: applied %d messages", self.options.checkpoint_name, len(messages))
+            await checkpoints.advance_all(connection, {item.member.checkpoint_name: item.moves for item in work})
+            for item in work:
+                if item.messages:
+                    await item.member.projection.apply(connection, item.messages)
+            await checkpoints.notify(connection, self.settings.namespace, names)
+        for item in work:
+            for slot, (_, new) in item.moves.items():
+                item.member.positions[slot] = new
+            if item.messages:
+                PROJECTED.labels(item.member.checkpoint_name).inc(len(item.messages))
+                log.debug("%s: applied %d messages", item.member.checkpoint_name, len(item.messages))
 
-    async def hold_lock(self, connection: AsyncConnection) -> None:
+    async def hold_locks(self, connection: AsyncConnection, names: list[str]) -> None:
         """Shared per projection: a rebuild's swap takes it exclusively, so no batch is in flight then."""
-        await connection.execute(text("SELECT pg_advisory_xact_lock_shared(:key)"),
-                                 {"key": lock_key(self.options.checkpoint_name)})
+        await checkpoints.lock_shared(connection, sorted(lock_key(name) for name in names))
 
     async def connection(self, raw: AsyncConnection) -> AsyncConnection:
         if self.options.schema is None:
@@ -233,65 +329,67 @@ class ProjectionRunner(ConsumerRebalanceListener):  # type: ignore[misc]
 
     # ------------------------------------------------------------ poison events
 
-    async def isolate(self, messages: list[Message], moves: Moves) -> None:
-        """The batch keeps failing: apply it one message at a time to find the poison."""
-        for message in messages:
+    async def isolate(self, item: Work) -> None:
+        """A member's batch keeps failing: apply it one message at a time to find the poison."""
+        member = item.member
+        for message in item.messages:
             slot = (message.topic, message.partition)
-            single = {slot: (self.positions[slot], message.offset + 1)}
+            single = Work(member, [message], {slot: (member.positions[slot], message.offset + 1)})
             try:
-                await self.write([message], single)
+                await self.write([single])
             except CheckpointMoved:
                 await self.reseek()
                 return
             except Exception as error:
                 if is_transient(error):
                     raise
-                if not await self.give_up_on(message, single, error):
+                if not await self.give_up_on(single, error):
                     return
-        rest = {slot: (self.positions[slot], new) for slot, (_, new) in moves.items()
-                if new > self.positions[slot]}
+        rest = {slot: (member.positions[slot], new) for slot, (_, new) in item.moves.items()
+                if new > member.positions[slot]}
         if rest:
-            await self.write([], rest)
+            await self.write([Work(member, [], rest)])
 
-    async def give_up_on(self, message: Message, move: Moves, error: BaseException) -> bool:
-        """Record the failure; skip past the message, or halt. Returns whether to go on."""
-        name = self.options.checkpoint_name
+    async def give_up_on(self, single: Work, error: BaseException) -> bool:
+        """Record the failure; skip past the message, or halt the member. Returns whether to go on."""
+        member, [message] = single.member, single.messages
+        name = member.checkpoint_name
         log.error("%s: giving up on %s[%d]@%d: %r", name, message.topic, message.partition, message.offset, error)
         async with self.engine.begin() as connection:
-            await self.hold_lock(connection)
+            await self.hold_locks(connection, [name])
             await failures.record(connection, name, message, error, self.options.retries + 1)
             if self.options.failure_mode == "skip":
-                await checkpoints.advance(connection, name, move)
+                await checkpoints.advance(connection, name, single.moves)
             else:
                 await failures.halt(connection, name, f"{type(error).__name__} at "
                                     f"{message.topic}[{message.partition}]@{message.offset}")
         if self.options.failure_mode == "skip":
-            for slot, (_, new) in move.items():
-                self.positions[slot] = new
+            for slot, (_, new) in single.moves.items():
+                member.positions[slot] = new
             return True
-        self.halted = True
+        member.halted = True
         await self.reseek()
         return False
 
-    async def wait_while_halted(self) -> None:
-        while True:
+    async def resume_halted(self) -> None:
+        """A halted member goes on once resumed; the consumer goes back to where it stopped."""
+        halted = [m for m in self.members if m.halted]
+        if not halted or time.monotonic() - self.halt_checked < HALT_CHECK_S:
+            return
+        self.halt_checked = time.monotonic()
+        try:
             async with self.engine.connect() as connection:
-                if not await failures.is_halted(connection, self.options.checkpoint_name):
-                    break
-            await asyncio.sleep(1)
-        log.info("%s: resumed", self.options.checkpoint_name)
-        self.halted = False
-        async with self.lock:
-            await self.reseek()
-
-    async def reseek(self) -> None:
-        """Back to the stored checkpoints of the partitions we hold."""
-        stored = await self.with_database(lambda: self.load_checkpoints(list(self.positions)))
-        for tp in self.consumer.assignment():
-            slot = self.slot(tp)
-            if slot in self.positions:
-                self.positions[slot] = stored[slot]
-                self.consumer.seek(tp, stored[slot])
+                resumed = [m for m in halted if not await failures.is_halted(connection, m.checkpoint_name)]
+        except Exception as error:
+            if not is_transient(error):
+                raise
+            return  # asked again in a second
+        if resumed:
+            for member in resumed:
+                log.info("%s: resumed", member.checkpoint_name)
+                member.halted = False
+            async with self.lock:
+                await self.reseek()
 
     async def with_database(self, work: Any) -> Any:
         while True:
@@ -300,5 +398,5 @@ class ProjectionRunner(ConsumerRebalanceListener):  # type: ignore[misc]
             except Exception as error:
                 if not is_transient(error):
                     raise
-                log.warning("%s: database unavailable (%r); retrying", self.projection.name, error)
+                log.warning("%s: database unavailable (%r); retrying", self.name, error)
                 await asyncio.sleep(1)

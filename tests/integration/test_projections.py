@@ -10,11 +10,13 @@ from collections.abc import AsyncIterator, Sequence
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaProducer
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.config import Settings
 from app.db import create_engine
+from app.eventstore.partitioner import partition_for
 from app.eventstore.processor import run_processor
 from app.main import create_app
 from projections import failures
@@ -226,8 +228,8 @@ def poisoned(event_id: str, broken: dict[str, bool]) -> Projection:
 
 
 @contextlib.asynccontextmanager
-async def projector_with(ns: Settings, projection: Projection) -> AsyncIterator[None]:
-    task = asyncio.create_task(run_projector(ns, [projection]))
+async def projector_with(ns: Settings, *projections: Projection) -> AsyncIterator[None]:
+    task = asyncio.create_task(run_projector(ns, projections))
     try:
         yield
     finally:
@@ -273,6 +275,62 @@ async def test_a_poison_event_is_recorded_then_skipped_or_halted_and_retried_aft
             await eventually(balance, 70, timeout=30)
             assert await open_failures() == 0
             await engine.dispose()
+
+
+async def test_a_halted_projection_holds_back_no_other_projection_of_its_runner(ns: Settings) -> None:
+    ns = ns.model_copy(update={"projection_failure_mode": "halt", "projection_retries": 0})
+    async with api_client(ns, workers={"processor": run_processor}) as client:
+        account_id, _ = await open_funded(client, 100)
+        deposit = [e for e in await read_events(ns) if e.aggregate_id == account_id][-1]
+        broken = {"value": True}
+        await client.post(f"/accounts/{account_id}/withdrawals", json={"amount": 30})
+        async with projector_with(ns, poisoned(deposit.event_id, broken), PROJECTIONS["ledger"]):
+            async def ledger_versions() -> list[int]:
+                page = (await client.get(f"/accounts/{account_id}/transactions")).json()
+                return [t["version"] for t in page["items"]]
+
+            await eventually(ledger_versions, [3, 2], timeout=30)  # the ledger went past the deposit
+            assert (await client.get(f"/accounts/{account_id}")).json()["version"] == 1  # accounts halted
+            broken["value"] = False
+            engine = create_engine(ns)
+            [failure] = await failures.open_failures(engine, "accounts")
+            await failures.retry(engine, PROJECTIONS["accounts"], failure.failure_id)
+            await engine.dispose()
+
+            async def balance() -> int:
+                return int((await client.get(f"/accounts/{account_id}")).json()["balance"])
+
+            await eventually(balance, 70, timeout=30)  # resumed, and the runner read back for it
+            assert await ledger_versions() == [3, 2]  # nothing applied twice on the way
+
+
+async def test_an_undecodable_record_is_a_poison_event_not_a_stopped_projector(ns: Settings) -> None:
+    async with api_client(ns, workers={"processor": run_processor}) as client:
+        account_id, _ = await open_funded(client, 100)
+        producer = AIOKafkaProducer(bootstrap_servers=ns.kafka_bootstrap)
+        await producer.start()
+        try:
+            await producer.send_and_wait(ns.topic("events"), b"\xff not json",
+                                         partition=partition_for(account_id, ns.partitions))
+        finally:
+            await producer.stop()
+        await client.post(f"/accounts/{account_id}/withdrawals", json={"amount": 30})
+        async with projector_with(ns, ACCOUNTS, PROJECTIONS["ledger"]):
+            async def balance() -> int | None:
+                answer = await client.get(f"/accounts/{account_id}")
+                return int(answer.json()["balance"]) if answer.status_code == 200 else None
+
+            engine = create_engine(ns)
+
+            async def recorded() -> set[str]:
+                return {f.projection for f in await failures.open_failures(engine)}
+
+            try:
+                await eventually(balance, 70, timeout=60)  # went on past it
+                await eventually(recorded, {"accounts", "ledger"}, timeout=30)
+                assert all("not json" in f.payload for f in await failures.open_failures(engine))
+            finally:
+                await engine.dispose()
 
 
 async def test_a_projector_that_cannot_take_its_partitions_fails_loudly(ns: Settings) -> None:
