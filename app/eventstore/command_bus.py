@@ -71,7 +71,8 @@ class CommandBus:
             await self.produce(command)
             if not wait:
                 return None
-            return await asyncio.wait_for(asyncio.shield(waiter), self.settings.command_timeout_s)
+            async with asyncio.timeout(self.settings.command_timeout_s):
+                return await waiter
         except TimeoutError:
             return None
         finally:
@@ -80,10 +81,9 @@ class CommandBus:
     async def produce(self, command: CommandEnvelope) -> None:
         partition = partition_for(command.aggregate_id, self.settings.partitions)
         try:
-            await asyncio.wait_for(self.producer.send_and_wait(
-                self.settings.topic("commands"), command.encode(),
-                key=command.aggregate_id.encode(), partition=partition,
-            ), self.settings.kafka_send_timeout_s)
+            async with asyncio.timeout(self.settings.kafka_send_timeout_s):
+                await self.producer.send_and_wait(self.settings.topic("commands"), command.encode(),
+                                                  key=command.aggregate_id.encode(), partition=partition)
         except (TimeoutError, KafkaError) as error:
             self.replace_producer_if_dead()
             raise CommandNotAccepted(str(error) or type(error).__name__) from error
