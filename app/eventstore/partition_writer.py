@@ -11,6 +11,7 @@ import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
@@ -23,6 +24,15 @@ from app.observability.logs import carrying
 from app.observability.metrics import BATCHES, EVENTS_APPENDED
 
 log = logging.getLogger(__name__)
+
+ABORT_TIMEOUT_S = 5.0
+
+
+class TransactionStuck(KafkaError):  # type: ignore[misc]
+    """A transaction did not finish within its timeout: abandon it and take the partition over."""
+
+    def __init__(self, partition: int) -> None:
+        super().__init__(f"partition {partition}: a transaction did not finish within its timeout")
 
 
 class EventOffsetMispredicted(KafkaError):  # type: ignore[misc]
@@ -53,8 +63,7 @@ class PartitionWriter:
             return
         decisions, touched = self.decide(fresh)
         next_offset = fresh[-1].offset + 1
-        async with self.producer.transaction():
-            settled, next_event_offset = await self.write(decisions, touched, next_offset)
+        settled, next_event_offset = await self.in_transaction(decisions, touched, next_offset)
         # Only now, with the transaction committed, does memory move forward.
         self.aggregates.update(settled)
         self.next_offset = next_offset
@@ -64,6 +73,36 @@ class PartitionWriter:
             for event in decision.events:
                 EVENTS_APPENDED.labels(event.aggregate_type).inc()
         log.debug("partition %d: committed %d commands up to offset %d", self.partition, len(fresh), next_offset)
+
+    async def in_transaction(self, decisions: list[Decision], touched: dict[str, Aggregate],
+                             next_offset: int) -> tuple[dict[str, Aggregate], int | None]:
+        """`write` in one transaction that cannot hang the partition.
+
+        aiokafka retries some transactional requests without end (while a restarted
+        broker reloads, say). Past the transaction timeout the broker aborts the
+        transaction anyway, so the writer gives up, and the partition is taken over
+        afresh. The abort is bounded too: when it cannot finish, the next owner's
+        fencing finishes it.
+        """
+        await self.producer.begin_transaction()
+        try:
+            async with asyncio.timeout(self.settings.processor_transaction_timeout_ms / 1000):
+                written = await self.write(decisions, touched, next_offset)
+                await self.producer.commit_transaction()
+            return written
+        except TimeoutError as stuck:
+            await self.abort_quietly()
+            raise TransactionStuck(self.partition) from stuck
+        except BaseException:
+            await self.abort_quietly()
+            raise
+
+    async def abort_quietly(self) -> None:
+        try:
+            async with asyncio.timeout(ABORT_TIMEOUT_S):
+                await self.producer.abort_transaction()
+        except Exception as error:  # fenced, already failed, or stuck: the partition is taken over next
+            log.debug("partition %d: abort: %r", self.partition, error)
 
     def decide(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> tuple[list[Decision], dict[str, Aggregate]]:
         """Run every command against the aggregates, in order, without touching Kafka."""
@@ -104,10 +143,18 @@ class PartitionWriter:
         positions = {command_id: {str(self.partition): offset}
                      for (command_id, _), offset in zip(acks, offsets, strict=True)}
         settled = await self.send_results_and_states(decisions, touched, positions)
-        await self.producer.send_offsets_to_transaction({self.source: next_offset}, self.settings.processor_group)
-        for (_, ack), predicted in zip(acks, offsets, strict=True):
-            if (written := (await ack).offset) != predicted:
-                raise EventOffsetMispredicted(self.partition, predicted, written)
+        # The offsets go alongside the produce; the acks are awaited first, because a produce that
+        # fails (a broker restart) fails its ack, while the offsets' answer may never come then.
+        offsets_sent = asyncio.ensure_future(self.producer.send_offsets_to_transaction(
+            {self.source: next_offset}, self.settings.processor_group))
+        offsets_sent.add_done_callback(retrieve_error)
+        try:
+            for (_, ack), predicted in zip(acks, offsets, strict=True):
+                if (written := (await ack).offset) != predicted:
+                    raise EventOffsetMispredicted(self.partition, predicted, written)
+            await offsets_sent
+        finally:
+            offsets_sent.cancel()  # no-op once done
         # A committed transaction leaves one marker after its last event in the partition.
         return settled, (offsets[-1] + 2 if offsets else self.next_event_offset)
 
@@ -156,10 +203,10 @@ class PartitionWriter:
                                  key=result.command_id.encode(), partition=partition)
 
 
-def retrieve_error(ack: asyncio.Future[RecordMetadata]) -> None:
-    """An aborted batch never awaits its acks: their error is the transaction's, handled there."""
-    if not ack.cancelled():
-        ack.exception()
+def retrieve_error(future: asyncio.Future[Any]) -> None:
+    """An aborted batch never awaits some futures: their error is the transaction's, handled there."""
+    if not future.cancelled():
+        future.exception()
 
 
 def new_event_id() -> str:

@@ -35,6 +35,8 @@ class OffsetsUnavailable(KafkaError):  # type: ignore[misc]
     retriable = True
 
 
+STOP_TIMEOUT_S = 10.0
+
 # Backpressure: stop fetching a partition whose writer is this far behind, resume below the second.
 PAUSE_BACKLOG, RESUME_BACKLOG = 5_000, 500
 
@@ -243,7 +245,9 @@ async def fence_partition(settings: Settings, partition: int) -> AIOKafkaProduce
 
 async def stop_quietly(producer: AIOKafkaProducer) -> None:
     try:
-        await producer.stop()
+        # Bounded: stop() flushes, and a stuck producer has nothing worth the wait.
+        async with asyncio.timeout(STOP_TIMEOUT_S):
+            await producer.stop()
     except Exception as error:  # a fenced producer may fail to flush; it has nothing to save
         log.debug("producer stop: %r", error)
 

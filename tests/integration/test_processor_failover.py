@@ -8,11 +8,14 @@ versions per account.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 import pytest
@@ -21,12 +24,14 @@ from aiokafka.structs import ConsumerRecord
 
 from app.config import Settings
 from app.eventstore.envelope import CommandEnvelope, EventEnvelope, utc_now
-from app.eventstore.partition_writer import PartitionWriter
+from app.eventstore.partition_writer import ABORT_TIMEOUT_S, PartitionWriter, TransactionStuck
 from app.eventstore.processor import fence_partition, stop_quietly
+from tests.conftest import ROOT
 from tests.support import Process, api_client, assert_versions_gapless, fresh_namespace, read_events
 from tests.waiting import eventually
 
 ACCOUNTS = 12
+LOCAL = Path(os.environ.get("EVENTLINE_LOCAL_DIR", ROOT / ".local"))
 
 
 @pytest.fixture
@@ -178,16 +183,22 @@ async def test_a_restart_restores_every_aggregate(
     assert_versions_gapless(events)
 
 
+def open_account_record(ns: Settings, partition: int, owner: str) -> tuple[str, ConsumerRecord[bytes, bytes]]:
+    """An OpenAccount command as the processor would fetch it from partition `partition`, at offset 0."""
+    command = CommandEnvelope(
+        command_id=str(uuid.uuid4()), type="OpenAccount", aggregate_type="Account",
+        aggregate_id=str(uuid.uuid4()), data={"owner": owner, "currency": "EUR"},
+        issued_at=utc_now(), correlation_id="c", causation_id="c",
+    )
+    return command.command_id, ConsumerRecord(ns.topic("commands"), partition, 0, 0, 0, None, command.encode(),
+                                              None, 0, 0, [])
+
+
 async def test_a_fenced_writer_cannot_commit_its_open_transaction(ns: Settings) -> None:
     """The zombie case made deterministic: a new owner fences p while the old one is mid-transaction."""
     partition = 0
     zombie = PartitionWriter(ns, partition, await fence_partition(ns, partition), {}, 0)
-    command = CommandEnvelope(
-        command_id=str(uuid.uuid4()), type="OpenAccount", aggregate_type="Account",
-        aggregate_id=str(uuid.uuid4()), data={"owner": "Zombie", "currency": "EUR"},
-        issued_at=utc_now(), correlation_id="c", causation_id="c",
-    )
-    record = ConsumerRecord(ns.topic("commands"), partition, 0, 0, 0, None, command.encode(), None, 0, 0, [])
+    command_id, record = open_account_record(ns, partition, "Zombie")
     decisions, touched = zombie.decide([record])
     new_owner = None
     with pytest.raises(ProducerFenced):
@@ -197,4 +208,24 @@ async def test_a_fenced_writer_cannot_commit_its_open_transaction(ns: Settings) 
     assert new_owner is not None
     await new_owner.stop()
     await stop_quietly(zombie.producer)
-    assert [e for e in await read_events(ns) if e.command_id == command.command_id] == []
+    assert [e for e in await read_events(ns) if e.command_id == command_id] == []
+
+
+async def test_a_transaction_the_broker_stops_answering_is_given_up(ns: Settings) -> None:
+    """aiokafka would wait without end; the writer gives up at its transaction timeout instead."""
+    quick = ns.model_copy(update={"processor_transaction_timeout_ms": 1000})
+    partition = 1
+    writer = PartitionWriter(quick, partition, await fence_partition(quick, partition), {}, 0)
+    command_id, record = open_account_record(quick, partition, "Stuck")
+    broker = int((LOCAL / "kafka" / "kafka.pid").read_text().split()[0])
+    os.kill(broker, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        with pytest.raises(TransactionStuck):
+            await writer.apply([record])
+        assert time.monotonic() - started < 1 + ABORT_TIMEOUT_S + 2
+    finally:
+        os.kill(broker, signal.SIGCONT)
+        await stop_quietly(writer.producer)
+    assert writer.next_offset == 0 and writer.aggregates == {}  # memory did not move
+    assert [e for e in await read_events(ns) if e.command_id == command_id] == []
