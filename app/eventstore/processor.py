@@ -236,8 +236,9 @@ async def fence_partition(settings: Settings, partition: int) -> AIOKafkaProduce
         transaction_timeout_ms=settings.processor_transaction_timeout_ms,
         # Back-to-back transactions: the broker answers a produce that races the previous
         # commit's markers with a retriable error (NOT_ENOUGH_REPLICAS for this protocol
-        # version). Retry soon rather than after the default 100 ms.
-        retry_backoff_ms=10,
+        # version). Retry sooner than after the default 100 ms, but not so soon that a broker
+        # outage turns into a storm of reconnects (the same backoff paces them).
+        retry_backoff_ms=25,
     )
     await producer.start()
     return producer

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -50,10 +51,38 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(line, default=str).decode()
 
 
+class Repeats(logging.Filter):
+    """Let a library's repeated message through once per interval, saying how many were held back.
+
+    While a broker is down aiokafka logs every failed reconnect, hundreds a second
+    across a process's clients: that buries the lines that matter and costs CPU.
+    Messages are grouped by logger and template, not by their arguments.
+    """
+
+    def __init__(self, prefix: str, interval_s: float = 5.0) -> None:
+        super().__init__()
+        self.prefix, self.interval_s = prefix, interval_s
+        self.seen: dict[tuple[str, str], tuple[float, int]] = {}  # → (last let through, held back since)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self.prefix):
+            return True
+        key, now = (record.name, str(record.msg)), time.monotonic()
+        last, held = self.seen.get(key, (float("-inf"), 0))
+        if now - last < self.interval_s:
+            self.seen[key] = (last, held + 1)
+            return False
+        self.seen[key] = (now, 0)
+        if held:
+            record.msg = f"{record.msg} [{held} more like this in the last {self.interval_s:g} s]"
+        return True
+
+
 def configure(level: str = "INFO", json_format: bool = True) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if json_format else logging.Formatter(
         "%(asctime)s %(levelname)s %(name)s %(message)s"))
+    handler.addFilter(Repeats("aiokafka"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
