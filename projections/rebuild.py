@@ -4,6 +4,7 @@
    `eventline_rebuild`; the same projection code fills them through
    SQLAlchemy's `schema_translate_map`, from offset 0, under the checkpoint
    name `<projection>@rebuild`. The live projection keeps serving meanwhile.
+   Several projections rebuilt together share one replay (one runner).
 2. One transaction then takes the projection's exclusive advisory lock (live
    batches hold it shared, so none is in flight), brings the live and rebuilt
    copies to the same checkpoints, compares them (row counts and per-key row
@@ -17,7 +18,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,22 +87,39 @@ def rebuild_name(projection: Projection) -> str:
 
 async def rebuild(settings: Settings, engine: AsyncEngine, projection: Projection, *, verify: bool = False,
                   progress: Progress | None = None) -> RebuildReport:
-    started = time.monotonic()
-    await set_status(engine, projection.name, {"state": "replaying", "started_at": time.time()})
-    await prepare_tables(engine, projection)
-    member = Member(projection, rebuild_name(projection))
-    runner = ProjectionRunner(settings, engine, [member], RunnerOptions(
-        schema=REBUILD_SCHEMA, group=False, batch=20_000, failure_mode="halt"))
-    events = await replay(runner, member, progress)
-    report = await compare_and_swap(settings, engine, projection, verify=verify)
-    report.events, report.seconds = events, time.monotonic() - started
-    await set_status(engine, projection.name, {
-        "state": "swapped" if report.swapped else "refused", "finished_at": time.time(),
-        "events": report.events, "seconds": round(report.seconds, 3), "differs": report.differs,
-    })
+    """Rebuild one projection; RebuildRefused when `verify` found differences."""
+    [report] = await rebuild_together(settings, engine, [projection], verify=verify, progress=progress)
     if not report.swapped:
         raise RebuildRefused(report)
     return report
+
+
+async def rebuild_together(settings: Settings, engine: AsyncEngine, projections: Sequence[Projection], *,
+                           verify: bool = False, progress: Progress | None = None) -> list[RebuildReport]:
+    """Rebuild several projections from one replay: every event is read and decoded once.
+
+    Each projection is then compared and swapped on its own; a refused one (with
+    `verify`) keeps its live tables and is reported with `swapped` false.
+    """
+    started = time.monotonic()
+    members = [Member(projection, rebuild_name(projection)) for projection in projections]
+    for projection in projections:
+        await set_status(engine, projection.name, {"state": "replaying", "started_at": time.time()})
+        await prepare_tables(engine, projection)
+    runner = ProjectionRunner(settings, engine, members, RunnerOptions(
+        schema=REBUILD_SCHEMA, group=False, batch=20_000, failure_mode="halt"))
+    await replay(runner, progress)
+    reports = []
+    for member in members:
+        projection = member.projection
+        report = await compare_and_swap(settings, engine, projection, verify=verify)
+        report.events, report.seconds = member.applied, time.monotonic() - started
+        await set_status(engine, projection.name, {
+            "state": "swapped" if report.swapped else "refused", "finished_at": time.time(),
+            "events": report.events, "seconds": round(report.seconds, 3), "differs": report.differs,
+        })
+        reports.append(report)
+    return reports
 
 
 async def prepare_tables(engine: AsyncEngine, projection: Projection) -> None:
@@ -115,21 +133,26 @@ async def prepare_tables(engine: AsyncEngine, projection: Projection) -> None:
             checkpoint_table.c.projection == rebuild_name(projection)))
 
 
-async def replay(runner: ProjectionRunner, member: Member, progress: Progress | None) -> int:
+async def replay(runner: ProjectionRunner, progress: Progress | None) -> None:
     """Apply everything up to the end offsets taken now; the swap catches up the rest."""
     await runner.start()
     try:
-        ends = await runner.consumer.end_offsets(list(runner.consumer.assignment()))
-        total = sum(ends.values())
-        applied = 0
-        while any(member.positions[runner.slot(tp)] < end for tp, end in ends.items()):
-            applied += await runner.step()
-            if member.halted:
-                raise RuntimeError(f"{member.projection.name}: an event failed during the rebuild; "
-                                   "see `eventline failures`")
+        ends = {runner.slot(tp): end for tp, end in
+                (await runner.consumer.end_offsets(list(runner.consumer.assignment()))).items()}
+
+        def behind(member: Member) -> int:
+            return sum(end - member.positions[slot] for slot, end in ends.items() if slot in member.positions)
+
+        total = max((sum(end for slot, end in ends.items() if slot in m.positions) for m in runner.members),
+                    default=0)
+        while any(behind(member) > 0 for member in runner.members):
+            await runner.step()
+            for member in runner.members:
+                if member.halted:
+                    raise RuntimeError(f"{member.projection.name}: an event failed during the rebuild; "
+                                       "see `eventline failures`")
             if progress:
-                progress(sum(member.positions.values()), total)
-        return applied
+                progress(total - max(behind(member) for member in runner.members), total)
     finally:
         await runner.stop()
 

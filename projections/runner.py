@@ -63,6 +63,7 @@ class Member:
     checkpoint_name: str
     positions: dict[Slot, int] = field(default_factory=dict)
     halted: bool = False
+    applied: int = 0  # messages applied since the runner started
 
 
 @dataclass
@@ -314,6 +315,7 @@ class ProjectionRunner(ConsumerRebalanceListener):  # type: ignore[misc]
         for item in work:
             for slot, (_, new) in item.moves.items():
                 item.member.positions[slot] = new
+            item.member.applied += len(item.messages)
             if item.messages:
                 PROJECTED.labels(item.member.checkpoint_name).inc(len(item.messages))
                 log.debug("%s: applied %d messages", item.member.checkpoint_name, len(item.messages))

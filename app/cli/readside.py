@@ -15,7 +15,7 @@ from app.cli.app import cli, configure_logging, console
 from app.config import Settings, get_settings
 from app.db import create_engine
 from projections import failures
-from projections.rebuild import RebuildRefused, rebuild, summary
+from projections.rebuild import rebuild_together, summary
 from projections.registry import PROJECTIONS
 from projections.status import projection_status
 
@@ -129,26 +129,23 @@ def rebuild_command(
 
 
 async def _rebuild(settings: Settings, names: list[str], verify: bool) -> bool:
+    """One replay for all the named projections; each is compared and swapped on its own."""
     engine = create_engine(settings)
-    refused = False
     try:
-        for name in names:
-            with Progress(TextColumn(f"[bold]{name}"), BarColumn(), MofNCompleteColumn(),
-                          TextColumn("{task.fields[rate]:>10} events/s"), TimeRemainingColumn(),
-                          console=console) as bar:
-                task = bar.add_task(name, total=None, rate="-")
-                started = asyncio.get_running_loop().time()
+        with Progress(TextColumn(f"[bold]{', '.join(names)}"), BarColumn(), MofNCompleteColumn(),
+                      TextColumn("{task.fields[rate]:>10} events/s"), TimeRemainingColumn(),
+                      console=console) as bar:
+            task = bar.add_task("rebuild", total=None, rate="-")
+            started = asyncio.get_running_loop().time()
 
-                def show(done: int, total: int, task: Any = task, bar: Progress = bar, started: float = started
-                         ) -> None:
-                    elapsed = max(asyncio.get_running_loop().time() - started, 1e-6)
-                    bar.update(task, completed=done, total=total, rate=f"{done / elapsed:,.0f}")
+            def show(done: int, total: int) -> None:
+                elapsed = max(asyncio.get_running_loop().time() - started, 1e-6)
+                bar.update(task, completed=done, total=total, rate=f"{done / elapsed:,.0f}")
 
-                try:
-                    report = await rebuild(settings, engine, PROJECTIONS[name], verify=verify, progress=show)
-                except RebuildRefused as refusal:
-                    report, refused = refusal.report, True
+            reports = await rebuild_together(settings, engine, [PROJECTIONS[name] for name in names],
+                                             verify=verify, progress=show)
+        for report in reports:
             console.print(summary(report))
     finally:
         await engine.dispose()
-    return refused
+    return not all(report.swapped for report in reports)
