@@ -76,13 +76,17 @@ async def read_side(events: int) -> dict[str, Any]:
         with contextlib.suppress(Exception):
             await delete_namespace_topics(settings)
         await drop_database(settings)
+    together = rebuilds.pop("together")
     slowest = min(rebuilds.values(), key=lambda r: r["events_per_s"])
     return {
         "events": produced,
         "aiokafka_consume_events_per_s": baseline["events_per_s"],
         "rebuilds": rebuilds,
+        "rebuilt_together": together,
         "projection_events_per_s": slowest["events_per_s"],
-        "rebuild_1m_s": sum(r["seconds"] for r in rebuilds.values()) * 1_000_000 / max(produced, 1),
+        # The read models rebuilt from the log: one replay for all of them, per million events.
+        "rebuild_1m_s": together["seconds"] * 1_000_000 / max(produced, 1),
+        "rebuild_1m_s_one_by_one": sum(r["seconds"] for r in rebuilds.values()) * 1_000_000 / max(produced, 1),
     }
 
 
