@@ -70,11 +70,27 @@ async def drop_database(base_url: str, name: str) -> None:
         await connection.close()
 
 
+CREATED_NAMESPACES: set[str] = set()
+
+
 def new_settings(**overrides: object) -> Settings:
     """Settings for a fresh namespace; the environment's EVENTLINE_* still apply underneath."""
     values: dict[str, object] = {"namespace": f"t{uuid.uuid4().hex[:10]}", "environment": "test"}
     values.update(overrides)
+    CREATED_NAMESPACES.add(str(values["namespace"]))
     return Settings(**values)  # type: ignore[arg-type]
+
+
+async def delete_test_topics(settings: Settings) -> None:
+    """Every topic of the session's namespaces: a broker slows down with thousands of idle partitions."""
+    admin = admin_client(settings)
+    await admin.start()
+    try:
+        ours = [t for t in await admin.list_topics() if t.split(".", 1)[0] in CREATED_NAMESPACES]
+        for start in range(0, len(ours), 200):
+            await admin.delete_topics(ours[start:start + 200])
+    finally:
+        await admin.close()
 
 
 @pytest.fixture(scope="session")
@@ -94,6 +110,10 @@ async def settings() -> AsyncIterator[Settings]:
     if not os.environ.get("EVENTLINE_KEEP_TEST_DATABASE"):
         for database in reversed(CREATED_DATABASES):
             await drop_database(base.database_url, database)
+        try:
+            await delete_test_topics(session_settings)
+        except Exception as error:  # best effort: a broker stopped by a failed test keeps them
+            print(f"\nleft the test topics in place: {error!r}")
 
 
 @pytest.fixture
