@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncpg
+import orjson
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -30,6 +31,9 @@ def create_engine(settings: Settings, statement_cache: bool = True, pre_ping: bo
         pool_timeout=3,
         # Fail fast when PostgreSQL is away: callers answer 503 or retry, they never hang.
         connect_args={"timeout": 2, "command_timeout": 15},
+        # JSONB columns (event data) through orjson: several times faster than json.dumps.
+        json_serializer=lambda value: orjson.dumps(value).decode(),
+        json_deserializer=orjson.loads,
     )
 
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import ARRAY, Table, bindparam, func, select
+from sqlalchemy.dialects.postgresql import Insert, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.eventstore.envelope import EventEnvelope
@@ -79,6 +81,26 @@ class Projection:
         if self.keys and table.name in self.keys:
             return self.keys[table.name]
         return tuple(column.name for column in table.primary_key.columns)
+
+
+@cache
+def _unnest_insert(table: Table) -> Insert:
+    columns = list(table.columns)
+    arrays = func.unnest(*[bindparam(f"all_{c.name}", type_=ARRAY(c.type)) for c in columns])
+    rows = arrays.table_valued(*[c.name for c in columns]).render_derived(name="rows")
+    return insert(table).from_select([c.name for c in columns], select(*rows.c)).on_conflict_do_nothing()
+
+
+async def insert_rows(connection: AsyncConnection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert rows (each with every column), keeping any row already there.
+
+    One statement, `INSERT … SELECT FROM unnest(<one array per column>)`, whatever
+    the number of rows: its text never changes, so it is prepared once, and
+    PostgreSQL takes a batch of thousands in one execution instead of one each.
+    """
+    if rows:
+        await connection.execute(_unnest_insert(table),
+                                 {f"all_{c.name}": [row[c.name] for row in rows] for c in table.columns})
 
 
 def occurred_at(event: EventEnvelope) -> datetime:

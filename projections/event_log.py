@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from projections.base import Message, Projection, occurred_at
+from projections.base import Message, Projection, insert_rows, occurred_at
 from projections.tables import event_log
 
 
@@ -24,7 +23,7 @@ async def apply(connection: AsyncConnection, messages: Sequence[Message]) -> Non
         for m in messages
     ]
     if rows:
-        await connection.execute(insert(event_log).on_conflict_do_nothing(), rows)
+        await insert_rows(connection, event_log, rows)
 
 
 PROJECTION = Projection(name="event_log", tables=(event_log,), apply=apply)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from projections.base import Message, Projection, occurred_at
+from projections.base import Message, Projection, insert_rows, occurred_at
 from projections.tables import ledger
 
 KINDS = {
@@ -29,7 +28,7 @@ async def apply(connection: AsyncConnection, messages: Sequence[Message]) -> Non
     ]
     if rows:
         # A replayed event is already there: its (account, version) row is kept as it is.
-        await connection.execute(insert(ledger).on_conflict_do_nothing(), rows)
+        await insert_rows(connection, ledger, rows)
 
 
 PROJECTION = Projection(name="ledger", tables=(ledger,), apply=apply)
