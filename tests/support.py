@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 from alembic import command
 
 from app.config import Settings
 from app.eventstore.envelope import EventEnvelope
 from app.eventstore.kafka import admin_client
+from app.eventstore.partitioner import partition_for
 from app.eventstore.topics import create_topics
 from app.main import Worker, create_app
 from tests.conftest import ROOT, alembic_config, create_database, new_settings
@@ -146,6 +147,17 @@ async def read_topic(settings: Settings, name: str) -> list[ConsumerRecord[bytes
 
 async def read_events(settings: Settings) -> list[EventEnvelope]:
     return [EventEnvelope.decode(record.value) for record in await read_topic(settings, "events")]
+
+
+async def write_foreign_record(settings: Settings, aggregate_id: str, value: bytes) -> None:
+    """Write to the aggregate's event partition what the processor never would: a plain, foreign record."""
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(settings.topic("events"), value,
+                                     partition=partition_for(aggregate_id, settings.partitions))
+    finally:
+        await producer.stop()
 
 
 def assert_versions_gapless(events: list[EventEnvelope]) -> None:

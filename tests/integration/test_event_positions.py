@@ -14,12 +14,10 @@ from collections.abc import AsyncIterator
 import httpx
 import orjson
 import pytest
-from aiokafka import AIOKafkaProducer
 
 from app.config import Settings
-from app.eventstore.partitioner import partition_for
 from app.eventstore.processor import run_processor
-from tests.support import api_client, fresh_namespace, read_topic
+from tests.support import api_client, fresh_namespace, read_topic, write_foreign_record
 
 
 @pytest.fixture(scope="module")
@@ -71,13 +69,7 @@ async def test_a_foreign_record_in_the_event_log_is_caught_before_a_wrong_positi
     for _ in range(3):  # the writer of the account's partition now predicts offsets
         assert (await client.post(f"/accounts/{account}/deposits", json={"amount": 1})).status_code == 200
     # Nothing but the processor may write events; something did anyway, shifting every offset after it.
-    producer = AIOKafkaProducer(bootstrap_servers=ns.kafka_bootstrap)
-    await producer.start()
-    try:
-        await producer.send_and_wait(ns.topic("events"), b"not an event",
-                                     partition=partition_for(account, ns.partitions))
-    finally:
-        await producer.stop()
+    await write_foreign_record(ns, account, b"not an event")
     answer = await client.post(f"/accounts/{account}/deposits", json={"amount": 1})
     assert answer.status_code == 200, answer.text
     body = answer.json()

@@ -10,13 +10,11 @@ from collections.abc import AsyncIterator, Sequence
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaProducer
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.config import Settings
 from app.db import create_engine
-from app.eventstore.partitioner import partition_for
 from app.eventstore.processor import run_processor
 from app.main import create_app
 from projections import failures
@@ -25,7 +23,7 @@ from projections.base import Message, Projection
 from projections.projector import run_projector
 from projections.registry import PROJECTIONS
 from projections.tables import accounts, ledger
-from tests.support import Process, api_client, fresh_namespace, read_events
+from tests.support import Process, api_client, fresh_namespace, read_events, write_foreign_record
 from tests.waiting import eventually
 
 BALANCE_KINDS = {"FundsDeposited": 1, "FundsWithdrawn": -1, "AccountCharged": -1, "ChargeRefunded": 1}
@@ -307,13 +305,7 @@ async def test_a_halted_projection_holds_back_no_other_projection_of_its_runner(
 async def test_an_undecodable_record_is_a_poison_event_not_a_stopped_projector(ns: Settings) -> None:
     async with api_client(ns, workers={"processor": run_processor}) as client:
         account_id, _ = await open_funded(client, 100)
-        producer = AIOKafkaProducer(bootstrap_servers=ns.kafka_bootstrap)
-        await producer.start()
-        try:
-            await producer.send_and_wait(ns.topic("events"), b"\xff not json",
-                                         partition=partition_for(account_id, ns.partitions))
-        finally:
-            await producer.stop()
+        await write_foreign_record(ns, account_id, b"\xff not json")
         await client.post(f"/accounts/{account_id}/withdrawals", json={"amount": 30})
         async with projector_with(ns, ACCOUNTS, PROJECTIONS["ledger"]):
             async def balance() -> int | None:
