@@ -257,50 +257,43 @@ class ProjectionRunner(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def commit(self, work: list[Work]) -> None:
         """All members in one transaction; if that fails for a reason of its own, member by member."""
-        while True:
-            try:
-                await self.write(work)
-                return
-            except CheckpointMoved as moved:
-                log.warning("%s: %s; reloading checkpoints", self.name, moved)
-                await self.reseek()
-                return
-            except Exception as error:
-                if is_transient(error):
-                    DEPENDENCY_ERRORS.labels("postgres").inc()
-                    log.warning("%s: database unavailable (%r); retrying", self.name, error)
-                    await asyncio.sleep(1)
-                    continue
-                if len(work) > 1:
-                    log.warning("%s: batch failed (%r); applying it projection by projection", self.name, error)
-                break
+        error = await self.write_through_outages(work, self.name)
+        if error is None:
+            return
+        if len(work) > 1:
+            log.warning("%s: batch failed (%r); applying it projection by projection", self.name, error)
         for item in work:
             await self.commit_alone(item)
 
     async def commit_alone(self, item: Work) -> None:
         """One member's share of a batch: retried, then searched for its poison event."""
+        name = item.member.checkpoint_name
         attempt = 0
-        while True:
-            try:
-                await self.write([item])
-                return
-            except CheckpointMoved as moved:
-                log.warning("%s: %s; reloading checkpoints", item.member.checkpoint_name, moved)
-                await self.reseek()
-                return
-            except Exception as error:
-                if is_transient(error):
-                    DEPENDENCY_ERRORS.labels("postgres").inc()
-                    log.warning("%s: database unavailable (%r); retrying", item.member.checkpoint_name, error)
-                    await asyncio.sleep(1)
-                    continue
-                attempt += 1
-                if attempt <= self.options.retries:
-                    log.warning("%s: batch failed (%r), attempt %d", item.member.checkpoint_name, error, attempt)
-                    await asyncio.sleep(0.2 * 2 ** (attempt - 1))
-                    continue
+        while (error := await self.write_through_outages([item], name)) is not None:
+            attempt += 1
+            if attempt > self.options.retries:
                 await self.isolate(item)
                 return
+            log.warning("%s: batch failed (%r), attempt %d", name, error, attempt)
+            await asyncio.sleep(0.2 * 2 ** (attempt - 1))
+
+    async def write_through_outages(self, work: list[Work], name: str) -> Exception | None:
+        """`write`, waiting out database outages. None once written, or once another runner's
+        move of a checkpoint made the batch moot; else the error that failed it."""
+        while True:
+            try:
+                await self.write(work)
+                return None
+            except CheckpointMoved as moved:
+                log.warning("%s: %s; reloading checkpoints", name, moved)
+                await self.reseek()
+                return None
+            except Exception as error:
+                if not is_transient(error):
+                    return error
+                DEPENDENCY_ERRORS.labels("postgres").inc()
+                log.warning("%s: database unavailable (%r); retrying", name, error)
+                await asyncio.sleep(1)
 
     async def write(self, work: list[Work]) -> None:
         names = [item.member.checkpoint_name for item in work]

@@ -90,11 +90,10 @@ class PartitionWriter:
                 written = await self.write(decisions, touched, next_offset)
                 await self.producer.commit_transaction()
             return written
-        except TimeoutError as stuck:
+        except BaseException as failure:
             await self.abort_quietly()
-            raise TransactionStuck(self.partition) from stuck
-        except BaseException:
-            await self.abort_quietly()
+            if isinstance(failure, TimeoutError):
+                raise TransactionStuck(self.partition) from failure
             raise
 
     async def abort_quietly(self) -> None:
