@@ -12,12 +12,13 @@ import time
 import uuid
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from app.config import Settings
 from app.db import create_engine
 from app.eventstore.envelope import EventEnvelope, utc_now
 from app.eventstore.partitioner import partition_for
+from bench.setup import read_to_end
 from projections.rebuild import rebuild, rebuild_together
 from projections.registry import PROJECTIONS
 
@@ -56,26 +57,8 @@ async def produce_events(settings: Settings, total: int, per_account: int = 100)
 
 async def consume_baseline(settings: Settings) -> dict[str, float]:
     """Read and decode every event with aiokafka: the ceiling a projection cannot beat."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, isolation_level="read_committed",
-                                enable_auto_commit=False, max_partition_fetch_bytes=4 * 1024 * 1024)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(settings.topic("events"), p) for p in range(settings.partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        started, count = time.monotonic(), 0
-        pending = set(tps)
-        while pending:
-            batch = await consumer.getmany(*pending, timeout_ms=500, max_records=20_000)
-            for records in batch.values():
-                for record in records:
-                    EventEnvelope.decode(record.value or b"")
-                    count += 1
-            pending = {tp for tp in pending if await consumer.position(tp) < ends[tp]}
-        seconds = time.monotonic() - started
-    finally:
-        await consumer.stop()
+    count, seconds = await read_to_end(settings, "events", EventEnvelope.decode,
+                                       max_partition_fetch_bytes=4 * 1024 * 1024)
     return {"events": count, "seconds": seconds, "events_per_s": count / seconds}
 
 

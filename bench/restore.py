@@ -13,7 +13,7 @@ import time
 import uuid
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from app.api.submission import envelope
 from app.config import Settings
@@ -23,6 +23,7 @@ from app.eventstore.envelope import utc_now
 from app.eventstore.partitioner import partition_for
 from app.eventstore.restore import restore_aggregates
 from bench.ceiling import deposit_command
+from bench.setup import read_to_end
 
 
 def template(account_id: str, keep: int) -> bytes:
@@ -55,23 +56,9 @@ async def produce_aggregates(settings: Settings, count: int) -> int:
 
 
 async def read_baseline(settings: Settings) -> float:
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, isolation_level="read_committed",
-                                enable_auto_commit=False, max_partition_fetch_bytes=8 * 1024 * 1024,
-                                fetch_max_bytes=64 * 1024 * 1024)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(settings.topic("aggregates"), p) for p in range(settings.partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        started = time.monotonic()
-        pending = {tp for tp in tps if ends[tp] > 0}
-        while pending:
-            await consumer.getmany(*pending, timeout_ms=500, max_records=10_000)
-            pending = {tp for tp in pending if await consumer.position(tp) < ends[tp]}
-        return time.monotonic() - started
-    finally:
-        await consumer.stop()
+    _, seconds = await read_to_end(settings, "aggregates", max_partition_fetch_bytes=8 * 1024 * 1024,
+                                   fetch_max_bytes=64 * 1024 * 1024)
+    return seconds
 
 
 async def measure_restore(settings: Settings, count: int) -> dict[str, Any]:

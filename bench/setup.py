@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
+from collections.abc import Callable
+from typing import Any
 
 import asyncpg
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import make_url
@@ -75,3 +79,32 @@ async def delete_namespace_topics(settings: Settings) -> None:
             await admin.delete_topics(topics)
     finally:
         await admin.close()
+
+
+async def read_to_end(settings: Settings, short_topic: str, each: Callable[[bytes], object] | None = None,
+                      **consumer_options: Any) -> tuple[int, float]:
+    """Read every committed record of `<ns>.<short_topic>` from its start, handing each value to `each`.
+
+    Returns how many records were read and the seconds it took (consumer start-up left out).
+    """
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, isolation_level="read_committed",
+                                enable_auto_commit=False, **consumer_options)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(settings.topic(short_topic), p) for p in range(settings.partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        started, count = time.monotonic(), 0
+        pending = {tp for tp in tps if ends[tp] > 0}
+        while pending:
+            batch = await consumer.getmany(*pending, timeout_ms=500, max_records=20_000)
+            for records in batch.values():
+                count += len(records)
+                if each is not None:
+                    for record in records:
+                        each(record.value or b"")
+            pending = {tp for tp in pending if await consumer.position(tp) < ends[tp]}
+        return count, time.monotonic() - started
+    finally:
+        await consumer.stop()
