@@ -19,7 +19,7 @@ from app.db import create_engine
 from app.eventstore.envelope import EventEnvelope, utc_now
 from app.eventstore.partitioner import partition_for
 from bench.setup import read_to_end
-from projections.rebuild import rebuild, rebuild_together
+from projections.rebuild import default_workers, rebuild, rebuild_together
 from projections.registry import PROJECTIONS
 
 
@@ -63,7 +63,8 @@ async def consume_baseline(settings: Settings) -> dict[str, float]:
 
 
 async def measure_rebuilds(settings: Settings, names: list[str]) -> dict[str, Any]:
-    """Each projection rebuilt alone, then all of them from one replay (as `eventline rebuild --all` does)."""
+    """Each projection rebuilt alone in this process (what one projector process keeps up with), then
+    all of them from one replay shared by one process per core (as `eventline rebuild --all` does)."""
     engine = create_engine(settings)
     results: dict[str, Any] = {}
     try:
@@ -71,10 +72,11 @@ async def measure_rebuilds(settings: Settings, names: list[str]) -> dict[str, An
             report = await rebuild(settings, engine, PROJECTIONS[name])
             results[name] = {"events": report.events, "seconds": report.seconds,
                              "events_per_s": report.events_per_s}
+        workers = default_workers(settings)
         started = time.monotonic()
-        reports = await rebuild_together(settings, engine, [PROJECTIONS[name] for name in names])
+        reports = await rebuild_together(settings, engine, [PROJECTIONS[name] for name in names], workers=workers)
         results["together"] = {"events": max(r.events for r in reports), "seconds": time.monotonic() - started,
-                               "projections": names}
+                               "projections": names, "workers": workers}
     finally:
         await engine.dispose()
     return results

@@ -4,11 +4,14 @@
    `eventline_rebuild`; the same projection code fills them through
    SQLAlchemy's `schema_translate_map`, from offset 0, under the checkpoint
    name `<projection>@rebuild`. The live projection keeps serving meanwhile.
-   Several projections rebuilt together share one replay (one runner).
+   Several projections rebuilt together share one replay (one runner), and
+   that replay can be shared among processes by partition
+   (projections/rebuild_worker.py): each partition's checkpoints are its own.
 2. One transaction then takes the projection's exclusive advisory lock (live
-   batches hold it shared, so none is in flight), brings the live and rebuilt
-   copies to the same checkpoints, compares them (row counts and per-key row
-   hashes), and — unless `verify` found differences — moves the live tables to
+   batches hold it shared, so none is in flight), brings the rebuilt copy up to
+   the live one's checkpoints, and with `verify` also the live copy up to the
+   rebuilt one's, to compare them (row counts and per-key row hashes). Unless
+   `verify` found differences, it moves the live tables to
    `eventline_retired` and the rebuilt ones into `public`, and hands the
    rebuilt checkpoints to the live projection. DDL is transactional in
    PostgreSQL, so an interruption at any point leaves the live tables as they
@@ -17,11 +20,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy import delete, func, text, update
 from sqlalchemy.dialects.postgresql import insert
@@ -31,7 +39,8 @@ from app.config import Settings
 from projections import checkpoints
 from projections.base import Message, Projection, decode_record
 from projections.checkpoints import Slot
-from projections.runner import Member, ProjectionRunner, RunnerOptions, lock_key
+from projections.registry import PROJECTIONS
+from projections.runner import Member, ProjectionRunner, RunnerOptions, lock_key, partition_count
 from projections.tables import checkpoints as checkpoint_table
 from projections.tables import projection_status
 
@@ -39,6 +48,9 @@ REBUILD_SCHEMA = "eventline_rebuild"
 RETIRED_SCHEMA = "eventline_retired"
 
 Progress = Callable[[int, int], None]  # (messages applied so far, messages in total)
+Ends = dict[Slot, int]  # where a replay stops, per partition
+
+PROGRESS_EVERY_S = 0.5
 
 
 @dataclass
@@ -95,25 +107,29 @@ async def rebuild(settings: Settings, engine: AsyncEngine, projection: Projectio
 
 
 async def rebuild_together(settings: Settings, engine: AsyncEngine, projections: Sequence[Projection], *,
-                           verify: bool = False, progress: Progress | None = None) -> list[RebuildReport]:
+                           verify: bool = False, progress: Progress | None = None,
+                           workers: int = 1) -> list[RebuildReport]:
     """Rebuild several projections from one replay: every event is read and decoded once.
 
-    Each projection is then compared and swapped on its own; a refused one (with
-    `verify`) keeps its live tables and is reported with `swapped` false.
+    With `workers` above 1 the partitions are shared among that many processes
+    (projections/rebuild_worker.py), which then replay side by side; only
+    registered projections can be rebuilt so. Each projection is then compared
+    (with `verify`) and swapped on its own; a refused one keeps its live tables
+    and is reported with `swapped` false.
     """
     started = time.monotonic()
-    members = [Member(projection, rebuild_name(projection)) for projection in projections]
     for projection in projections:
         await set_status(engine, projection.name, {"state": "replaying", "started_at": time.time()})
         await prepare_tables(engine, projection)
-    runner = ProjectionRunner(settings, engine, members, RunnerOptions(
-        schema=REBUILD_SCHEMA, group=False, batch=20_000, failure_mode="halt"))
-    await replay(runner, progress)
+    ends = await end_offsets(settings, projections)
+    if workers > 1:
+        applied = await replay_in_processes(settings, engine, projections, ends, workers, progress)
+    else:
+        applied = await replay(settings, engine, projections, ends, progress)
     reports = []
-    for member in members:
-        projection = member.projection
+    for projection in projections:
         report = await compare_and_swap(settings, engine, projection, verify=verify)
-        report.events, report.seconds = member.applied, time.monotonic() - started
+        report.events, report.seconds = applied[projection.name], time.monotonic() - started
         await set_status(engine, projection.name, {
             "state": "swapped" if report.swapped else "refused", "finished_at": time.time(),
             "events": report.events, "seconds": round(report.seconds, 3), "differs": report.differs,
@@ -133,28 +149,118 @@ async def prepare_tables(engine: AsyncEngine, projection: Projection) -> None:
             checkpoint_table.c.projection == rebuild_name(projection)))
 
 
-async def replay(runner: ProjectionRunner, progress: Progress | None) -> None:
-    """Apply everything up to the end offsets taken now; the swap catches up the rest."""
+async def end_offsets(settings: Settings, projections: Sequence[Projection]) -> Ends:
+    """Where every partition the projections read ends now: the replay goes that far, the swap the rest."""
+    topics = sorted({topic for projection in projections for topic in projection.topics})
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, isolation_level="read_committed")
+    await consumer.start()
+    try:
+        tps = [TopicPartition(settings.topic(topic), partition)
+               for topic in topics for partition in range(partition_count(settings, topic))]
+        found = await consumer.end_offsets(tps)
+    finally:
+        await consumer.stop()
+    short = {settings.topic(topic): topic for topic in topics}
+    return {(short[tp.topic], tp.partition): end for tp, end in found.items()}
+
+
+def replayed(projections: Sequence[Projection], standing: Mapping[str, Mapping[Slot, int]], ends: Ends
+             ) -> tuple[int, int]:
+    """(done, total) for a progress bar: how far the slowest projection has come, in messages."""
+    def share(projection: Projection, positions: Mapping[Slot, int]) -> tuple[int, int]:
+        mine = {slot: end for slot, end in ends.items() if slot[0] in projection.topics}
+        return sum(min(positions.get(slot, 0), end) for slot, end in mine.items()), sum(mine.values())
+
+    shares = [share(projection, standing.get(projection.name, {})) for projection in projections]
+    total = max((total for _, total in shares), default=0)
+    return total - max((whole - done for done, whole in shares), default=0), total
+
+
+async def replay(settings: Settings, engine: AsyncEngine, projections: Sequence[Projection], ends: Ends,
+                 progress: Progress | None = None) -> dict[str, int]:
+    """Apply the partitions in `ends` up to there, in this process; the messages applied, per projection."""
+    members = [Member(projection, rebuild_name(projection)) for projection in projections]
+    runner = ProjectionRunner(settings, engine, members, RunnerOptions(
+        schema=REBUILD_SCHEMA, group=False, batch=20_000, failure_mode="halt", slots=frozenset(ends)))
     await runner.start()
     try:
-        ends = {runner.slot(tp): end for tp, end in
-                (await runner.consumer.end_offsets(list(runner.consumer.assignment()))).items()}
+        def standing() -> dict[str, dict[Slot, int]]:
+            return {member.projection.name: member.positions for member in members}
 
-        def behind(member: Member) -> int:
-            return sum(end - member.positions[slot] for slot, end in ends.items() if slot in member.positions)
-
-        total = max((sum(end for slot, end in ends.items() if slot in m.positions) for m in runner.members),
-                    default=0)
-        while any(behind(member) > 0 for member in runner.members):
+        while (done := replayed(projections, standing(), ends))[0] < done[1]:
             await runner.step()
-            for member in runner.members:
+            for member in members:
                 if member.halted:
                     raise RuntimeError(f"{member.projection.name}: an event failed during the rebuild; "
                                        "see `eventline failures`")
             if progress:
-                progress(total - max(behind(member) for member in runner.members), total)
+                progress(*replayed(projections, standing(), ends))
     finally:
         await runner.stop()
+    return {member.projection.name: member.applied for member in members}
+
+
+def default_workers(settings: Settings) -> int:
+    """One replay process per CPU core, and never more than there are partitions to share."""
+    return max(1, min(os.cpu_count() or 1, settings.partitions))
+
+
+async def replay_in_processes(settings: Settings, engine: AsyncEngine, projections: Sequence[Projection],
+                              ends: Ends, workers: int, progress: Progress | None = None) -> dict[str, int]:
+    """`replay`, with the partitions dealt round-robin to `workers` processes running side by side.
+
+    Each process has a share of the slots and its own checkpoints in them, so
+    they never touch each other's rows of the checkpoint table; progress is read
+    from there. A failed process fails the rebuild, and cancelling it kills them.
+    """
+    stray = [p.name for p in projections if PROJECTIONS.get(p.name) is not p]
+    if stray:
+        raise ValueError(f"only registered projections can be rebuilt in processes: {', '.join(stray)}")
+    shares = [{slot: end for slot, end in ends.items() if slot[1] % workers == i} for i in range(workers)]
+    processes = [await start_worker(settings, projections, share) for share in shares if share]
+    running = {asyncio.ensure_future(process.communicate()): process for process in processes}
+    applied = dict.fromkeys((p.name for p in projections), 0)
+    try:
+        pending = set(running)
+        while pending:
+            finished, pending = await asyncio.wait(pending, timeout=PROGRESS_EVERY_S)
+            for done in finished:
+                out, err = done.result()
+                if running[done].returncode != 0:
+                    raise RuntimeError(f"a rebuild process failed (exit {running[done].returncode}): "
+                                       f"{err.decode(errors='replace')[-2000:]}")
+                for name, count in orjson.loads(out).items():
+                    applied[name] += count
+            if progress:
+                progress(*replayed(projections, await rebuild_checkpoints(engine, projections), ends))
+    finally:
+        for future, process in running.items():
+            if process.returncode is None:
+                process.kill()
+            with contextlib.suppress(BaseException):
+                await future
+    return applied
+
+
+async def start_worker(settings: Settings, projections: Sequence[Projection], share: Ends
+                       ) -> asyncio.subprocess.Process:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "projections.rebuild_worker", stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    assert process.stdin is not None
+    # The settings go through a pipe, not the command line: they hold credentials.
+    process.stdin.write(orjson.dumps({
+        "settings": settings.model_dump(mode="json"), "projections": [p.name for p in projections],
+        "ends": [[topic, partition, end] for (topic, partition), end in share.items()],
+    }))
+    process.stdin.close()
+    return process
+
+
+async def rebuild_checkpoints(engine: AsyncEngine, projections: Sequence[Projection]) -> dict[str, dict[Slot, int]]:
+    async with engine.connect() as connection:
+        return {projection.name: await checkpoints.load(connection, rebuild_name(projection))
+                for projection in projections}
 
 
 async def compare_and_swap(settings: Settings, engine: AsyncEngine, projection: Projection, *,
@@ -164,11 +270,14 @@ async def compare_and_swap(settings: Settings, engine: AsyncEngine, projection: 
         live = await checkpoints.load(connection, projection.name)
         rebuilt = await checkpoints.load(connection, rebuild_name(projection))
         target = {slot: max(live.get(slot, 0), rebuilt.get(slot, 0)) for slot in set(live) | set(rebuilt)}
-        if live:  # a live version exists: bring it to the same checkpoints, to compare like with like
+        # Comparing is `verify`'s job: it reads both copies in full while live batches wait on
+        # the lock. To compare like with like, the live copy first comes to the same checkpoints.
+        compared = verify and bool(live)
+        if compared:
             await catch_up(settings, connection, projection, projection.name, None, live, target)
         await catch_up(settings, connection, projection, rebuild_name(projection), REBUILD_SCHEMA, rebuilt, target)
         report = RebuildReport(projection.name, 0, 0.0, {f"{t}[{p}]": o for (t, p), o in sorted(target.items())})
-        if live:
+        if compared:
             report.tables = [await compare(connection, projection, table.name) for table in projection.tables]
         if verify and report.differs:
             return report  # leaving the block commits the catch-up only; nothing is swapped

@@ -48,6 +48,10 @@ def lock_key(name: str) -> int:
     return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
 
 
+def partition_count(settings: Settings, short_topic: str) -> int:
+    return settings.result_partitions if short_topic == "command-results" else settings.partitions
+
+
 def is_transient(error: BaseException) -> bool:
     """Database unreachable or restarting: wait and retry, the event is not to blame."""
     if "InvalidCachedStatement" in type(getattr(error, "orig", None)).__name__:
@@ -82,6 +86,7 @@ class RunnerOptions:
     failure_mode: Literal["skip", "halt"] = "skip"
     retries: int = 3
     batch: int = 5000
+    slots: frozenset[Slot] | None = None  # without a group: read only these partitions (None: all)
 
 
 class ProjectionRunner(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -121,7 +126,8 @@ class ProjectionRunner(ConsumerRebalanceListener):  # type: ignore[misc]
         if self.options.group:
             self.consumer.subscribe(list(self.topics), listener=self)
         else:
-            tps = [TopicPartition(t, p) for t in self.topics for p in range(self.partitions(self.topics[t]))]
+            tps = [TopicPartition(t, p) for t in self.topics for p in range(self.partitions(self.topics[t]))
+                   if self.options.slots is None or (self.topics[t], p) in self.options.slots]
             self.consumer.assign(tps)
             await self.on_partitions_assigned(tps)
 
@@ -138,7 +144,7 @@ class ProjectionRunner(ConsumerRebalanceListener):  # type: ignore[misc]
             await self.stop()
 
     def partitions(self, short_topic: str) -> int:
-        return self.settings.result_partitions if short_topic == "command-results" else self.settings.partitions
+        return partition_count(self.settings, short_topic)
 
     @property
     def active(self) -> list[Member]:

@@ -15,7 +15,7 @@ from app.cli.app import cli, configure_logging, console
 from app.config import Settings, get_settings
 from app.db import create_engine
 from projections import failures
-from projections.rebuild import rebuild_together, summary
+from projections.rebuild import default_workers, rebuild_together, summary
 from projections.registry import PROJECTIONS
 from projections.status import projection_status
 
@@ -115,20 +115,25 @@ def failures_retry(failure_ids: Annotated[list[int], typer.Argument(help="Failur
 def rebuild_command(
     names: Annotated[list[str] | None, typer.Argument(help="Projections to rebuild.")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Rebuild every projection.")] = False,
-    verify: Annotated[bool, typer.Option(help="Refuse to swap when the rebuilt tables differ.")] = False,
+    verify: Annotated[bool, typer.Option(help="Compare with the live tables; refuse to swap if they differ.")
+                      ] = False,
+    workers: Annotated[int | None, typer.Option(
+        min=1, help="Processes sharing the replay by partition (default: one per CPU core).")] = None,
 ) -> None:
-    """Replay the events into fresh tables while the live ones keep serving, compare, and swap."""
+    """Replay the events into fresh tables while the live ones keep serving, then swap them in."""
     configure_logging()
     chosen = list(PROJECTIONS) if all_ else (names or [])
     unknown = [name for name in chosen if name not in PROJECTIONS]
     if not chosen or unknown:
         console.print(f"[red]Name projections to rebuild (or --all); known: {', '.join(PROJECTIONS)}[/red]")
         raise typer.Exit(2)
-    refused = asyncio.run(_rebuild(get_settings(), chosen, verify))
+    settings = get_settings()
+    workers = workers or default_workers(settings)
+    refused = asyncio.run(_rebuild(settings, chosen, verify, workers))
     raise typer.Exit(1 if refused else 0)
 
 
-async def _rebuild(settings: Settings, names: list[str], verify: bool) -> bool:
+async def _rebuild(settings: Settings, names: list[str], verify: bool, workers: int) -> bool:
     """One replay for all the named projections; each is compared and swapped on its own."""
     engine = create_engine(settings)
     try:
@@ -143,7 +148,7 @@ async def _rebuild(settings: Settings, names: list[str], verify: bool) -> bool:
                 bar.update(task, completed=done, total=total, rate=f"{done / elapsed:,.0f}")
 
             reports = await rebuild_together(settings, engine, [PROJECTIONS[name] for name in names],
-                                             verify=verify, progress=show)
+                                             verify=verify, progress=show, workers=workers)
         for report in reports:
             console.print(summary(report))
     finally:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.config import Settings
@@ -20,6 +22,7 @@ from projections.base import Message, Projection
 from projections.projector import run_projector
 from projections.rebuild import RebuildRefused, rebuild, rebuild_together
 from projections.registry import PROJECTIONS
+from projections.runner import lock_key
 from projections.tables import accounts
 from tests.support import api_client, fresh_namespace
 from tests.waiting import eventually
@@ -79,11 +82,56 @@ async def test_rebuild_under_load_swaps_without_failing_a_query_and_equals_a_fre
             await asyncio.gather(*load)
         assert set(queries) == {200}, queries
         await eventually(lambda: all_caught_up(client), True, timeout=60)
-        # Now the live tables (rebuilt, then kept up live) must equal a fresh replay from offset 0.
+        # Now the live tables (rebuilt, then kept up live) must equal a fresh replay from offset 0:
+        # one replay for the three, shared by partition between two processes.
         together = [PROJECTIONS[name] for name in ("accounts", "ledger", "event_log")]
-        for report in await rebuild_together(ns, engine, together, verify=True):  # one replay for the three
+        shown: list[tuple[int, int]] = []
+        for report in await rebuild_together(ns, engine, together, verify=True, workers=2,
+                                             progress=lambda done, total: shown.append((done, total))):
             assert [t.differs for t in report.tables] == [False] * len(report.tables), report
             assert report.tables[0].live_rows > 0 and report.events > 0
+        assert shown and shown[-1][0] == shown[-1][1] > 0, shown
+    await engine.dispose()
+
+
+def rebuild_processes() -> list[int]:
+    """Our child processes that are rebuild workers."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError):
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            parent = int(stat.rsplit(")", 1)[1].split()[1])
+            if parent == os.getpid() and b"projections.rebuild_worker" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(int(pid))
+    return found
+
+
+async def test_cancelling_a_rebuild_in_processes_stops_them_and_keeps_the_live_tables(ns: Settings) -> None:
+    engine = create_engine(ns)
+    async with api_client(ns, workers=WORKERS) as client, engine.connect() as blocker:
+        ids = await make_history(client, accounts_count=4, moves=2)
+        await eventually(lambda: all_caught_up(client), True, timeout=60)
+        before = (await client.get(f"/accounts/{ids[0]}")).json()
+        # Holding the rebuild's lock keeps its processes from ever finishing a batch.
+        await blocker.execute(text("SELECT pg_advisory_lock(:key)"), {"key": lock_key("accounts@rebuild")})
+        replaying = asyncio.create_task(rebuild_together(ns, engine, [PROJECTIONS["accounts"]], workers=2))
+
+        async def started() -> int:
+            return len(rebuild_processes())
+
+        await eventually(started, 2)
+        replaying.cancel()  # what Ctrl-C does
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(replaying, timeout=10)
+        assert rebuild_processes() == []
+        assert (await client.get(f"/accounts/{ids[0]}")).json() == before
+    await engine.dispose()
+
+
+async def test_only_registered_projections_are_rebuilt_in_processes(ns: Settings) -> None:
+    engine = create_engine(ns)
+    with pytest.raises(ValueError, match="registered"):
+        await rebuild_together(ns, engine, [doubled()], workers=2)
     await engine.dispose()
 
 

@@ -1,0 +1,41 @@
+"""One process of a parallel rebuild (`eventline rebuild --workers N`).
+
+It reads its job as JSON on stdin — the settings, the projections' names and
+its share of the partitions with where to stop — replays that share into the
+rebuild schema (projections/rebuild.py), and prints the messages it applied,
+per projection, as JSON on stdout. The parent compares and swaps.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import orjson
+import uvloop
+
+from app.config import Settings
+from app.db import create_engine
+from app.observability import logs
+from projections.rebuild import Ends, replay
+from projections.registry import PROJECTIONS
+
+
+async def replay_share(settings: Settings, names: list[str], ends: Ends) -> dict[str, int]:
+    engine = create_engine(settings)
+    try:
+        return await replay(settings, engine, [PROJECTIONS[name] for name in names], ends)
+    finally:
+        await engine.dispose()
+
+
+def main() -> None:
+    job = orjson.loads(sys.stdin.buffer.read())
+    settings = Settings(**job["settings"])
+    logs.configure(settings.log_level, json_format=settings.log_format == "json")
+    ends = {(topic, partition): end for topic, partition, end in job["ends"]}
+    applied = uvloop.run(replay_share(settings, job["projections"], ends))
+    sys.stdout.buffer.write(orjson.dumps(applied))
+
+
+if __name__ == "__main__":
+    main()
