@@ -53,6 +53,7 @@ def plan(quick: bool) -> dict[str, Any]:
         "accounts": 1000,
         "concurrency": [16, 64, 256],
         "rate": 500.0,
+        "light_rate": 100.0,  # the same probes under light load: the latency floor, without queueing
         "visibility_every": 5,
         "warmup": 1.0 if quick else 2.0,
         "duration": 2.0 if quick else 10.0,

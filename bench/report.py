@@ -78,6 +78,19 @@ def cpu_table(runs: dict[str, dict[str, Any] | None]) -> str:
     return table
 
 
+def light_note(el: dict[str, Any], plan: dict[str, Any]) -> str:
+    """The same probes under light load: what the path costs without waiting for a core."""
+    light = el.get("light")
+    if not light:
+        return ""
+    lat, vis = light.get("latency", {}), light.get("visibility", {})
+    return (f"\nThe same at {plan['light_rate']:.0f} commands/s, where commands seldom wait for a core: "
+            f"latency p50 {num(lat.get('p50_ms'), 1)} ms, p99 {num(lat.get('p99_ms'), 1)} ms; visibility "
+            f"p50 {num(vis.get('p50_ms'), 1)} ms, p99 {num(vis.get('p99_ms'), 1)} ms. At "
+            f"{plan['rate']:.0f}/s the two cores are mostly busy (see the CPU table), so the gap between the "
+            "two is time spent queueing for CPU.\n")
+
+
 def write_section(results: dict[str, Any]) -> str:
     write = results.get("write_side")
     if not write:
@@ -86,6 +99,9 @@ def write_section(results: dict[str, Any]) -> str:
     crud, es = write.get("crud", {}).get("closed_64"), write.get("eventsourcing", {}).get("closed_64")
     rows = [load_row(f"Eventline, {c} clients", el.get(f"closed_{c}")) for c in plan["concurrency"]]
     rows.append(load_row(f"Eventline, open loop {plan['rate']:.0f}/s", el.get("open_rate")))
+    if "light" in el:
+        rows.append(load_row(f"Eventline, open loop {plan['light_rate']:.0f}/s (with visibility reads)",
+                             el["light"]))
     rows.append(load_row("CRUD, 64 clients", crud))
     rows.append(load_row("eventsourcing, 64 clients", es))
     vis = el.get("visibility", {}).get("visibility", {})
@@ -129,6 +145,7 @@ commands/s, every {plan['visibility_every']}th accepted deposit followed by `GET
 `X-Consistent-With: <position>` (the API waits for the projection's checkpoint); counted from the 200
 of the deposit to the 200 of the read showing the new version: p50 {num(vis.get('p50_ms'), 1)} ms,
 p99 **{num(vis.get('p99_ms'), 1)} ms**, max {num(vis.get('max_ms'), 1)} ms over {vis.get('samples', 0):,} reads.
+{light_note(el, plan)}
 
 {cpu_table({"Eventline": el.get("closed_64"), "CRUD": crud, "eventsourcing": es})}
 Ratios (same run, 64 clients):

@@ -90,6 +90,12 @@ async def eventline(accounts: int, plan: dict[str, Any], layout: str, say: Say) 
             results["visibility"] = run
             say(f"  visibility at {plan['rate']:.0f}/s: p50 {run['visibility']['p50_ms']:.1f} ms, "
                 f"p99 {run['visibility']['p99_ms']:.1f} ms ({run['visibility']['samples']} samples)")
+            run = await asyncio.to_thread(run_load, base, accounts_file, mode="open", rate=plan["light_rate"],
+                                          visibility_every=plan["visibility_every"], warmup=plan["warmup"],
+                                          duration=plan["duration"])
+            results["light"] = run
+            say(f"  at {plan['light_rate']:.0f}/s: p99 {run['latency']['p99_ms']:.1f} ms, "
+                f"visibility p99 {run['visibility']['p99_ms']:.1f} ms")
             if plan["profile"]:
                 results["profile"] = await profile_eventline(services, base, accounts_file, plan, say)
     finally:
