@@ -217,10 +217,14 @@ async def replay_in_processes(settings: Settings, engine: AsyncEngine, projectio
     if stray:
         raise ValueError(f"only registered projections can be rebuilt in processes: {', '.join(stray)}")
     shares = [{slot: end for slot, end in ends.items() if slot[1] % workers == i} for i in range(workers)]
-    processes = [await start_worker(settings, projections, share) for share in shares if share]
-    running = {asyncio.ensure_future(process.communicate()): process for process in processes}
+    running: dict[asyncio.Future[tuple[bytes, bytes]], asyncio.subprocess.Process] = {}
     applied = dict.fromkeys((p.name for p in projections), 0)
     try:
+        for share in filter(None, shares):
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "projections.rebuild_worker", stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            running[asyncio.ensure_future(process.communicate(worker_job(settings, projections, share)))] = process
         pending = set(running)
         while pending:
             finished, pending = await asyncio.wait(pending, timeout=PROGRESS_EVERY_S)
@@ -234,27 +238,21 @@ async def replay_in_processes(settings: Settings, engine: AsyncEngine, projectio
             if progress:
                 progress(*replayed(projections, await rebuild_checkpoints(engine, projections), ends))
     finally:
-        for future, process in running.items():
+        for process in running.values():
             if process.returncode is None:
                 process.kill()
+        for future in running:
             with contextlib.suppress(BaseException):
                 await future
     return applied
 
 
-async def start_worker(settings: Settings, projections: Sequence[Projection], share: Ends
-                       ) -> asyncio.subprocess.Process:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "projections.rebuild_worker", stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    assert process.stdin is not None
-    # The settings go through a pipe, not the command line: they hold credentials.
-    process.stdin.write(orjson.dumps({
+def worker_job(settings: Settings, projections: Sequence[Projection], share: Ends) -> bytes:
+    """What a worker reads on stdin; a pipe rather than its command line, as the settings hold credentials."""
+    return orjson.dumps({
         "settings": settings.model_dump(mode="json"), "projections": [p.name for p in projections],
         "ends": [[topic, partition, end] for (topic, partition), end in share.items()],
-    }))
-    process.stdin.close()
-    return process
+    })
 
 
 async def rebuild_checkpoints(engine: AsyncEngine, projections: Sequence[Projection]) -> dict[str, dict[Slot, int]]:
