@@ -52,16 +52,16 @@ from app.api.submission import (
 )
 from app.api.submission import decide as decide_command
 from app.config import Settings
-from app.domain import messaging
+from app.domain import conversations, messages
 from app.eventstore import position
 from projections import queries
 
 router = APIRouter(tags=["messaging"])
 
 
-def tariff(settings: Settings) -> messaging.Tariff:
-    return messaging.Tariff(base_fee=settings.message_base_fee,
-                            fee_per_recipient=settings.message_fee_per_recipient)
+def tariff(settings: Settings) -> messages.Tariff:
+    return messages.Tariff(base_fee=settings.message_base_fee,
+                           fee_per_recipient=settings.message_fee_per_recipient)
 
 
 READER, WRITER = require("reader"), require("writer")
@@ -88,8 +88,8 @@ async def start_conversation(body: StartConversationRequest, request: Request, b
         raise Problem(422, "unknown-participants", "Unknown participants",
                       detail=f"no such accounts: {', '.join(unknown)}", unknown=unknown)
     conversation_id = new_id("conversation", idempotency_key)
-    command = envelope(messaging.StartConversation(participants=body.participants, title=body.title),
-                       messaging.CONVERSATION_TYPE, conversation_id, idempotency_key=idempotency_key,
+    command = envelope(conversations.StartConversation(participants=body.participants, title=body.title),
+                       conversations.CONVERSATION_TYPE, conversation_id, idempotency_key=idempotency_key,
                        correlation_id=correlation_id)
     result = await decide_command(bus, command, None)
     if result is None:
@@ -121,10 +121,10 @@ async def submit_message(conversation_id: uuid.UUID, body: SubmitMessageRequest,
     recipients = [p for p in conversation.participants if p != body.sender]
     current = tariff(request.app.state.settings)
     message_id = new_id("message", idempotency_key)
-    command = envelope(messaging.SubmitMessage(
+    command = envelope(messages.SubmitMessage(
         conversation_id=str(conversation_id), sender=body.sender, recipients=recipients, body=body.body,
         currency=account.currency, tariff=current,
-    ), messaging.MESSAGE_TYPE, message_id, idempotency_key=idempotency_key, correlation_id=correlation_id)
+    ), messages.MESSAGE_TYPE, message_id, idempotency_key=idempotency_key, correlation_id=correlation_id)
     result = await decide_command(bus, command, None)
     accepted = MessageAcceptedResponse(
         message_id=message_id, command_id=command.command_id, price=current.price(len(recipients)),
@@ -137,7 +137,7 @@ async def submit_message(conversation_id: uuid.UUID, body: SubmitMessageRequest,
 async def mark_read(message_id: uuid.UUID, body: MarkReadRequest, bus: BusDep,
                     idempotency_key: IdempotencyKey = None, correlation_id: CorrelationId = None) -> JSONResponse:
     """Mark a delivered message as read by one of its recipients."""
-    command = envelope(messaging.MarkRead(reader=body.reader), messaging.MESSAGE_TYPE, str(message_id),
+    command = envelope(messages.MarkRead(reader=body.reader), messages.MESSAGE_TYPE, str(message_id),
                        idempotency_key=idempotency_key, correlation_id=correlation_id)
     return await submit(bus, command, None)
 

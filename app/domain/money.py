@@ -6,12 +6,13 @@ digits below tell presentation layers where the decimal point goes.
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Annotated, Final
 
 from pydantic import AfterValidator, Field, Strict, StringConstraints
+
+from .text import no_control_characters, printable, visible
 
 MIN_AMOUNT: Final = 1
 MAX_AMOUNT: Final = 10**12
@@ -77,13 +78,6 @@ def _known_currency(code: str) -> str:
     return code
 
 
-def _no_control_characters(text: str) -> str:
-    # Control characters in names break logs, CSV exports and terminals.
-    if any(unicodedata.category(char) == "Cc" for char in text):
-        raise ValueError("must not contain control characters")
-    return text
-
-
 # strict=True: "10", 10.0 and True are client bugs, not amounts.
 Amount = Annotated[int, Field(ge=MIN_AMOUNT, le=MAX_AMOUNT, strict=True)]
 
@@ -93,10 +87,13 @@ Currency = Annotated[str, Strict(), AfterValidator(_known_currency)]
 Reference = Annotated[
     str,
     StringConstraints(strict=True, min_length=1, max_length=100, strip_whitespace=True),
+    AfterValidator(printable),
+    AfterValidator(visible),
 ]
 
 Owner = Annotated[
     str,
     StringConstraints(strict=True, min_length=1, max_length=200, strip_whitespace=True),
-    AfterValidator(_no_control_characters),
+    AfterValidator(no_control_characters),
+    AfterValidator(visible),
 ]

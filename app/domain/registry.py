@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from app.domain import accounts, messaging
+from app.domain import accounts, conversations, messages
 from app.domain.base import Command, Event
 
 
@@ -37,23 +37,23 @@ ACCOUNT = AggregateKind(
 )
 
 CONVERSATION = AggregateKind(
-    name=messaging.CONVERSATION_TYPE,
-    commands=messaging.CONVERSATION_COMMAND_TYPES,
-    events=messaging.CONVERSATION_EVENT_TYPES,
-    decide=messaging.decide_conversation,
-    evolve=messaging.evolve_conversation,
-    snapshot=messaging.snapshot_conversation,
-    restore=messaging.restore_conversation,
+    name=conversations.CONVERSATION_TYPE,
+    commands=conversations.CONVERSATION_COMMAND_TYPES,
+    events=conversations.CONVERSATION_EVENT_TYPES,
+    decide=conversations.decide_conversation,
+    evolve=conversations.evolve_conversation,
+    snapshot=conversations.snapshot_conversation,
+    restore=conversations.restore_conversation,
 )
 
 MESSAGE = AggregateKind(
-    name=messaging.MESSAGE_TYPE,
-    commands=messaging.MESSAGE_COMMAND_TYPES,
-    events=messaging.MESSAGE_EVENT_TYPES,
-    decide=messaging.decide_message,
-    evolve=messaging.evolve_message,
-    snapshot=messaging.snapshot_message,
-    restore=messaging.restore_message,
+    name=messages.MESSAGE_TYPE,
+    commands=messages.MESSAGE_COMMAND_TYPES,
+    events=messages.MESSAGE_EVENT_TYPES,
+    decide=messages.decide_message,
+    evolve=messages.evolve_message,
+    snapshot=messages.snapshot_message,
+    restore=messages.restore_message,
 )
 
 AGGREGATES: Mapping[str, AggregateKind] = {kind.name: kind for kind in (ACCOUNT, CONVERSATION, MESSAGE)}

@@ -24,7 +24,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from app.config import Settings
-from app.domain import accounts, messaging
+from app.domain import accounts, messages
 from app.eventstore.envelope import CommandEnvelope, EventEnvelope, utc_now
 from app.eventstore.kafka import producer_is_dead
 from app.eventstore.partitioner import partition_for
@@ -54,14 +54,14 @@ def react(event: EventEnvelope) -> list[CommandEnvelope]:
     """What the saga does about one event: pure, so replaying an event repeats the same commands."""
     match event.type:
         case "MessageSubmitted" if event.data["price"] == 0:
-            return [command(event, "deliver", messaging.MESSAGE_TYPE, event.aggregate_id, "DeliverMessage", {})]
+            return [command(event, "deliver", messages.MESSAGE_TYPE, event.aggregate_id, "DeliverMessage", {})]
         case "MessageSubmitted":
             return [command(event, "charge", accounts.AGGREGATE_TYPE, event.data["sender"], "Charge",
                             {"amount": event.data["price"], "reference": reference_for(event.aggregate_id)})]
         case "AccountCharged" if (message_id := message_of(event.data.get("reference"))):
-            return [command(event, "deliver", messaging.MESSAGE_TYPE, message_id, "DeliverMessage", {})]
+            return [command(event, "deliver", messages.MESSAGE_TYPE, message_id, "DeliverMessage", {})]
         case "ChargeDeclined" if (message_id := message_of(event.data.get("reference"))):
-            return [command(event, "reject", messaging.MESSAGE_TYPE, message_id, "RejectMessage",
+            return [command(event, "reject", messages.MESSAGE_TYPE, message_id, "RejectMessage",
                             {"reason": event.data["reason"]})]
         case _:
             return []

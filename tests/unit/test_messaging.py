@@ -11,6 +11,18 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 
+from app.domain.conversations import (
+    CONVERSATION_COMMAND_TYPES,
+    CONVERSATION_EVENT_TYPES,
+    CONVERSATION_TYPE,
+    Conversation,
+    ConversationStarted,
+    StartConversation,
+    decide_conversation,
+    evolve_conversation,
+    restore_conversation,
+    snapshot_conversation,
+)
 from app.domain.errors import (
     AggregateAlreadyExists,
     AggregateNotFound,
@@ -20,16 +32,11 @@ from app.domain.errors import (
     MessageNotPending,
     NotARecipient,
 )
-from app.domain.messaging import (
-    CONVERSATION_COMMAND_TYPES,
-    CONVERSATION_EVENT_TYPES,
-    CONVERSATION_TYPE,
+from app.domain.messages import (
     DEFAULT_TARIFF,
     MESSAGE_COMMAND_TYPES,
     MESSAGE_EVENT_TYPES,
     MESSAGE_TYPE,
-    Conversation,
-    ConversationStarted,
     DeliverMessage,
     MarkRead,
     Message,
@@ -40,16 +47,11 @@ from app.domain.messaging import (
     MessageRejected,
     MessageSubmitted,
     RejectMessage,
-    StartConversation,
     SubmitMessage,
     Tariff,
-    decide_conversation,
     decide_message,
-    evolve_conversation,
     evolve_message,
-    restore_conversation,
     restore_message,
-    snapshot_conversation,
     snapshot_message,
 )
 from app.domain.registry import AGGREGATES

@@ -1,0 +1,117 @@
+"""The Conversation aggregate: a fixed set of participants, started once."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Annotated, Final, Literal, assert_never
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, StringConstraints
+
+from .base import Command, Event
+from .errors import AggregateAlreadyExists
+from .messaging import MAX_PARTICIPANTS, MIN_PARTICIPANTS, AccountId, distinct
+from .text import no_control_characters, visible
+
+CONVERSATION_TYPE: Final = "Conversation"
+
+
+# --- Vocabulary ---------------------------------------------------------------------
+
+Title = Annotated[
+    str,
+    StringConstraints(strict=True, min_length=1, max_length=200, strip_whitespace=True),
+    AfterValidator(no_control_characters),
+    AfterValidator(visible),
+]
+
+Participants = Annotated[
+    list[AccountId],
+    Strict(),
+    Field(min_length=MIN_PARTICIPANTS, max_length=MAX_PARTICIPANTS),
+    AfterValidator(distinct),
+]
+
+
+# --- Commands and events ------------------------------------------------------------
+
+
+class StartConversation(Command):
+    type: Literal["StartConversation"] = "StartConversation"
+    participants: Participants
+    title: Title | None = None
+
+
+ConversationCommand = Annotated[StartConversation, Field(discriminator="type")]
+
+
+class ConversationStarted(Event):
+    type: Literal["ConversationStarted"] = "ConversationStarted"
+    participants: list[str]
+    title: str | None = None
+
+
+ConversationEvent = Annotated[ConversationStarted, Field(discriminator="type")]
+
+CONVERSATION_EVENT_TYPES: Final[dict[str, type[Event]]] = {cls.__name__: cls for cls in (ConversationStarted,)}
+
+CONVERSATION_COMMAND_TYPES: Final[dict[str, type[Command]]] = {cls.__name__: cls for cls in (StartConversation,)}
+
+
+# --- State, decide, evolve ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    participants: tuple[str, ...]
+    title: str | None = None
+
+
+def decide_conversation(state: Conversation | None, command: ConversationCommand) -> list[ConversationEvent]:
+    match command:
+        case StartConversation():
+            return _start(state, command)
+        case _:
+            assert_never(command)
+
+
+def _start(state: Conversation | None, command: StartConversation) -> list[ConversationEvent]:
+    if state is not None:
+        raise AggregateAlreadyExists(aggregate_type=CONVERSATION_TYPE)
+    return [ConversationStarted(participants=list(command.participants), title=command.title)]
+
+
+def evolve_conversation(state: Conversation | None, event: ConversationEvent) -> Conversation:
+    match event:
+        case ConversationStarted():
+            return Conversation(participants=tuple(event.participants), title=event.title)
+        case _:
+            assert_never(event)
+
+
+# --- Snapshot serde -----------------------------------------------------------------
+
+SNAPSHOT_VERSION: Final = 1
+
+
+class _ConversationSnapshot(BaseModel):
+    # Strict: a snapshot is our own output, so any coercion would hide corruption.
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    snapshot_version: Literal[1]
+    participants: list[str]
+    title: str | None
+
+
+def snapshot_conversation(state: Conversation) -> dict[str, object]:
+    """JSON-safe dict; participants keep their order (it is the order they were given in)."""
+    return {
+        "snapshot_version": SNAPSHOT_VERSION,
+        "participants": list(state.participants),
+        "title": state.title,
+    }
+
+
+def restore_conversation(data: Mapping[str, object]) -> Conversation:
+    parsed = _ConversationSnapshot.model_validate(dict(data))
+    return Conversation(participants=tuple(parsed.participants), title=parsed.title)
