@@ -222,7 +222,7 @@ async def replay_in_processes(settings: Settings, engine: AsyncEngine, projectio
     try:
         for share in filter(None, shares):
             process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "projections.rebuild_worker", stdin=asyncio.subprocess.PIPE,
+                sys.executable, "-m", "projections.rebuild_worker", str(os.getpid()), stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
             running[asyncio.ensure_future(process.communicate(worker_job(settings, projections, share)))] = process
         pending = set(running)

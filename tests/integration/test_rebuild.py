@@ -24,7 +24,8 @@ from projections.rebuild import RebuildRefused, rebuild, rebuild_together
 from projections.registry import PROJECTIONS
 from projections.runner import lock_key
 from projections.tables import accounts
-from tests.support import api_client, fresh_namespace
+from tests.conftest import ROOT
+from tests.support import api_client, environment, fresh_namespace
 from tests.waiting import eventually
 
 WORKERS = {"processor": run_processor, "projector": run_projector}
@@ -94,14 +95,15 @@ async def test_rebuild_under_load_swaps_without_failing_a_query_and_equals_a_fre
     await engine.dispose()
 
 
-def rebuild_processes() -> list[int]:
-    """Our child processes that are rebuild workers."""
+def rebuild_processes(parent: int | None = None) -> list[int]:
+    """Live rebuild workers started by `parent` (this process by default), or by anyone with `parent=0`."""
+    parent = os.getpid() if parent is None else parent
     found = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         with contextlib.suppress(OSError):
-            stat = Path(f"/proc/{pid}/stat").read_text()
-            parent = int(stat.rsplit(")", 1)[1].split()[1])
-            if parent == os.getpid() and b"projections.rebuild_worker" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            state, ppid = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[:2]
+            if (state != "Z" and parent in (0, int(ppid))
+                    and b"projections.rebuild_worker" in Path(f"/proc/{pid}/cmdline").read_bytes()):
                 found.append(int(pid))
     return found
 
@@ -125,6 +127,31 @@ async def test_cancelling_a_rebuild_in_processes_stops_them_and_keeps_the_live_t
             await asyncio.wait_for(replaying, timeout=10)
         assert rebuild_processes() == []
         assert (await client.get(f"/accounts/{ids[0]}")).json() == before
+    await engine.dispose()
+
+
+async def test_killing_a_rebuild_takes_its_processes_with_it(ns: Settings) -> None:
+    engine = create_engine(ns)
+    async with api_client(ns, workers=WORKERS) as client, engine.connect() as blocker:
+        await make_history(client, accounts_count=4, moves=2)
+        await eventually(lambda: all_caught_up(client), True, timeout=60)
+        await blocker.execute(text("SELECT pg_advisory_lock(:key)"), {"key": lock_key("accounts@rebuild")})
+        command = await asyncio.create_subprocess_exec(
+            str(ROOT / ".venv/bin/eventline"), "rebuild", "accounts", "--workers", "2", env=environment(ns),
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+
+        async def started() -> int:
+            return len(rebuild_processes(command.pid))
+
+        await eventually(started, 2)
+        workers = rebuild_processes(command.pid)
+        command.kill()  # no chance to clean up
+        await command.wait()
+
+        async def still_running() -> list[int]:  # (a worker killed before it started counts too)
+            return [pid for pid in rebuild_processes(0) if pid in workers]
+
+        await eventually(still_running, [], timeout=10)
     await engine.dispose()
 
 
