@@ -237,7 +237,11 @@ def profile_section(results: dict[str, Any]) -> str:
 A separate 64-client run ({num(prof.get('commands_per_s_while_profiled'))} commands/s while sampled)
 with `py-spy record --pid <pid> --rate 100 --nonblocking --function` attached to each Eventline
 process (`.venv/bin/py-spy`; raw stacks in `.local/bench-logs/profile-*.txt`). Shares are of the
-samples in which the process was not idle."""]
+samples in which the process was not idle. On this saturated machine that includes time a thread was
+runnable but waiting for a core: those samples pile up where it was preempted, mostly in the socket
+write that woke the broker, so `StreamWriter.write` looks far costlier than it is. The on-CPU split
+below each process comes from `perf record` (CPU samples only, by shared object) over the same
+window and is the one to read for what the CPU does."""]
     for name, summary in prof.items():
         if not isinstance(summary, dict):
             continue
@@ -246,9 +250,12 @@ samples in which the process was not idle."""]
         own = "\n".join(f"| {f} | {s}% |" for f, s in summary["self"][:12])
         incl = "\n".join(f"| {f} | {s}% |" for f, s in summary["eventline_inclusive"][:12])
         window = 100 * (results["plan"]["warmup"] + results["plan"]["duration"])
+        on_cpu = summary.get("on_cpu")
+        split = ("On CPU (perf, by shared object): " + ", ".join(f"`{dso}` {share:.1f}%" for dso, share in on_cpu[:6])
+                 + ".\n\n") if on_cpu else ""
         parts.append(f"""### `{name}` ({total:,} samples: busy about {100 * total / window:.0f}% of the window)
 
-Self time by package: {packages}.
+{split}Self time by package (py-spy): {packages}.
 
 | innermost frame (self) | share |
 |---|---:|

@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy.engine import make_url
 
 from app.config import Settings
-from bench import profile
+from bench import oncpu, profile
 from bench.cpu import CpuMeter, infra_pids
 from bench.processes import (
     VENV_BIN,
@@ -114,6 +114,7 @@ async def profile_eventline(services: list[Service], base: str, accounts_file: P
     if not any(recordings.values()):
         say("  profile: py-spy not available, skipped")
         return {}
+    on_cpu = {s.name: oncpu.start_recording(s.pid, s.name, plan["warmup"] + seconds) for s in services}
     run = await asyncio.to_thread(run_load, base, accounts_file, concurrency=64, warmup=plan["warmup"],
                                   duration=seconds)
     found: dict[str, Any] = {"commands_per_s_while_profiled": run["ok_per_s"]}
@@ -121,6 +122,7 @@ async def profile_eventline(services: list[Service], base: str, accounts_file: P
         summary = profile.finish_recording(recording)
         if summary is not None:
             found[name] = summary
+            summary["on_cpu"] = oncpu.finish_recording(on_cpu[name])
     say(f"  profiled {', '.join(k for k in found if k.startswith('eventline'))} "
         f"({run['ok_per_s']:,.0f} commands/s while sampled)")
     return found
