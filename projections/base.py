@@ -76,6 +76,8 @@ class Projection:
     topics: Mapping[str, Decode] = field(default_factory=lambda: {"events": decode_event})
     # The key columns per table, used by a rebuild to compare rows one by one.
     keys: Mapping[str, tuple[str, ...]] | None = None
+    # Why a rebuild can rightly differ from the live tables (say, it reads topics with a retention).
+    replay_note: str | None = None
 
     def key_columns(self, table: Table) -> tuple[str, ...]:
         if self.keys and table.name in self.keys:

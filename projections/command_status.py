@@ -70,4 +70,8 @@ def _decided(result: CommandResult) -> dict[str, Any]:
 PROJECTION = Projection(
     name="command_status", tables=(command_status,), apply=apply,
     topics={"commands": CommandEnvelope.decode, "command-results": CommandResult.decode},
+    replay_note="it is rebuilt from <ns>.commands and <ns>.command-results, which keep records for a "
+    "while only (EVENTLINE_COMMAND_RETENTION_MS, EVENTLINE_RESULT_RETENTION_MS: a week and an hour by "
+    "default); commands older than that are in the live table alone, so a rebuild cannot restore them "
+    "and --verify finds them missing. Rebuild it without --verify to start afresh.",
 )

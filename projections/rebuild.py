@@ -368,4 +368,7 @@ def summary(report: RebuildReport) -> str:
         verdict = "identical" if not t.differs else (
             f"{t.only_live} only live, {t.only_rebuilt} only rebuilt, {t.changed} changed")
         lines.append(f"  {t.table}: {t.live_rows} live rows, {t.rebuilt_rows} rebuilt rows: {verdict}")
+    projection = PROJECTIONS.get(report.projection)
+    if report.differs and projection is not None and projection.replay_note:
+        lines.append(f"  note: {projection.replay_note}")
     return "\n".join(lines)
