@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.processes import LOGS
+from bench.profile import wait_for
 
 LINE = re.compile(r"^\s*(?P<share>\d+\.\d+)%\s+(?P<dso>\S.*?)\s*$")
 
@@ -39,11 +40,7 @@ def finish_recording(recording: tuple[subprocess.Popen[bytes], Path] | None) -> 
     if recording is None:
         return None
     popen, output = recording
-    try:
-        popen.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        popen.kill()
-        popen.wait()
+    wait_for(popen)
     if not output.exists():  # (perf exits non-zero when the process ends first; what it caught still counts)
         return None
     report = subprocess.run(["perf", "report", "--input", str(output), "--stdio", "--sort", "dso"],

@@ -38,15 +38,20 @@ def start_recording(pid: int, name: str, seconds: float) -> tuple[subprocess.Pop
     return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL), output
 
 
+def wait_for(recorder: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    """A recorder stops by itself after its duration; one that hangs is killed."""
+    try:
+        recorder.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        recorder.kill()
+        recorder.wait()
+
+
 def finish_recording(recording: tuple[subprocess.Popen[bytes], Path] | None) -> dict[str, Any] | None:
     if recording is None:
         return None
     popen, output = recording
-    try:
-        popen.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        popen.kill()
-        popen.wait()
+    wait_for(popen)
     if not output.exists() or output.stat().st_size == 0:
         return None
     return summarise(output.read_text(errors="replace"))

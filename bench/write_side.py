@@ -79,21 +79,19 @@ async def eventline(accounts: int, plan: dict[str, Any], layout: str, say: Say) 
                 results[f"closed_{clients}"] = run
                 say(f"  eventline, {clients} clients: {run['ok_per_s']:,.0f} commands/s, "
                     f"p99 {run['latency']['p99_ms']:.1f} ms, generator cpu {run['generator_cpu']:.2f}")
-            run = await asyncio.to_thread(run_load, base, accounts_file, mode="open", rate=plan["rate"],
-                                          warmup=plan["warmup"], duration=plan["duration"])
-            results["open_rate"] = run
+
+            async def open_loop(rate: float, visibility_every: int = 0) -> dict[str, Any]:
+                return await asyncio.to_thread(run_load, base, accounts_file, mode="open", rate=rate,
+                                               visibility_every=visibility_every, warmup=plan["warmup"],
+                                               duration=plan["duration"])
+
+            run = results["open_rate"] = await open_loop(plan["rate"])
             say(f"  eventline at {plan['rate']:.0f}/s: p50 {run['latency']['p50_ms']:.1f} ms, "
                 f"p99 {run['latency']['p99_ms']:.1f} ms ({run['ok_per_s']:,.0f} ok/s)")
-            run = await asyncio.to_thread(run_load, base, accounts_file, mode="open", rate=plan["rate"],
-                                          visibility_every=plan["visibility_every"], warmup=plan["warmup"],
-                                          duration=plan["duration"])
-            results["visibility"] = run
+            run = results["visibility"] = await open_loop(plan["rate"], plan["visibility_every"])
             say(f"  visibility at {plan['rate']:.0f}/s: p50 {run['visibility']['p50_ms']:.1f} ms, "
                 f"p99 {run['visibility']['p99_ms']:.1f} ms ({run['visibility']['samples']} samples)")
-            run = await asyncio.to_thread(run_load, base, accounts_file, mode="open", rate=plan["light_rate"],
-                                          visibility_every=plan["visibility_every"], warmup=plan["warmup"],
-                                          duration=plan["duration"])
-            results["light"] = run
+            run = results["light"] = await open_loop(plan["light_rate"], plan["visibility_every"])
             say(f"  at {plan['light_rate']:.0f}/s: p99 {run['latency']['p99_ms']:.1f} ms, "
                 f"visibility p99 {run['visibility']['p99_ms']:.1f} ms")
             if plan["profile"]:
