@@ -41,6 +41,7 @@ from projections.base import Message, Projection, decode_record
 from projections.checkpoints import Slot
 from projections.registry import PROJECTIONS
 from projections.runner import Member, ProjectionRunner, RunnerOptions, lock_key, partition_count
+from projections.status import ends_of
 from projections.tables import checkpoints as checkpoint_table
 from projections.tables import projection_status
 
@@ -151,17 +152,14 @@ async def prepare_tables(engine: AsyncEngine, projection: Projection) -> None:
 
 async def end_offsets(settings: Settings, projections: Sequence[Projection]) -> Ends:
     """Where every partition the projections read ends now: the replay goes that far, the swap the rest."""
-    topics = sorted({topic for projection in projections for topic in projection.topics})
+    topics = {topic for projection in projections for topic in projection.topics}
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, isolation_level="read_committed")
     await consumer.start()
     try:
-        tps = [TopicPartition(settings.topic(topic), partition)
-               for topic in topics for partition in range(partition_count(settings, topic))]
-        found = await consumer.end_offsets(tps)
+        return await ends_of(consumer, settings, [
+            (topic, partition) for topic in topics for partition in range(partition_count(settings, topic))])
     finally:
         await consumer.stop()
-    short = {settings.topic(topic): topic for topic in topics}
-    return {(short[tp.topic], tp.partition): end for tp, end in found.items()}
 
 
 def replayed(projections: Sequence[Projection], standing: Mapping[str, Mapping[Slot, int]], ends: Ends
@@ -187,14 +185,17 @@ async def replay(settings: Settings, engine: AsyncEngine, projections: Sequence[
         def standing() -> dict[str, dict[Slot, int]]:
             return {member.projection.name: member.positions for member in members}
 
-        while (done := replayed(projections, standing(), ends))[0] < done[1]:
+        while True:
+            done, total = replayed(projections, standing(), ends)
+            if progress:
+                progress(done, total)
+            if done >= total:
+                break
             await runner.step()
             for member in members:
                 if member.halted:
                     raise RuntimeError(f"{member.projection.name}: an event failed during the rebuild; "
                                        "see `eventline failures`")
-            if progress:
-                progress(*replayed(projections, standing(), ends))
     finally:
         await runner.stop()
     return {member.projection.name: member.applied for member in members}

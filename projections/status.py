@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -11,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
 from projections import queries
+from projections.checkpoints import Slot
 from projections.registry import PROJECTIONS
 
 
@@ -47,9 +49,14 @@ async def end_offsets(consumer: AIOKafkaConsumer, settings: Settings,
     slots = {(c["topic"], c["partition"]) for entry in overview.values() for c in entry.get("checkpoints", [])}
     if not slots:
         return {}
-    tps = {TopicPartition(settings.topic(topic), partition): (topic, partition) for topic, partition in slots}
     try:
-        found = await asyncio.wait_for(consumer.end_offsets(list(tps)), settings.readiness_timeout_s)
+        return await asyncio.wait_for(ends_of(consumer, settings, slots), settings.readiness_timeout_s)
     except (KafkaError, TimeoutError):
         return {}  # lag unknown while Kafka is away; the checkpoints are still worth showing
+
+
+async def ends_of(consumer: AIOKafkaConsumer, settings: Settings, slots: Iterable[Slot]) -> dict[Slot, int]:
+    """The end offsets (read_committed: last stable offsets) of these partitions, by slot."""
+    tps = {TopicPartition(settings.topic(topic), partition): (topic, partition) for topic, partition in slots}
+    found = await consumer.end_offsets(list(tps))
     return {tps[tp]: offset for tp, offset in found.items()}
