@@ -6,11 +6,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help setup infra migrate topics run test lint down clean bench
+.PHONY: help setup infra migrate topics run test check lint down clean bench
 
 help:
 	@echo "make run    start Kafka + PostgreSQL and serve the API on http://127.0.0.1:8000/docs"
 	@echo "make test   start Kafka + PostgreSQL and run the whole test suite"
+	@echo "make check  lint, strict types and the unit tests: seconds, no Kafka, no PostgreSQL"
 	@echo "make down   stop the local Kafka and PostgreSQL"
 	@echo "make clean  stop them and delete .local/ and .venv/"
 
@@ -40,9 +41,14 @@ run: setup infra migrate topics
 	@EVENTLINE_API_KEYS="$${EVENTLINE_API_KEYS:-$$($(PYTHON) scripts/dev_key.py)}" $(BIN)/eventline run
 
 lint: setup
-	@echo "==> ruff and mypy"
+	@echo "==> ruff and strict mypy"
 	@$(BIN)/ruff check .
-	@$(BIN)/mypy app projections
+	@$(BIN)/mypy --strict app projections
+
+# The inner loop: what a contributor runs after every change. `make test` stays the CI gate.
+check: lint
+	@echo "==> unit tests (no Kafka, no PostgreSQL)"
+	@$(BIN)/python -m pytest -q tests/unit
 
 test: setup infra lint
 	@echo "==> running the test suite against the local Kafka and PostgreSQL"

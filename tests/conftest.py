@@ -1,7 +1,9 @@
 """Test session setup: the real Kafka and PostgreSQL from scripts/infra.py.
 
-Every test run gets its own topic namespace and its own database, built by
-running the migrations, so runs never see each other's data.
+They start only when the run collected a test that needs them: `pytest
+tests/unit` (the fast loop, `make check`) runs with neither. Every test run gets
+its own topic namespace and its own database, built by running the migrations,
+so runs never see each other's data.
 """
 
 from __future__ import annotations
@@ -27,9 +29,22 @@ from app.eventstore.topics import create_topics
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def pytest_sessionstart(session: pytest.Session) -> None:
-    # Idempotent and fast when both are up; a missing service is a setup failure, not a skip.
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "infra.py"), "up"], check=True)
+# Each suite is marked by its folder: `pytest -m "not faults"`, say, leaves out the fault rounds.
+SUITES = ("unit", "integration", "faults", "e2e")
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
+                                  items: list[pytest.Item]) -> None:
+    for item in items:
+        suite = Path(item.path).relative_to(ROOT / "tests").parts[0]
+        if suite in SUITES:
+            item.add_marker(suite)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if any(item.get_closest_marker("unit") is None for item in session.items):
+        # Idempotent and fast when both are up; a missing service is a setup failure, not a skip.
+        subprocess.run([sys.executable, str(ROOT / "scripts" / "infra.py"), "up"], check=True)
 
 
 def run_infra(action: str, *services: str) -> None:
