@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import lru_cache
 from typing import Literal
 
@@ -38,9 +39,10 @@ class Settings(BaseSettings):
     notification_retention_ms: int = 7 * 24 * 3600 * 1000
 
     # Command processor (write side).
-    idempotency_memory: int = Field(
-        default=32, ge=1, le=1000,
-        description="Recent command ids remembered per aggregate, answered with their first result.",
+    idempotency_retention: timedelta = Field(
+        default=timedelta(hours=24), ge=timedelta(seconds=1),
+        description="How long a command sent under an Idempotency-Key is remembered and answered with its "
+        "first result (an ISO 8601 duration such as PT24H or P7D).",
     )
     processor_batch: int = Field(default=1000, ge=1, description="Most commands fetched per poll.")
     processor_linger_ms: int = Field(default=0, ge=0)
@@ -104,6 +106,10 @@ class Settings(BaseSettings):
 
     def topic(self, name: str) -> str:
         return f"{self.namespace}.{name}"
+
+    @property
+    def idempotency_retention_ms(self) -> int:
+        return int(self.idempotency_retention.total_seconds() * 1000)
 
     @property
     def processor_group(self) -> str:

@@ -34,7 +34,7 @@ from bench import ceiling, write_side
 from bench.paths import RESULTS, ROOT
 from bench.projection import consume_baseline, measure_rebuilds, produce_events
 from bench.report import FIGURES, write_markdown
-from bench.restore import measure_restore
+from bench.restore import measure_idempotency, measure_restore
 from bench.setup import bench_settings, delete_namespace_topics, drop_database
 
 console = Console()
@@ -50,6 +50,7 @@ def plan(quick: bool) -> dict[str, Any]:
         "quick": quick,
         "events": 100_000 if quick else 1_000_000,
         "aggregates": 10_000 if quick else 100_000,
+        "remembered": 100_000 if quick else 1_000_000,
         "accounts": 1000,
         "concurrency": [16, 64, 256],
         "rate": 500.0,
@@ -136,10 +137,20 @@ async def kafka_ceilings(p: dict[str, Any]) -> dict[str, Any]:
 async def restore(p: dict[str, Any]) -> dict[str, Any]:
     settings = await bench_settings()
     try:
-        say(f"[bold]restore[/bold]: {p['aggregates']:,} aggregates onto <ns>.aggregates, then restore_aggregates")
+        say(f"[bold]restore[/bold]: {p['aggregates']:,} aggregates onto <ns>.aggregates, then restore_partitions")
         result = await measure_restore(settings, p["aggregates"])
         say(f"  restored {result['aggregates']:,} in {result['seconds']:.2f}s "
             f"(reading alone {result['read_only_seconds']:.2f}s)")
+    finally:
+        with contextlib.suppress(Exception):
+            await delete_namespace_topics(settings)
+        await drop_database(settings)
+    settings = await bench_settings()
+    try:
+        say(f"  then {p['remembered']:,} remembered commands on one partition, restored")
+        result["idempotency"] = memory = await measure_idempotency(settings, p["remembered"])
+        say(f"  restored {memory['remembered']:,} in {memory['seconds']:.2f}s, "
+            f"{memory['bytes_per_entry']:.0f} bytes each in memory")
     finally:
         with contextlib.suppress(Exception):
             await delete_namespace_topics(settings)
@@ -181,6 +192,8 @@ def flatten(results: dict[str, Any]) -> dict[str, float | None]:
         "projection_events_per_s": get("read_side", "projection_events_per_s"),
         "rebuild_1m_s": get("read_side", "rebuild_1m_s"),
         "restore_100k_s": None,
+        "idempotency_restore_1m_s": None,
+        "idempotency_mib_per_1m": None,
         "crud_commands_per_s": get("write_side", "crud", "closed_64", "ok_per_s"),
         "eventsourcing_commands_per_s": get("write_side", "eventsourcing", "closed_64", "ok_per_s"),
         "aiokafka_ceiling_msgs_per_s": get("kafka", "aiokafka", "pipelined_msgs_per_s"),
@@ -189,6 +202,10 @@ def flatten(results: dict[str, Any]) -> dict[str, float | None]:
     seconds, count = get("restore", "seconds"), get("restore", "aggregates")
     if seconds is not None and count:
         flat["restore_100k_s"] = seconds * 100_000 / count
+    memory = get("restore", "idempotency")
+    if memory:
+        flat["idempotency_restore_1m_s"] = memory["seconds"] * 1_000_000 / memory["remembered"]
+        flat["idempotency_mib_per_1m"] = memory["bytes_per_entry"] * 1_000_000 / 2**20
     assert list(flat) == list(FIGURES)
     return flat
 

@@ -37,7 +37,7 @@ def free_port() -> int:
 def eventline_environment(settings: Settings, **extra: str) -> dict[str, str]:
     """The environment of an `eventline` process with these settings (as tests/support.py does)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTLINE_")}
-    for name, value in settings.model_dump().items():
+    for name, value in settings.model_dump(mode="json").items():
         env[f"EVENTLINE_{name.upper()}"] = str(value)
     env.update(extra)
     return env

@@ -60,7 +60,7 @@ async def api_client(settings: Settings, workers: dict[str, Worker] | None = Non
 
 def environment(settings: Settings) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTLINE_")}
-    for name, value in settings.model_dump().items():
+    for name, value in settings.model_dump(mode="json").items():
         env[f"EVENTLINE_{name.upper()}"] = str(value)
     return env
 

@@ -8,50 +8,35 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from app.api.schemas import AmountRequest, CommandAccepted, OpenAccountRequest
-from app.api.submission import (
-    COMMAND_RESPONSES,
-    BusDep,
-    CorrelationId,
-    IdempotencyKey,
-    IfMatch,
-    Prefer,
-    envelope,
-    new_id,
-    submit,
-)
+from app.api.submission import COMMAND_RESPONSES, BusDep, CommandContextDep, submit
 from app.domain import accounts
 
 router = APIRouter(tags=["accounts"])
 
 
 @router.post("/accounts", status_code=201, response_model=CommandAccepted, responses=COMMAND_RESPONSES)
-async def open_account(body: OpenAccountRequest, bus: BusDep, idempotency_key: IdempotencyKey = None,
-                       prefer: Prefer = None, correlation_id: CorrelationId = None) -> JSONResponse:
+async def open_account(body: OpenAccountRequest, bus: BusDep, context: CommandContextDep) -> JSONResponse:
     """Open an account for an owner in one currency."""
-    account_id = new_id("account", idempotency_key)
-    command = envelope(accounts.OpenAccount(owner=body.owner, currency=body.currency), accounts.AGGREGATE_TYPE,
-                       account_id, idempotency_key=idempotency_key, correlation_id=correlation_id)
-    return await submit(bus, command, prefer, created=f"/accounts/{account_id}")
+    account_id = context.new_id("account")
+    command = context.envelope(accounts.OpenAccount(owner=body.owner, currency=body.currency),
+                               accounts.AGGREGATE_TYPE, account_id)
+    return await submit(bus, command, context.waits, created=f"/accounts/{account_id}")
 
 
 @router.post("/accounts/{account_id}/deposits", response_model=CommandAccepted, responses=COMMAND_RESPONSES)
-async def deposit(account_id: uuid.UUID, body: AmountRequest, bus: BusDep, idempotency_key: IdempotencyKey = None,
-                  if_match: IfMatch = None, prefer: Prefer = None, correlation_id: CorrelationId = None
+async def deposit(account_id: uuid.UUID, body: AmountRequest, bus: BusDep, context: CommandContextDep
                   ) -> JSONResponse:
     """Deposit money into an account."""
-    command = envelope(accounts.Deposit(amount=body.amount, reference=body.reference), accounts.AGGREGATE_TYPE,
-                       str(account_id), idempotency_key=idempotency_key, if_match=if_match,
-                       correlation_id=correlation_id)
-    return await submit(bus, command, prefer)
+    command = context.envelope(accounts.Deposit(amount=body.amount, reference=body.reference),
+                               accounts.AGGREGATE_TYPE, str(account_id))
+    return await submit(bus, command, context.waits)
 
 
 @router.post("/accounts/{account_id}/withdrawals", response_model=CommandAccepted,
              responses=COMMAND_RESPONSES)
-async def withdraw(account_id: uuid.UUID, body: AmountRequest, bus: BusDep,
-                   idempotency_key: IdempotencyKey = None, if_match: IfMatch = None, prefer: Prefer = None,
-                   correlation_id: CorrelationId = None) -> JSONResponse:
+async def withdraw(account_id: uuid.UUID, body: AmountRequest, bus: BusDep, context: CommandContextDep
+                   ) -> JSONResponse:
     """Withdraw money from an account; refused beyond its balance."""
-    command = envelope(accounts.Withdraw(amount=body.amount, reference=body.reference), accounts.AGGREGATE_TYPE,
-                       str(account_id), idempotency_key=idempotency_key, if_match=if_match,
-                       correlation_id=correlation_id)
-    return await submit(bus, command, prefer)
+    command = context.envelope(accounts.Withdraw(amount=body.amount, reference=body.reference),
+                               accounts.AGGREGATE_TYPE, str(account_id))
+    return await submit(bus, command, context.waits)

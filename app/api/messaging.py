@@ -40,16 +40,7 @@ from app.api.schemas import (
     SubmitMessageRequest,
 )
 from app.api.security import require
-from app.api.submission import (
-    COMMAND_RESPONSES,
-    BusDep,
-    CorrelationId,
-    IdempotencyKey,
-    envelope,
-    new_id,
-    pending,
-    submit,
-)
+from app.api.submission import COMMAND_RESPONSES, BusDep, CommandContextDep, pending, submit
 from app.api.submission import decide as decide_command
 from app.config import Settings
 from app.domain import conversations, messages
@@ -77,8 +68,7 @@ async def pricing(request: Request) -> Pricing:
 @router.post("/conversations", status_code=201, response_model=ConversationStartedResponse,
              responses=COMMAND_RESPONSES, dependencies=[WRITER])
 async def start_conversation(body: StartConversationRequest, request: Request, bus: BusDep,
-                             idempotency_key: IdempotencyKey = None, correlation_id: CorrelationId = None,
-                             consistent_with: ConsistentWith = None) -> JSONResponse:
+                             context: CommandContextDep, consistent_with: ConsistentWith = None) -> JSONResponse:
     """Start a conversation between 2 to 50 existing accounts."""
     # The connection goes back to the pool before the command is sent: no reading while it is decided.
     async with read_model(request, "messaging_accounts", consistent_with) as db:
@@ -87,11 +77,10 @@ async def start_conversation(body: StartConversationRequest, request: Request, b
     if unknown:
         raise Problem(422, "unknown-participants", "Unknown participants",
                       detail=f"no such accounts: {', '.join(unknown)}", unknown=unknown)
-    conversation_id = new_id("conversation", idempotency_key)
-    command = envelope(conversations.StartConversation(participants=body.participants, title=body.title),
-                       conversations.CONVERSATION_TYPE, conversation_id, idempotency_key=idempotency_key,
-                       correlation_id=correlation_id)
-    result = await decide_command(bus, command, None)
+    conversation_id = context.new_id("conversation")
+    command = context.envelope(conversations.StartConversation(participants=body.participants, title=body.title),
+                               conversations.CONVERSATION_TYPE, conversation_id)
+    result = await decide_command(bus, command, context.waits)
     if result is None:
         return pending(command)
     started = ConversationStartedResponse(conversation_id=conversation_id, command_id=result.command_id,
@@ -105,8 +94,7 @@ async def start_conversation(body: StartConversationRequest, request: Request, b
                  **COMMAND_RESPONSES, 403: problem_doc("The sender is not a participant")},
              dependencies=[WRITER])
 async def submit_message(conversation_id: uuid.UUID, body: SubmitMessageRequest, request: Request, bus: BusDep,
-                         idempotency_key: IdempotencyKey = None, correlation_id: CorrelationId = None,
-                         consistent_with: ConsistentWith = None) -> JSONResponse:
+                         context: CommandContextDep, consistent_with: ConsistentWith = None) -> JSONResponse:
     """Post a message; it is priced now and delivered once the sender has paid for it."""
     async with read_model(request, "conversations", consistent_with) as db:
         conversation = await queries.conversation(db, str(conversation_id))
@@ -120,12 +108,12 @@ async def submit_message(conversation_id: uuid.UUID, body: SubmitMessageRequest,
         raise Problem(422, "unknown-participants", "Unknown sender", detail=f"no account {body.sender}")
     recipients = [p for p in conversation.participants if p != body.sender]
     current = tariff(request.app.state.settings)
-    message_id = new_id("message", idempotency_key)
-    command = envelope(messages.SubmitMessage(
+    message_id = context.new_id("message")
+    command = context.envelope(messages.SubmitMessage(
         conversation_id=str(conversation_id), sender=body.sender, recipients=recipients, body=body.body,
         currency=account.currency, tariff=current,
-    ), messages.MESSAGE_TYPE, message_id, idempotency_key=idempotency_key, correlation_id=correlation_id)
-    result = await decide_command(bus, command, None)
+    ), messages.MESSAGE_TYPE, message_id)
+    result = await decide_command(bus, command, context.waits)
     accepted = MessageAcceptedResponse(
         message_id=message_id, command_id=command.command_id, price=current.price(len(recipients)),
         currency=account.currency, position=position.encode(result.position) if result else "")
@@ -134,12 +122,11 @@ async def submit_message(conversation_id: uuid.UUID, body: SubmitMessageRequest,
 
 @router.post("/messages/{message_id}/read", response_model=CommandAccepted, responses=COMMAND_RESPONSES,
              dependencies=[WRITER])
-async def mark_read(message_id: uuid.UUID, body: MarkReadRequest, bus: BusDep,
-                    idempotency_key: IdempotencyKey = None, correlation_id: CorrelationId = None) -> JSONResponse:
+async def mark_read(message_id: uuid.UUID, body: MarkReadRequest, bus: BusDep, context: CommandContextDep
+                    ) -> JSONResponse:
     """Mark a delivered message as read by one of its recipients."""
-    command = envelope(messages.MarkRead(reader=body.reader), messages.MESSAGE_TYPE, str(message_id),
-                       idempotency_key=idempotency_key, correlation_id=correlation_id)
-    return await submit(bus, command, None)
+    command = context.envelope(messages.MarkRead(reader=body.reader), messages.MESSAGE_TYPE, str(message_id))
+    return await submit(bus, command, context.waits)
 
 
 @router.get("/messages/{message_id}", response_model=MessageView, responses=QUERY_RESPONSES, dependencies=[READER])

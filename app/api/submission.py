@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import orjson
@@ -45,35 +46,82 @@ async def get_bus(request: Request) -> CommandBus:
 
 
 BusDep = Annotated[CommandBus, Depends(get_bus)]
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)]
+IdempotencyKey = Annotated[str | None, Header(
+    alias="Idempotency-Key", min_length=1, max_length=200,
+    description="Send the same key again to retry safely: the command is applied once, and a retry gets the first "
+    "answer, for 24 hours. Scoped to the caller and the resource: another caller's key is another command.")]
 IfMatch = Annotated[str | None, Header(alias="If-Match", description='The expected version, e.g. "3".')]
 Prefer = Annotated[str | None, Header(description="`respond-async` to get 202 without waiting.")]
 CorrelationId = Annotated[str | None, Header(alias="X-Correlation-ID", max_length=100)]
 
+# Who sends commands while authentication is off (development and tests): one shared scope.
+ANONYMOUS = "anonymous"
 
-def new_id(kind: str, idempotency_key: str | None) -> str:
-    """A fresh id, or the one an Idempotency-Key always names."""
+
+@dataclass(frozen=True, slots=True)
+class CommandContext:
+    """What a command request carries besides its body: who asks, and under which conditions."""
+
+    principal: str
+    idempotency_key: str | None = None
+    if_match: str | None = None
+    prefer: str | None = None
+    correlation_id: str | None = None
+
+    @property
+    def waits(self) -> bool:
+        return not (self.prefer and "respond-async" in self.prefer.lower())
+
+    def new_id(self, kind: str) -> str:
+        """The id of an aggregate this command creates: fresh, or the one this caller's key always names."""
+        return scoped_id(self.principal, kind, "", self.idempotency_key)
+
+    def envelope(self, command: BaseModel, aggregate_type: str, aggregate_id: str) -> CommandEnvelope:
+        kind: str = command.type  # type: ignore[attr-defined]
+        return envelope(command, aggregate_type, aggregate_id,
+                        command_id=scoped_id(self.principal, kind, aggregate_id, self.idempotency_key),
+                        idempotent=self.idempotency_key is not None,
+                        if_match=self.if_match, correlation_id=self.correlation_id)
+
+
+async def command_context(request: Request, idempotency_key: IdempotencyKey = None, if_match: IfMatch = None,
+                          prefer: Prefer = None, correlation_id: CorrelationId = None) -> CommandContext:
+    # The route's auth dependency ran first and named the caller (security.py).
+    principal = getattr(request.state, "api_key_name", None) or ANONYMOUS
+    return CommandContext(principal, idempotency_key, if_match, prefer, correlation_id)
+
+
+CommandContextDep = Annotated[CommandContext, Depends(command_context)]
+
+
+def scoped_id(principal: str, kind: str, target: str, idempotency_key: str | None) -> str:
+    """A fresh id, or the one an Idempotency-Key names for this caller, kind of command and resource.
+
+    Scoped so that two callers who pick the same key (an order number, say) send two
+    commands, and one key on two accounts names two commands, never one answered twice.
+    """
     if idempotency_key is None:
         return str(uuid.uuid4())
-    return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{kind}:{idempotency_key}"))
+    return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, "\x1f".join((principal, kind, target, idempotency_key))))
 
 
-def envelope(command: BaseModel, aggregate_type: str, aggregate_id: str, *, idempotency_key: str | None = None,
-             if_match: str | None = None, correlation_id: str | None = None) -> CommandEnvelope:
+def envelope(command: BaseModel, aggregate_type: str, aggregate_id: str, *, command_id: str | None = None,
+             idempotent: bool = False, if_match: str | None = None,
+             correlation_id: str | None = None) -> CommandEnvelope:
     data = command.model_dump(mode="json", exclude={"type"})
     kind: str = command.type  # type: ignore[attr-defined]
-    command_id = new_id("command", idempotency_key)
+    command_id = command_id or str(uuid.uuid4())
     return CommandEnvelope(
         command_id=command_id, type=kind, aggregate_type=aggregate_type, aggregate_id=aggregate_id,
         data=data, issued_at=utc_now(), causation_id=command_id,
         correlation_id=correlation_id or current_correlation.get() or command_id,
         expected_version=expected_version(if_match), fingerprint=fingerprint(kind, aggregate_id, data),
+        idempotent=idempotent,
     )
 
 
-async def decide(bus: CommandBus, command: CommandEnvelope, prefer: str | None) -> CommandResult | None:
+async def decide(bus: CommandBus, command: CommandEnvelope, wait: bool = True) -> CommandResult | None:
     """Send the command; its result, None when it is not back in time (or not awaited), or a problem."""
-    wait = not (prefer and "respond-async" in prefer.lower())
     started = time.perf_counter()
     try:
         result = await bus.send(command, wait=wait)
@@ -93,10 +141,10 @@ async def decide(bus: CommandBus, command: CommandEnvelope, prefer: str | None) 
     return result
 
 
-async def submit(bus: CommandBus, command: CommandEnvelope, prefer: str | None,
+async def submit(bus: CommandBus, command: CommandEnvelope, wait: bool = True,
                  created: str | None = None) -> JSONResponse:
     """The standard answer: 200/201 with the new version and position, or 202 with a Location."""
-    result = await decide(bus, command, prefer)
+    result = await decide(bus, command, wait)
     if result is None:
         return pending(command)
     accepted = CommandAccepted(command_id=result.command_id, aggregate_id=result.aggregate_id,

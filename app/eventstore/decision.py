@@ -2,8 +2,8 @@
 
 Pure (no I/O): the processor feeds it the aggregate it holds in memory and
 gets back the events to append, the aggregate's next form and the result.
-Offsets are not known yet at this point; the processor settles them after
-the events are produced (see `with_results`).
+Offsets are not known yet at this point; the writer fills them into the
+result once the events are produced.
 """
 
 from __future__ import annotations
@@ -27,33 +27,22 @@ from app.eventstore.envelope import (
 
 @dataclass(frozen=True, slots=True)
 class Aggregate:
-    """An aggregate as the processor holds it: live domain state plus bookkeeping."""
+    """An aggregate as the processor holds it: live domain state and its version."""
 
     kind: AggregateKind
     aggregate_id: str
     version: int
     state: Any
-    recent: tuple[RememberedCommand, ...] = ()
-
-    def remembered(self, command_id: str) -> RememberedCommand | None:
-        for entry in self.recent:
-            if entry.command_id == command_id:
-                return entry
-        return None
-
-    def remember(self, entry: RememberedCommand, keep: int) -> Aggregate:
-        recent = (*[r for r in self.recent if r.command_id != entry.command_id], entry)
-        return replace(self, recent=recent[-keep:])
 
     def to_record(self) -> AggregateRecord:
         state = None if self.state is None else self.kind.snapshot(self.state)
-        return AggregateRecord(self.kind.name, self.aggregate_id, self.version, state, self.recent)
+        return AggregateRecord(self.kind.name, self.aggregate_id, self.version, state)
 
     @classmethod
     def from_record(cls, record: AggregateRecord) -> Aggregate:
         kind = AGGREGATES[record.aggregate_type]
         state = None if record.state is None else kind.restore(record.state)
-        return cls(kind, record.aggregate_id, record.version, state, record.recent)
+        return cls(kind, record.aggregate_id, record.version, state)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,58 +53,55 @@ class Decision:
     # The aggregate after this command, or None when nothing about it changed.
     aggregate: Aggregate | None
 
-    def remembered_aggregate(self, keep: int) -> Aggregate | None:
-        """The aggregate after this command, remembering the command's result.
+    @property
+    def to_remember(self) -> bool:
+        """A keyed command decided for the first time: its answer is kept for the retention.
 
-        The result has no position yet; the processor fills it in with
-        `with_results` once the events have offsets.
+        A refusal is kept too, so a retried command gets the same answer instead of being
+        decided again; a key reused with another body is not a decision of its own.
         """
-        if self.aggregate is None:
-            return None
-        entry = RememberedCommand(self.command.command_id, self.command.fingerprint, self.result)
-        return self.aggregate.remember(entry, keep)
+        return self.command.idempotent and not self.result.replayed and not self.reused_key
+
+    @property
+    def reused_key(self) -> bool:
+        return (self.result.error or {}).get("code") == KEY_REUSED
+
+    def remembered(self, result: CommandResult) -> RememberedCommand:
+        return RememberedCommand(self.command.command_id, self.command.fingerprint, result)
 
 
-def with_results(aggregate: Aggregate, results: dict[str, CommandResult]) -> Aggregate:
-    """Replace remembered results of this batch's commands by their final form."""
-    if not any(entry.command_id in results for entry in aggregate.recent):
-        return aggregate
-    recent = tuple(
-        replace(entry, result=results[entry.command_id]) if entry.command_id in results else entry
-        for entry in aggregate.recent
-    )
-    return replace(aggregate, recent=recent)
+KEY_REUSED = "idempotency-key-reused"
 
 
 def decide_command(
     aggregate: Aggregate | None, command: CommandEnvelope, *, now: str,
-    new_event_id: Callable[[], str], keep: int,
+    new_event_id: Callable[[], str], remembered: RememberedCommand | None = None,
 ) -> Decision:
-    remembered = aggregate.remembered(command.command_id) if aggregate else None
+    """Decide one command; `remembered` is what the partition remembers of its id, if anything."""
     if remembered is not None:
         return _repeat(aggregate, command, remembered, now)
     kind = AGGREGATES.get(command.aggregate_type)
     if kind is None:
-        return _reject(None, command, 0, now, _error("unknown-aggregate-type", "Unknown aggregate type",
+        return _reject(command, 0, now, _error("unknown-aggregate-type", "Unknown aggregate type",
                                                 f"no aggregate type {command.aggregate_type!r}"))
     version = aggregate.version if aggregate else 0
     if command.expected_version is not None and command.expected_version != version:
-        return _reject(aggregate, command, version, now, _error(
+        return _reject(command, version, now, _error(
             "version-mismatch", "Version mismatch",
             f"expected version {command.expected_version}, the aggregate is at {version}",
             expected=command.expected_version, actual=version))
     command_type = kind.commands.get(command.type)
     if command_type is None:
-        return _reject(aggregate, command, version, now, _error(
+        return _reject(command, version, now, _error(
             "unknown-command", "Unknown command", f"{kind.name} has no command {command.type!r}"))
     try:
         domain_command = command_type.model_validate(command.data)
         domain_events = kind.decide(aggregate.state if aggregate else None, domain_command)
     except ValidationError as invalid:
-        return _reject(aggregate, command, version, now, _error(
+        return _reject(command, version, now, _error(
             "invalid-command", "Invalid command", str(invalid.errors(include_url=False))))
     except DomainError as refused:
-        return _reject(aggregate, command, version, now, _error(
+        return _reject(command, version, now, _error(
             refused.code, refused.title, refused.detail, **refused.extras()))
     return _accept(aggregate, kind, command, domain_events, now=now, new_event_id=new_event_id)
 
@@ -136,28 +122,23 @@ def _accept(
             occurred_at=now, command_id=command.command_id, correlation_id=command.correlation_id,
             causation_id=command.command_id, data=event.model_dump(mode="json", exclude={"type"}),
         ))
-    recent = aggregate.recent if aggregate else ()
-    after = Aggregate(kind, command.aggregate_id, version, state, recent)
+    after = Aggregate(kind, command.aggregate_id, version, state)
     result = CommandResult(command.command_id, command.aggregate_id, "succeeded", version,
                            event_ids=[e.event_id for e in envelopes], decided_at=now)
     return Decision(command, envelopes, result, after)
 
 
-def _reject(
-    aggregate: Aggregate | None, command: CommandEnvelope, version: int, now: str, error: dict[str, Any],
-) -> Decision:
-    # A refusal is remembered too (when there is an aggregate to remember it on), so a
-    # retried command gets the same answer instead of being decided again.
+def _reject(command: CommandEnvelope, version: int, now: str, error: dict[str, Any]) -> Decision:
     result = CommandResult(command.command_id, command.aggregate_id, "rejected", version, error=error,
                            decided_at=now)
-    return Decision(command, [], result, aggregate)
+    return Decision(command, [], result, None)
 
 
 def _repeat(
     aggregate: Aggregate | None, command: CommandEnvelope, remembered: RememberedCommand, now: str,
 ) -> Decision:
     if remembered.fingerprint != command.fingerprint:
-        error = _error("idempotency-key-reused", "Idempotency key reused",
+        error = _error(KEY_REUSED, "Idempotency key reused",
                        "this idempotency key was already used for a different request")
         result = CommandResult(command.command_id, command.aggregate_id, "rejected",
                                aggregate.version if aggregate else 0, error=error, decided_at=now)

@@ -38,13 +38,15 @@ class CommandEnvelope:
     expected_version: int | None = None
     # Hash of what the client asked for: a reused idempotency key with another body is refused.
     fingerprint: str = ""
+    # Sent under an Idempotency-Key: the processor remembers it for the retention (idempotency.py).
+    idempotent: bool = False
 
     def encode(self) -> bytes:
         return orjson.dumps(self)
 
     @classmethod
     def decode(cls, raw: bytes) -> CommandEnvelope:
-        return cls(**orjson.loads(raw))
+        return cls(**known_fields(cls, orjson.loads(raw)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +74,14 @@ class EventEnvelope:
     @classmethod
     def decode(cls, raw: bytes) -> EventEnvelope:
         return cls(**orjson.loads(raw))
+
+
+def known_fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    """The fields `cls` has: a record written by a newer version still decodes here."""
+    fields: dict[str, Any] = cls.__dataclass_fields__  # type: ignore[attr-defined]
+    if fields.keys() >= data.keys():
+        return data
+    return {k: v for k, v in data.items() if k in fields}
 
 
 Outcome = Literal["succeeded", "rejected"]
@@ -103,11 +113,20 @@ class CommandResult:
 
 @dataclass(frozen=True, slots=True)
 class RememberedCommand:
-    """A recent command of an aggregate, kept so a repeat gets its original result."""
+    """A decided keyed command, kept so a repeat gets its original result (idempotency.py)."""
 
     command_id: str
     fingerprint: str
     result: CommandResult
+
+    def encode(self) -> bytes:
+        return orjson.dumps({"fingerprint": self.fingerprint, "result": self.result})
+
+    @classmethod
+    def decode(cls, raw: bytes) -> RememberedCommand:
+        data = orjson.loads(raw)
+        result = CommandResult(**known_fields(CommandResult, data["result"]))
+        return cls(result.command_id, data["fingerprint"], result)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +137,7 @@ class AggregateRecord:
     aggregate_id: str
     version: int
     state: dict[str, Any] | None
+    # The older format kept the aggregate's last commands here; read, never written again.
     recent: tuple[RememberedCommand, ...] = ()
 
     def encode(self) -> bytes:
@@ -126,25 +146,17 @@ class AggregateRecord:
             "aggregate_id": self.aggregate_id,
             "version": self.version,
             "state": self.state,
-            "recent": [
-                [r.command_id, r.fingerprint, r.result] for r in self.recent
-            ],
+            "recent": [],  # still present, so a processor of the older version can read the record
         })
 
     @classmethod
     def decode(cls, raw: bytes) -> AggregateRecord:
         data = orjson.loads(raw)
         recent = tuple(
-            RememberedCommand(command_id, fingerprint, CommandResult(**result))
-            for command_id, fingerprint, result in data["recent"]
+            RememberedCommand(command_id, fingerprint, CommandResult(**known_fields(CommandResult, result)))
+            for command_id, fingerprint, result in data.get("recent", ())
         )
         return cls(data["aggregate_type"], data["aggregate_id"], data["version"], data["state"], recent)
-
-    def remembered(self, command_id: str) -> RememberedCommand | None:
-        for entry in self.recent:
-            if entry.command_id == command_id:
-                return entry
-        return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
@@ -18,8 +18,9 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord, RecordMetadata
 
 from app.config import Settings
-from app.eventstore.decision import Aggregate, Decision, decide_command, with_results
-from app.eventstore.envelope import CommandEnvelope, CommandResult, Notification, utc_now
+from app.eventstore.decision import Aggregate, Decision, decide_command
+from app.eventstore.envelope import CommandEnvelope, CommandResult, Notification, RememberedCommand, utc_now
+from app.eventstore.idempotency import IdempotencyMemory, now_ms, record_key
 from app.observability.logs import carrying
 from app.observability.metrics import BATCHES, EVENTS_APPENDED
 
@@ -42,15 +43,27 @@ class EventOffsetMispredicted(KafkaError):  # type: ignore[misc]
         super().__init__(f"partition {partition}: an event expected at offset {predicted} landed at {written}")
 
 
+@dataclass(slots=True)
+class Batch:
+    """What one batch decided, before it is written: nothing here is in memory yet."""
+
+    decisions: list[Decision] = field(default_factory=list)
+    touched: dict[str, Aggregate] = field(default_factory=dict)
+    remembered: dict[str, RememberedCommand] = field(default_factory=dict)
+    expired: list[str] = field(default_factory=list)
+
+
 class PartitionWriter:
-    """Owns one command partition: its transactional producer and its aggregates."""
+    """Owns one command partition: its transactional producer, its aggregates and what it remembers."""
 
     def __init__(self, settings: Settings, partition: int, producer: AIOKafkaProducer,
-                 aggregates: dict[str, Aggregate], next_offset: int) -> None:
+                 aggregates: dict[str, Aggregate], next_offset: int,
+                 memory: IdempotencyMemory | None = None) -> None:
         self.settings = settings
         self.partition = partition
         self.producer = producer
         self.aggregates = aggregates
+        self.memory = memory if memory is not None else IdempotencyMemory(settings.idempotency_retention_ms)
         self.next_offset = next_offset
         # Where this partition's next event will land; unknown until our first transaction's acks.
         self.next_event_offset: int | None = None
@@ -61,21 +74,22 @@ class PartitionWriter:
         fresh = [r for r in records if r.offset >= self.next_offset]
         if not fresh:
             return
-        decisions, touched = self.decide(fresh)
+        batch = self.decide(fresh)
         next_offset = fresh[-1].offset + 1
-        settled, next_event_offset = await self.in_transaction(decisions, touched, next_offset)
+        remembered_at, next_event_offset = await self.in_transaction(batch, next_offset)
         # Only now, with the transaction committed, does memory move forward.
-        self.aggregates.update(settled)
+        self.aggregates.update(batch.touched)
+        for command_id, entry in batch.remembered.items():
+            self.memory.remember(command_id, remembered_at, entry.encode())
         self.next_offset = next_offset
         self.next_event_offset = next_event_offset
         BATCHES.labels("committed").inc()
-        for decision in decisions:
+        for decision in batch.decisions:
             for event in decision.events:
                 EVENTS_APPENDED.labels(event.aggregate_type).inc()
         log.debug("partition %d: committed %d commands up to offset %d", self.partition, len(fresh), next_offset)
 
-    async def in_transaction(self, decisions: list[Decision], touched: dict[str, Aggregate],
-                             next_offset: int) -> tuple[dict[str, Aggregate], int | None]:
+    async def in_transaction(self, batch: Batch, next_offset: int) -> tuple[int, int | None]:
         """`write` in one transaction that cannot hang the partition.
 
         aiokafka retries some transactional requests without end (while a restarted
@@ -87,7 +101,7 @@ class PartitionWriter:
         await self.producer.begin_transaction()
         try:
             async with asyncio.timeout(self.settings.processor_transaction_timeout_ms / 1000):
-                written = await self.write(decisions, touched, next_offset)
+                written = await self.write(batch, next_offset)
                 await self.producer.commit_transaction()
             return written
         except BaseException as failure:
@@ -103,37 +117,37 @@ class PartitionWriter:
         except Exception as error:  # fenced, already failed, or stuck: the partition is taken over next
             log.debug("partition %d: abort: %r", self.partition, error)
 
-    def decide(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> tuple[list[Decision], dict[str, Aggregate]]:
+    def decide(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> Batch:
         """Run every command against the aggregates, in order, without touching Kafka."""
-        touched: dict[str, Aggregate] = {}
-        decisions = []
+        batch = Batch(expired=self.memory.expire(now_ms()))
         now = utc_now()
-        keep = self.settings.idempotency_memory
         for record in records:
             command = decode_command(record)
             if command is None:
                 continue
-            current = touched.get(command.aggregate_id) or self.aggregates.get(command.aggregate_id)
+            current = batch.touched.get(command.aggregate_id) or self.aggregates.get(command.aggregate_id)
+            # Looked up in this batch first, so a repeat later in the same batch is caught too.
+            remembered = batch.remembered.get(command.command_id) or self.memory.get(command.command_id)
             with carrying(command.correlation_id, command.command_id):
-                decision = decide_command(current, command, now=now, new_event_id=new_event_id, keep=keep)
+                decision = decide_command(current, command, now=now, new_event_id=new_event_id,
+                                          remembered=remembered)
                 log.debug("decided %s %s: %s", command.type, command.aggregate_id, decision.result.outcome)
-            after = decision.remembered_aggregate(keep)
-            if after is not None:
-                # Remembered at once, so a repeat later in this batch is caught too.
-                touched[command.aggregate_id] = after
-            decisions.append(decision)
-        return decisions, touched
+            if decision.aggregate is not None:
+                batch.touched[command.aggregate_id] = decision.aggregate
+            if decision.to_remember:
+                batch.remembered[command.command_id] = decision.remembered(decision.result)
+            batch.decisions.append(decision)
+        return batch
 
-    async def write(self, decisions: list[Decision], touched: dict[str, Aggregate],
-                    next_offset: int) -> tuple[dict[str, Aggregate], int | None]:
+    async def write(self, batch: Batch, next_offset: int) -> tuple[int, int | None]:
         """Produce the batch inside the open transaction.
 
-        Returns the aggregates as written and where the partition's next event will land.
-        Results carry the offsets of their events. Once this writer knows where its log
-        ends, it predicts them, so the whole batch goes out at once and the transaction
-        needs four round trips instead of six; the acks are checked before the commit.
+        Returns when its remembered commands were written and where the partition's next
+        event will land. Results carry the offsets of their events. Once this writer knows
+        where its log ends, it predicts them, so the whole batch goes out at once and the
+        transaction needs four round trips instead of six; the acks are checked before the commit.
         """
-        acks = await self.append_events(decisions)
+        acks = await self.append_events(batch.decisions)
         if self.next_event_offset is None:
             # The first events since taking the partition over: learn the offsets from the acks.
             offsets = [(await ack).offset for _, ack in acks]
@@ -141,7 +155,8 @@ class PartitionWriter:
             offsets = list(range(self.next_event_offset, self.next_event_offset + len(acks)))
         positions = {command_id: {str(self.partition): offset}
                      for (command_id, _), offset in zip(acks, offsets, strict=True)}
-        settled = await self.send_results_and_states(decisions, touched, positions)
+        await self.send_results(batch, positions)
+        remembered_at = await self.send_changelog(batch)
         # The offsets go alongside the produce; the acks are awaited first, because a produce that
         # fails (a broker restart) fails its ack, while the offsets' answer may never come then.
         offsets_sent = asyncio.ensure_future(self.producer.send_offsets_to_transaction(
@@ -155,7 +170,7 @@ class PartitionWriter:
         finally:
             offsets_sent.cancel()  # no-op once done
         # A committed transaction leaves one marker after its last event in the partition.
-        return settled, (offsets[-1] + 2 if offsets else self.next_event_offset)
+        return remembered_at, (offsets[-1] + 2 if offsets else self.next_event_offset)
 
     async def append_events(self, decisions: list[Decision]) -> list[tuple[str, asyncio.Future[RecordMetadata]]]:
         """Send the events and their notifications; return each event's command and ack, in log order."""
@@ -172,24 +187,37 @@ class PartitionWriter:
                                 Notification.of(event, published_at).encode())
         return acks
 
-    async def send_results_and_states(self, decisions: list[Decision], touched: dict[str, Aggregate],
-                                      positions: dict[str, dict[str, int]]) -> dict[str, Aggregate]:
-        """Send each command's result and each touched aggregate; return the aggregates as sent."""
+    async def send_results(self, batch: Batch, positions: dict[str, dict[str, int]]) -> None:
+        """Send each command's result, with the position of its events."""
         final: dict[str, CommandResult] = {}
-        for decision in decisions:
+        for decision in batch.decisions:
             command_id = decision.command.command_id
             if decision.result.replayed and command_id in final:
                 result = replace(final[command_id], replayed=True)  # repeated within this batch
             else:
                 result = replace(decision.result, position=positions.get(command_id, decision.result.position))
-                if decision.aggregate is not None and not decision.result.replayed:
+                if decision.to_remember:
                     final[command_id] = result
+                    batch.remembered[command_id] = decision.remembered(result)
             await self.send_result(result)
-        settled = {key: with_results(aggregate, final) for key, aggregate in touched.items()}
-        for aggregate in settled.values():
-            await self.send(self.settings.topic("aggregates"), aggregate.aggregate_id,
-                            aggregate.to_record().encode())
-        return settled
+
+    async def send_changelog(self, batch: Batch) -> int:
+        """Send each touched aggregate, each command to remember, each expired one's tombstone.
+
+        Returns the time the remembered commands carry: their retention counts from it.
+        """
+        changelog = self.settings.topic("aggregates")
+        for aggregate in batch.touched.values():
+            await self.send(changelog, aggregate.aggregate_id, aggregate.to_record().encode())
+        # Tombstones before the new entries: a key that expired and came back in this batch stays.
+        for command_id in batch.expired:
+            if command_id not in batch.remembered:
+                await self.producer.send(changelog, None, key=record_key(command_id), partition=self.partition)
+        remembered_at = now_ms()
+        for command_id, entry in batch.remembered.items():
+            await self.producer.send(changelog, entry.encode(), key=record_key(command_id),
+                                     partition=self.partition, timestamp_ms=remembered_at)
+        return remembered_at
 
     async def send(self, topic: str, key: str, value: bytes) -> None:
         await self.producer.send(topic, value, key=key.encode(), partition=self.partition)

@@ -22,7 +22,7 @@ from aiokafka.structs import ConsumerRecord
 
 from app.config import Settings
 from app.eventstore.partition_writer import PartitionWriter
-from app.eventstore.restore import restore_aggregates
+from app.eventstore.restore import restore_partitions
 from app.observability.metrics import BATCHES, DEPENDENCY_ERRORS
 
 log = logging.getLogger(__name__)
@@ -193,13 +193,14 @@ class Processor(ConsumerRebalanceListener):  # type: ignore[misc]
         try:
             if len(producers) < len(started):
                 raise next(e for e in started if isinstance(e, BaseException))
-            restored = await restore_aggregates(self.settings, partitions)
+            restored = await restore_partitions(self.settings, partitions)
             writers = []
             for partition, producer in zip(partitions, producers, strict=True):
                 tp = TopicPartition(self.settings.topic("commands"), partition)
-                next_offset = await self.committed_offset(tp, has_state=bool(restored[partition]))
-                writers.append(PartitionWriter(self.settings, partition, producer, restored[partition],
-                                               next_offset))
+                state = restored[partition]
+                next_offset = await self.committed_offset(tp, has_state=bool(state.aggregates or state.memory))
+                writers.append(PartitionWriter(self.settings, partition, producer, state.aggregates,
+                                               next_offset, state.memory))
         except BaseException:
             await asyncio.gather(*(stop_quietly(p) for p in producers))
             raise

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import time
 import uuid
@@ -78,6 +79,15 @@ class Load:
                 self.acknowledged.add(response.json()["command_id"])
             await asyncio.sleep(0.01)
 
+    async def progressed(self, by: int = 20, timeout: float = 60) -> None:
+        """Wait until `by` more commands were decided (200) than now: the write path is moving."""
+        wanted = self.statuses[200] + by
+
+        async def enough() -> bool:
+            return self.statuses[200] >= wanted
+
+        await eventually(enough, True, timeout=timeout)
+
 
 async def open_accounts(client: httpx.AsyncClient, count: int) -> list[str]:
     accounts = []
@@ -88,13 +98,25 @@ async def open_accounts(client: httpx.AsyncClient, count: int) -> list[str]:
     return accounts
 
 
-async def wait_until_owned(process: Process, partitions: int, timeout: float = 60) -> None:
-    wanted = f"owning partitions {list(range(partitions))}"
+async def wait_for_log(process: Process, pattern: str, after: int = 0, timeout: float = 60) -> None:
+    """Wait until the process logs a line matching `pattern` (past the first `after` characters)."""
 
-    async def owns_all() -> bool:
-        return wanted in process.log()
+    async def logged() -> bool:
+        return re.search(pattern, process.log()[after:]) is not None
 
-    await eventually(owns_all, True, timeout=timeout)
+    await eventually(logged, True, timeout=timeout)
+
+
+async def wait_until_owned(process: Process, partitions: int, after: int = 0, timeout: float = 60) -> None:
+    await wait_for_log(process, re.escape(f"owning partitions {list(range(partitions))}"), after, timeout)
+
+
+async def started_processor(ns: Settings, processors: list[Process]) -> Process:
+    """A processor that owns every partition: started is not ready, so this waits for the takeover."""
+    process = Process(ns, "processor").start()
+    processors.append(process)
+    await wait_until_owned(process, ns.partitions)
+    return process
 
 
 async def check_exactly_once(ns: Settings, acknowledged: set[str], timeout: float = 60) -> list[EventEnvelope]:
@@ -117,14 +139,13 @@ async def check_exactly_once(ns: Settings, acknowledged: set[str], timeout: floa
 async def two_processors_under_load(ns: Settings, processors: list[Process], client: httpx.AsyncClient
                                     ) -> tuple[Process, Process, Load, asyncio.Task[None]]:
     """The first owns every partition, then a second joins while deposits keep coming."""
-    first = Process(ns, "processor").start()
-    processors.append(first)
-    await wait_until_owned(first, ns.partitions)
+    first = await started_processor(ns, processors)
     second = Process(ns, "processor").start()
     processors.append(second)
     load = Load(client, await open_accounts(client, ACCOUNTS))
     running = asyncio.create_task(load.run())
-    await asyncio.sleep(4)  # the second joins; both own partitions under load
+    await wait_for_log(second, r"owning partitions \[\d")  # the second joined and took some over
+    await load.progressed()  # both own partitions under load
     return first, second, load, running
 
 
@@ -134,7 +155,7 @@ async def test_a_killed_processor_loses_nothing_and_the_survivor_takes_over(
     first, second, load, running = await two_processors_under_load(ns, processors, client)
     first.kill()
     await wait_until_owned(second, ns.partitions)
-    await asyncio.sleep(2)
+    await load.progressed()
     load.stopping.set()
     await running
     assert load.statuses[200] > 50, load.statuses
@@ -148,8 +169,11 @@ async def test_a_paused_processor_is_fenced_and_writes_nothing_more(
     zombie, survivor, load, running = await two_processors_under_load(ns, processors, client)
     zombie.pause()
     await wait_until_owned(survivor, ns.partitions)  # the group gave the zombie's partitions away
+    paused_log = len(zombie.log())
     zombie.resume()
-    await asyncio.sleep(6)  # the zombie wakes up mid-work, is fenced, then rejoins the group
+    # The zombie wakes up mid-work, is fenced or revoked, then rejoins the group and owns some again.
+    await wait_for_log(zombie, r"owning partitions \[\d", after=paused_log)
+    await load.progressed()
     load.stopping.set()
     await running
     assert load.statuses[200] > 50, load.statuses
@@ -159,7 +183,8 @@ async def test_a_paused_processor_is_fenced_and_writes_nothing_more(
 async def test_a_restart_restores_every_aggregate(
     ns: Settings, processors: list[Process], client: httpx.AsyncClient
 ) -> None:
-    processors.append(Process(ns, "processor").start())
+    await started_processor(ns, processors)
+    # The first command after the takeover is decided within the command timeout (2 s): a 201, not a 202.
     accounts = await open_accounts(client, 5)
     for n, account_id in enumerate(accounts):
         for _ in range(n + 1):
@@ -167,7 +192,7 @@ async def test_a_restart_restores_every_aggregate(
     key = {"Idempotency-Key": f"restart-{uuid.uuid4()}"}
     before = await client.post(f"/accounts/{accounts[0]}/withdrawals", json={"amount": 3}, headers=key)
     assert processors[0].stop() == 0
-    processors.append(Process(ns, "processor").start())
+    await started_processor(ns, processors)
     # Same key after the restart: answered from the restored memory, nothing applied twice.
     after = await client.post(f"/accounts/{accounts[0]}/withdrawals", json={"amount": 3}, headers=key)
     assert after.status_code == 200 and after.json() == before.json()
@@ -199,11 +224,11 @@ async def test_a_fenced_writer_cannot_commit_its_open_transaction(ns: Settings) 
     partition = 0
     zombie = PartitionWriter(ns, partition, await fence_partition(ns, partition), {}, 0)
     command_id, record = open_account_record(ns, partition, "Zombie")
-    decisions, touched = zombie.decide([record])
+    batch = zombie.decide([record])
     new_owner = None
     with pytest.raises(ProducerFenced):
         async with zombie.producer.transaction():
-            await zombie.write(decisions, touched, 1)
+            await zombie.write(batch, 1)
             new_owner = await fence_partition(ns, partition)  # takes p over before the commit
     assert new_owner is not None
     await new_owner.stop()

@@ -6,17 +6,16 @@ Pure: no Kafka, no clock, no random ids; event ids come from an injected counter
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from app.domain.accounts import AccountOpened, FundsDeposited
 from app.domain.registry import ACCOUNT
-from app.eventstore.decision import Aggregate, Decision, decide_command, with_results
+from app.eventstore.decision import Aggregate, Decision, decide_command
 from app.eventstore.envelope import AggregateRecord, CommandEnvelope, CommandResult, RememberedCommand
 
 NOW = "2026-11-25T12:00:00.123456Z"
 ACCOUNT_ID = "acc-1"
-KEEP = 32
 
 
 def event_ids(prefix: str = "evt") -> Callable[[], str]:
@@ -40,6 +39,7 @@ def command(
     aggregate_type: str = "Account",
     expected_version: int | None = None,
     fingerprint: str | None = None,
+    keyed: bool = True,
 ) -> CommandEnvelope:
     return CommandEnvelope(
         command_id=command_id,
@@ -52,6 +52,7 @@ def command(
         causation_id=f"cause-{command_id}",
         expected_version=expected_version,
         fingerprint=fingerprint if fingerprint is not None else f"fp-{command_id}",
+        idempotent=keyed,
     )
 
 
@@ -72,24 +73,41 @@ def decide(
     cmd: CommandEnvelope,
     *,
     new_event_id: Callable[[], str] | None = None,
-    keep: int = KEEP,
+    remembered: RememberedCommand | None = None,
 ) -> Decision:
-    return decide_command(aggregate, cmd, now=NOW, new_event_id=new_event_id or event_ids(), keep=keep)
+    return decide_command(aggregate, cmd, now=NOW, new_event_id=new_event_id or event_ids(), remembered=remembered)
 
 
-def given(*commands: CommandEnvelope, keep: int = KEEP) -> Aggregate | None:
-    """The aggregate after the commands, each remembered as the processor does it."""
+@dataclass
+class Partition:
+    """The writer in miniature: one aggregate, the commands it remembers, moved forward after each decision."""
+
     aggregate: Aggregate | None = None
-    new_event_id = event_ids("given")
+    memory: dict[str, RememberedCommand] = field(default_factory=dict)
+    new_event_id: Callable[[], str] = field(default_factory=lambda: event_ids("given"))
+
+    def decide(self, cmd: CommandEnvelope) -> Decision:
+        return decide(self.aggregate, cmd, new_event_id=self.new_event_id, remembered=self.memory.get(cmd.command_id))
+
+    def apply(self, cmd: CommandEnvelope) -> Decision:
+        decision = self.decide(cmd)
+        if decision.aggregate is not None:
+            self.aggregate = decision.aggregate
+        if decision.to_remember:
+            self.memory[cmd.command_id] = decision.remembered(decision.result)
+        return decision
+
+
+def given(*commands: CommandEnvelope) -> Partition:
+    """The partition after the commands, each decided and remembered as the writer does it."""
+    partition = Partition()
     for cmd in commands:
-        after = decide(aggregate, cmd, new_event_id=new_event_id, keep=keep).remembered_aggregate(keep)
-        if after is not None:
-            aggregate = after
-    return aggregate
+        partition.apply(cmd)
+    return partition
 
 
-def existing(*commands: CommandEnvelope, keep: int = KEEP) -> Aggregate:
-    aggregate = given(*commands, keep=keep)
+def existing(*commands: CommandEnvelope) -> Aggregate:
+    aggregate = given(*commands).aggregate
     assert aggregate is not None
     return aggregate
 
@@ -144,7 +162,6 @@ def test_the_aggregate_after_an_accepted_command_holds_the_evolved_state() -> No
     assert decision.aggregate.version == 1
     assert decision.aggregate.state.owner == "Ada Lovelace"
     assert decision.aggregate.state.balance == 0
-    assert decision.aggregate.recent == ()  # remembering is remembered_aggregate's job
 
 
 def test_versions_keep_counting_across_commands() -> None:
@@ -168,7 +185,6 @@ def test_deciding_does_not_change_the_aggregate_it_was_given() -> None:
 
     assert aggregate.version == 2
     assert aggregate.state.balance == 10
-    assert [r.command_id for r in aggregate.recent] == ["c-open", "c-1"]
 
 
 def test_a_declined_charge_is_an_accepted_event_not_a_rejection() -> None:
@@ -210,7 +226,7 @@ def test_an_expected_version_that_does_not_match_is_rejected_as_version_mismatch
     assert error["title"] == "Version mismatch"
     assert error["expected"] == 1
     assert error["actual"] == 2
-    assert decision.aggregate is aggregate
+    assert decision.aggregate is None  # nothing about the aggregate changed
 
 
 def test_an_expected_version_on_an_aggregate_that_does_not_exist_yet_is_compared_with_zero() -> None:
@@ -238,14 +254,14 @@ def test_a_domain_refusal_is_rejected_with_its_code_and_extras_and_keeps_the_agg
     assert error["balance"] == 10
     assert error["requested"] == 25
     assert "detail" in error
-    # Returned so the refusal can be remembered on it.
-    assert decision.aggregate is aggregate
+    assert decision.aggregate is None
+    assert decision.to_remember  # a keyed refusal is remembered, like a success
 
 
 def test_a_remembered_refusal_is_answered_again_even_when_it_would_now_succeed() -> None:
-    aggregate = existing(open_account(), deposit(10, "c-1"), withdraw(25, "c-2"), deposit(100, "c-3"))
+    partition = given(open_account(), deposit(10, "c-1"), withdraw(25, "c-2"), deposit(100, "c-3"))
 
-    retry = decide(aggregate, withdraw(25, "c-2"))
+    retry = partition.decide(withdraw(25, "c-2"))
 
     assert retry.events == []
     assert retry.result.outcome == "rejected"
@@ -261,7 +277,7 @@ def test_opening_an_existing_account_is_rejected_as_already_exists() -> None:
     assert decision.result.error is not None
     assert decision.result.error["code"] == "already-exists"
     assert decision.result.error["aggregate_type"] == "Account"
-    assert decision.aggregate is aggregate
+    assert decision.aggregate is None
 
 
 def test_a_command_to_an_unknown_aggregate_is_rejected_as_not_found_without_an_aggregate() -> None:
@@ -274,7 +290,7 @@ def test_a_command_to_an_unknown_aggregate_is_rejected_as_not_found_without_an_a
     assert decision.result.error["code"] == "not-found"
     assert decision.result.error["aggregate_type"] == "Account"
     assert decision.aggregate is None
-    assert decision.remembered_aggregate(KEEP) is None
+    assert decision.to_remember  # remembered without an aggregate: a retry gets the same 404
 
 
 def test_an_unknown_command_type_is_rejected_as_unknown_command() -> None:
@@ -286,7 +302,7 @@ def test_an_unknown_command_type_is_rejected_as_unknown_command() -> None:
     assert decision.result.error is not None
     assert decision.result.error["code"] == "unknown-command"
     assert "Transfer" in decision.result.error["detail"]
-    assert decision.aggregate is aggregate
+    assert decision.aggregate is None
 
 
 def test_an_unknown_command_type_for_a_new_aggregate_is_rejected_without_an_aggregate() -> None:
@@ -307,7 +323,7 @@ def test_invalid_command_data_is_rejected_as_invalid_command() -> None:
         assert decision.result.outcome == "rejected", data
         assert decision.result.error is not None
         assert decision.result.error["code"] == "invalid-command", data
-        assert decision.aggregate is aggregate
+        assert decision.aggregate is None
 
 
 def test_data_naming_another_command_type_is_rejected_as_invalid() -> None:
@@ -338,23 +354,49 @@ def test_an_unknown_aggregate_type_is_rejected_without_an_aggregate() -> None:
 
 def test_a_repeated_command_gets_its_remembered_result_replayed() -> None:
     first = decide(existing(open_account()), deposit(10, "c-1"))
-    aggregate = existing(open_account(), deposit(10, "c-1"))
+    partition = given(open_account(), deposit(10, "c-1"))
+    partition.new_event_id = event_ids("never")
 
-    repeat = decide(aggregate, deposit(10, "c-1"), new_event_id=event_ids("never"))
+    repeat = partition.decide(deposit(10, "c-1"))
 
     assert repeat.events == []
     assert repeat.aggregate is None
-    assert repeat.remembered_aggregate(KEEP) is None
+    assert not repeat.to_remember
     assert repeat.result.replayed is True
     assert replace(repeat.result, replayed=False, event_ids=[]) == replace(first.result, event_ids=[])
     assert repeat.result.outcome == "succeeded"
     assert repeat.result.version == 2
 
 
-def test_a_repeat_is_replayed_before_its_stale_expected_version_is_checked() -> None:
-    aggregate = existing(open_account(), deposit(10, "c-1", expected_version=1), deposit(5, "c-2"))
+def test_a_retry_after_any_number_of_other_commands_is_still_replayed() -> None:
+    """No window counted in commands: rejected ones in between (a stale If-Match) change nothing either."""
+    partition = given(open_account(), deposit(42, "inv-42"))
+    for n in range(100):
+        partition.apply(deposit(1, f"other-{n}"))
+        partition.apply(deposit(1, f"stale-{n}", expected_version=1))
 
-    repeat = decide(aggregate, deposit(10, "c-1", expected_version=1))
+    retry = partition.apply(deposit(42, "inv-42"))
+
+    assert retry.result.replayed is True
+    assert retry.events == []
+    assert retry.result.version == 2
+    assert partition.aggregate is not None and partition.aggregate.state.balance == 42 + 100
+
+
+def test_a_command_sent_without_a_key_is_not_remembered() -> None:
+    partition = given(open_account(), deposit(10, "c-1", keyed=False))
+
+    again = partition.apply(deposit(10, "c-1", keyed=False))
+
+    assert "c-1" not in partition.memory
+    assert again.result.replayed is False
+    assert again.result.version == 3  # a resend without a key is a new command
+
+
+def test_a_repeat_is_replayed_before_its_stale_expected_version_is_checked() -> None:
+    partition = given(open_account(), deposit(10, "c-1", expected_version=1), deposit(5, "c-2"))
+
+    repeat = partition.decide(deposit(10, "c-1", expected_version=1))
 
     assert repeat.result.outcome == "succeeded"
     assert repeat.result.replayed is True
@@ -362,9 +404,9 @@ def test_a_repeat_is_replayed_before_its_stale_expected_version_is_checked() -> 
 
 
 def test_a_reused_command_id_with_another_fingerprint_is_rejected() -> None:
-    aggregate = existing(open_account(), deposit(10, "c-1", fingerprint="fp-ten"))
+    partition = given(open_account(), deposit(10, "c-1", fingerprint="fp-ten"))
 
-    decision = decide(aggregate, deposit(99, "c-1", fingerprint="fp-ninety-nine"))
+    decision = partition.decide(deposit(99, "c-1", fingerprint="fp-ninety-nine"))
 
     assert decision.events == []
     assert decision.aggregate is None
@@ -375,97 +417,30 @@ def test_a_reused_command_id_with_another_fingerprint_is_rejected() -> None:
     assert decision.result.error["code"] == "idempotency-key-reused"
 
 
-def test_memory_keeps_only_the_last_keep_commands() -> None:
-    aggregate = existing(open_account("c-0"), deposit(1, "c-1"), deposit(2, "c-2"), deposit(3, "c-3"), keep=2)
+def test_a_reused_key_does_not_replace_what_is_remembered() -> None:
+    partition = given(open_account(), deposit(10, "c-1", fingerprint="fp-ten"))
+    partition.apply(deposit(99, "c-1", fingerprint="fp-ninety-nine"))
 
-    assert [r.command_id for r in aggregate.recent] == ["c-2", "c-3"]
-    assert aggregate.remembered("c-1") is None
-    assert aggregate.remembered("c-3") is not None
+    retry = partition.decide(deposit(10, "c-1", fingerprint="fp-ten"))
 
-    forgotten = decide(aggregate, deposit(1, "c-1"), keep=2)
-    remembered = decide(aggregate, deposit(2, "c-2"), keep=2)
-
-    # The oldest is decided again as if new; the recent one is replayed.
-    assert forgotten.result.replayed is False
-    assert forgotten.result.version == 5
-    assert len(forgotten.events) == 1
-    assert remembered.result.replayed is True
-    assert remembered.events == []
-
-
-def test_remembering_a_new_command_forgets_the_oldest() -> None:
-    aggregate = existing(open_account("c-0"), deposit(1, "c-1"), keep=2)
-
-    after = decide(aggregate, deposit(2, "c-2"), keep=2).remembered_aggregate(2)
-
-    assert after is not None
-    assert [r.command_id for r in after.recent] == ["c-1", "c-2"]
-    assert after.version == 3
+    assert retry.result.replayed is True and retry.result.outcome == "succeeded"
 
 
 def test_a_remembered_command_stores_its_fingerprint_and_provisional_result() -> None:
     decision = decide(existing(open_account()), deposit(10, "c-1", fingerprint="fp-x"))
 
-    after = decision.remembered_aggregate(KEEP)
-
-    assert after is not None
-    assert after.remembered("c-1") == RememberedCommand("c-1", "fp-x", decision.result)
-    assert after.remembered("c-1").result.position == {}  # type: ignore[union-attr]
+    assert decision.to_remember
+    assert decision.remembered(decision.result) == RememberedCommand("c-1", "fp-x", decision.result)
+    assert decision.result.position == {}  # the writer fills it in once the events have offsets
 
 
-def test_remembering_the_same_command_id_again_keeps_one_entry_at_the_end() -> None:
-    aggregate = existing(open_account("c-0"), deposit(1, "c-1"))
-    newer = RememberedCommand("c-0", "fp-c-0", CommandResult("c-0", ACCOUNT_ID, "succeeded", 1))
+def test_a_replay_carries_the_position_it_was_remembered_with() -> None:
+    partition = given(open_account("c-0"))
+    decision = partition.apply(deposit(1, "c-1"))
+    final = replace(decision.result, position={"3": 1041})
+    partition.memory["c-1"] = decision.remembered(final)
 
-    after = aggregate.remember(newer, KEEP)
-
-    assert [r.command_id for r in after.recent] == ["c-1", "c-0"]
-    assert after.remembered("c-0") == newer
-
-
-# --- with_results -------------------------------------------------------------
-
-
-def settled(result: CommandResult, offset: int) -> CommandResult:
-    return replace(result, position={"3": offset})
-
-
-def test_with_results_replaces_only_the_results_of_this_batch() -> None:
-    aggregate = existing(open_account("c-0"), deposit(1, "c-1"), deposit(2, "c-2"))
-    earlier = aggregate.remembered("c-0")
-    c1 = aggregate.remembered("c-1")
-    c2 = aggregate.remembered("c-2")
-    assert earlier is not None and c1 is not None and c2 is not None
-
-    after = with_results(aggregate, {"c-1": settled(c1.result, 41), "c-2": settled(c2.result, 42)})
-
-    assert after.remembered("c-0") == earlier
-    assert after.remembered("c-1") == RememberedCommand("c-1", c1.fingerprint, settled(c1.result, 41))
-    assert after.remembered("c-2") == RememberedCommand("c-2", c2.fingerprint, settled(c2.result, 42))
-    assert [r.command_id for r in after.recent] == ["c-0", "c-1", "c-2"]
-    assert (after.version, after.state, after.kind, after.aggregate_id) == (
-        aggregate.version,
-        aggregate.state,
-        aggregate.kind,
-        aggregate.aggregate_id,
-    )
-
-
-def test_with_results_ignores_results_of_commands_the_aggregate_does_not_remember() -> None:
-    aggregate = existing(open_account("c-0"))
-    other = CommandResult("elsewhere", "acc-2", "succeeded", 1, position={"0": 7})
-
-    assert with_results(aggregate, {"elsewhere": other}) is aggregate
-    assert with_results(aggregate, {}) is aggregate
-
-
-def test_a_replay_after_with_results_carries_the_final_position() -> None:
-    aggregate = existing(open_account("c-0"), deposit(1, "c-1"))
-    c1 = aggregate.remembered("c-1")
-    assert c1 is not None
-    final = settled(c1.result, 1041)
-
-    repeat = decide(with_results(aggregate, {"c-1": final}), deposit(1, "c-1"))
+    repeat = partition.decide(deposit(1, "c-1"))
 
     assert repeat.result == replace(final, replayed=True)
 
@@ -487,24 +462,28 @@ def test_an_aggregate_round_trips_through_its_record() -> None:
     assert record.aggregate_id == ACCOUNT_ID
     assert record.version == 3
     assert record.state == ACCOUNT.snapshot(aggregate.state)
-    assert record.recent == aggregate.recent
+    assert record.recent == ()
     assert Aggregate.from_record(record) == aggregate
 
 
 def test_an_aggregate_round_trips_through_an_encoded_record() -> None:
     aggregate = existing(open_account("c-0"), deposit(100, "c-1"), withdraw(500, "c-2"))
-    c1 = aggregate.remembered("c-1")
-    assert c1 is not None
-    aggregate = with_results(aggregate, {"c-1": settled(c1.result, 9)})
 
     restored = Aggregate.from_record(AggregateRecord.decode(aggregate.to_record().encode()))
 
     assert restored == aggregate
     assert restored.kind is ACCOUNT
-    assert restored.remembered("c-1") == RememberedCommand("c-1", "fp-c-1", settled(c1.result, 9))
-    rejected = restored.remembered("c-2")
-    assert rejected is not None and rejected.result.error is not None
-    assert rejected.result.error["code"] == "insufficient-funds"
+
+
+def test_a_record_of_the_older_format_keeps_its_remembered_commands() -> None:
+    result = CommandResult("c-1", ACCOUNT_ID, "succeeded", 2, position={"3": 9})
+    old = existing(open_account("c-0"), deposit(100, "c-1")).to_record()
+    raw = old.encode().replace(b'"recent":[]', b'"recent":[["c-1","fp-c-1",' + result.encode() + b"]]")
+
+    record = AggregateRecord.decode(raw)
+
+    assert record.recent == (RememberedCommand("c-1", "fp-c-1", result),)
+    assert Aggregate.from_record(record) == Aggregate.from_record(old)
 
 
 def test_a_restored_aggregate_decides_like_the_original() -> None:
@@ -512,7 +491,6 @@ def test_a_restored_aggregate_decides_like_the_original() -> None:
     restored = Aggregate.from_record(AggregateRecord.decode(aggregate.to_record().encode()))
 
     assert decide(restored, withdraw(40, "c-2")) == decide(aggregate, withdraw(40, "c-2"))
-    assert decide(restored, deposit(100, "c-1")).result.replayed is True
 
 
 def test_an_aggregate_without_state_round_trips() -> None:
