@@ -2,6 +2,19 @@
 # Both start their own PostgreSQL and Apache Kafka on loopback (scripts/infra.py).
 
 PYTHON ?= python3
+
+# This checkout's ports. Another checkout on the same machine picks others, e.g.
+#   make test KAFKA_PORT=29092 KAFKA_CONTROLLER_PORT=29093 PG_PORT=25432 API_PORT=8100
+KAFKA_PORT ?= 19092
+KAFKA_CONTROLLER_PORT ?= 19093
+PG_PORT ?= 15432
+API_PORT ?= 8000
+export EVENTLINE_KAFKA_PORT := $(KAFKA_PORT)
+export EVENTLINE_KAFKA_CONTROLLER_PORT := $(KAFKA_CONTROLLER_PORT)
+export EVENTLINE_PG_PORT := $(PG_PORT)
+export EVENTLINE_API_PORT := $(API_PORT)
+export EVENTLINE_KAFKA_BOOTSTRAP ?= 127.0.0.1:$(KAFKA_PORT)
+export EVENTLINE_DATABASE_URL ?= postgresql+asyncpg://eventline:eventline@127.0.0.1:$(PG_PORT)/eventline
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
@@ -37,13 +50,13 @@ topics: setup infra
 	@$(BIN)/eventline topics create
 
 run: setup infra migrate topics
-	@echo "==> serving Eventline on http://127.0.0.1:8000 (docs: /docs); Ctrl-C to stop"
+	@echo "==> serving Eventline on http://127.0.0.1:$(API_PORT) (docs: /docs); Ctrl-C to stop"
 	@EVENTLINE_API_KEYS="$${EVENTLINE_API_KEYS:-$$($(PYTHON) scripts/dev_key.py)}" $(BIN)/eventline run
 
 lint: setup
 	@echo "==> ruff and strict mypy"
 	@$(BIN)/ruff check .
-	@$(BIN)/mypy --strict app projections
+	@$(BIN)/mypy --strict app projections tests
 
 # The inner loop: what a contributor runs after every change. `make test` stays the CI gate.
 check: lint

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import os
 import signal
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -52,7 +52,7 @@ class EventlineAPI(FastAPI):
         return stack if self.max_body_size is None else DeclaredBodyLimit(stack, self.max_body_size)
 
 
-def create_app(settings: Settings | None = None, workers: dict[str, Worker] | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, workers: Mapping[str, Worker] | None = None) -> FastAPI:
     settings = settings or get_settings()
 
     @asynccontextmanager

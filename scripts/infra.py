@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Local infrastructure for Eventline: a real PostgreSQL and a real Apache Kafka.
 
-    python3 scripts/infra.py up | down | status | restart [kafka|postgres]
+    python3 scripts/infra.py up | down | kill | status | restart [kafka|postgres]
 
 Everything lives under `.local/` (git-ignored): PostgreSQL's data directory and
 Kafka's jars, storage and logs. Both servers listen on 127.0.0.1 only, on
@@ -69,6 +69,43 @@ def is_ours(pid: int, marker: str) -> bool:
     return marker.encode() in cmdline
 
 
+def listener_of(port: int) -> tuple[int, str] | None:
+    """The pid and command line of the process listening on 127.0.0.1:`port`, when this user can see it."""
+    wanted = f"{socket.htonl(0x7F000001):08X}:{port:04X}"
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A" and (fields[1] == wanted or fields[1].endswith(f":{port:04X}")):
+                inodes.add(f"socket:[{fields[9]}]")
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if any(os.readlink(fd) in inodes for fd in (proc / "fd").iterdir()):
+                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+                return int(proc.name), cmdline
+        except OSError:
+            continue
+    return None
+
+
+def refuse_foreign(name: str, port: int, variable: str) -> None:
+    """A server on our port that this checkout did not start: using it would mix two checkouts' tests."""
+    found = listener_of(port)
+    who = f"pid {found[0]} ({found[1][:200]})" if found else "a process this user cannot see"
+    raise InfraError(
+        f"{name}: port {HOST}:{port} is taken by {who}, which this checkout ({LOCAL}) did not start. "
+        f"Stop it (another checkout's `make down`), or give this checkout ports of its own: "
+        f"`make test KAFKA_PORT=29092 KAFKA_CONTROLLER_PORT=29093 PG_PORT=25432 API_PORT=8100` "
+        f"(or set {variable} and the other EVENTLINE_*_PORT variables)."
+    )
+
+
 def stop_process(name: str, pid_file: Path, marker: str, sig: int = signal.SIGTERM) -> None:
     pid = read_pid(pid_file)
     if pid is None or not is_ours(pid, marker):
@@ -87,6 +124,21 @@ def stop_process(name: str, pid_file: Path, marker: str, sig: int = signal.SIGTE
             time.sleep(0.1)
     pid_file.unlink(missing_ok=True)
     say(f"{name}: stopped")
+
+
+def kill_process(name: str, pid_file: Path, marker: str, keep_pid_file: bool = False) -> None:
+    """SIGKILL, as a crash would: no shutdown hook runs. Returns once the process is gone."""
+    pid = read_pid(pid_file)
+    if pid is None or not is_ours(pid, marker):
+        say(f"{name}: not running")
+        return
+    say(f"{name}: killing (SIGKILL, pid {pid})")
+    os.kill(pid, signal.SIGKILL)
+    while is_ours(pid, marker):
+        time.sleep(0.05)
+    if not keep_pid_file:  # PostgreSQL finds its own stale postmaster.pid and checks it
+        pid_file.unlink(missing_ok=True)
+    say(f"{name}: killed")
 
 
 def wait_until(check, what: str, log: Path, proc: subprocess.Popen | None = None) -> None:  # type: ignore[type-arg]
@@ -141,8 +193,14 @@ class Postgres:
     def running(self) -> bool:
         return pg_answers()
 
+    def ours(self) -> bool:
+        pid = read_pid(self.pid_file)
+        return pid is not None and is_ours(pid, str(self.data))
+
     def up(self) -> None:
         if self.running():
+            if not self.ours():
+                refuse_foreign("postgres", PG_PORT, "EVENTLINE_PG_PORT")
             say(f"postgres: already running on {HOST}:{PG_PORT}")
             return
         bindir = self.bindir()
@@ -157,9 +215,14 @@ class Postgres:
             str(bindir / "pg_ctl"), "start", "-D", str(self.data), "-l", str(self.log),
             "-w", "-t", str(int(START_TIMEOUT_S)), "-s",
         )
-        result = subprocess.run(command, capture_output=True, text=True)
-        if result.returncode != 0:
-            raise InfraError(f"postgres did not start: {result.stderr.strip()}; read {self.log}")
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while (result := subprocess.run(command, capture_output=True, text=True)).returncode != 0:
+            # After a crash (a killed postmaster) its backends take a moment to notice and exit;
+            # until then the old shared memory is "still in use" and the start is refused.
+            if time.monotonic() > deadline or "still in use" not in self.log_tail():
+                raise InfraError(f"postgres did not start: {result.stderr.strip()}; read {self.log}")
+            say("postgres: the crashed server's backends are still exiting; starting again")
+            time.sleep(1)
         wait_until(self.running, "postgres", self.log)
         self.create_database(bindir)
         say("postgres: ready")
@@ -205,9 +268,19 @@ class Postgres:
         if created.returncode != 0:
             raise InfraError(f"could not create database {PG_DATABASE}: {created.stderr.strip()}")
 
+    def log_tail(self) -> str:
+        try:
+            return self.log.read_text(errors="replace")[-4000:]
+        except OSError:
+            return ""
+
     def down(self) -> None:
         # SIGINT is PostgreSQL's "fast" shutdown: it does not wait for clients to leave.
         stop_process("postgres", self.pid_file, str(self.data), signal.SIGINT)
+
+    def kill(self) -> None:
+        """A crash: SIGKILL the postmaster; the next start runs crash recovery."""
+        kill_process("postgres", self.pid_file, str(self.data), keep_pid_file=True)
 
 
 def find_postgres_bindir() -> Path | None:
@@ -275,8 +348,14 @@ class Kafka:
     def running(self) -> bool:
         return kafka_answers()
 
+    def ours(self) -> bool:
+        pid = read_pid(self.pid_file)
+        return pid is not None and is_ours(pid, str(self.home))
+
     def up(self) -> None:
         if self.running():
+            if not self.ours():
+                refuse_foreign("kafka", KAFKA_PORT, "EVENTLINE_KAFKA_PORT")
             say(f"kafka: already running on {HOST}:{KAFKA_PORT}")
             return
         self.fetch_jars()
@@ -296,6 +375,10 @@ class Kafka:
 
     def down(self) -> None:
         stop_process("kafka", self.pid_file, str(self.home))
+
+    def kill(self) -> None:
+        """A crash: SIGKILL the broker; the next start recovers its logs from disk."""
+        kill_process("kafka", self.pid_file, str(self.home))
 
     def fetch_jars(self) -> None:
         stamp = self.libs / ".pom-stamp"
@@ -445,7 +528,8 @@ def status() -> int:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description="Start and stop Eventline's local Kafka and PostgreSQL.")
-    parser.add_argument("action", choices=["up", "down", "status", "restart"])
+    parser.add_argument("action", choices=["up", "down", "kill", "status", "restart"],
+                        help="kill: SIGKILL, a crash (for the fault tests); up starts it again")
     parser.add_argument("services", nargs="*", metavar="{postgres,kafka}", help="default: both")
     args = parser.parse_args(argv)
     unknown = set(args.services) - set(SERVICES)
@@ -455,6 +539,9 @@ def main(argv: list[str]) -> int:
     try:
         if args.action == "status":
             return status()
+        if args.action == "kill":
+            for service in reversed(chosen):
+                service.kill()
         if args.action in ("down", "restart"):
             for service in reversed(chosen):
                 service.down()

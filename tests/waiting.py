@@ -11,17 +11,17 @@ T = TypeVar("T")
 
 
 async def eventually(
-    probe: Callable[[], Awaitable[T]], expected: T, timeout: float = 30.0, interval: float = 0.1
+    probe: Callable[[], Awaitable[object]], expected: T, timeout: float = 30.0, interval: float = 0.1
 ) -> T:
     """Poll `probe` until it returns `expected`; fail with the last value seen at the deadline."""
     deadline = time.monotonic() + timeout
-    last: T | None = None
+    last: object = None
     while time.monotonic() < deadline:
         try:
             last = await probe()
         except Exception as error:  # a dependency may still be coming back
-            last = error  # type: ignore[assignment]
+            last = error
         if last == expected:
-            return last
+            return expected
         await asyncio.sleep(interval)
     raise AssertionError(f"expected {expected!r} within {timeout}s, last saw {last!r}")

@@ -98,7 +98,7 @@ def is_problem(response: Response) -> str | None:
 def seed(client: requests.Session) -> dict[str, list[str]]:
     """Real accounts, a conversation and a message, so generated requests also reach existing aggregates."""
 
-    def post(url: str, body: object, status: int, token: str | None = None) -> dict[str, Any]:
+    def post(url: str, body: dict[str, Any], status: int, token: str | None = None) -> dict[str, Any]:
         headers = {"X-Consistent-With": token} if token else {}
         response = client.post(url, json=body, headers=headers)
         assert response.status_code == status, response.text
@@ -118,13 +118,14 @@ def seed(client: requests.Session) -> dict[str, list[str]]:
 
 def strategy_for(operation: Any, mode: GenerationMode, known: dict[str, list[str]]) -> st.SearchStrategy[Any]:
     """Generated cases; positive ones also target the seeded aggregates half of the time."""
-    generated = operation.as_strategy(generation_mode=mode)
+    generated: st.SearchStrategy[Any] = operation.as_strategy(generation_mode=mode)
     names = [p.name for p in operation.path_parameters]
     if mode is not GenerationMode.POSITIVE or len(names) != 1 or names[0] not in known:
         return generated
     seeded = [operation.as_strategy(generation_mode=mode, path_parameters={names[0]: value})
               for value in known[names[0]]]
-    return st.one_of(generated, *seeded)
+    combined: st.SearchStrategy[Any] = st.one_of(generated, *seeded)
+    return combined
 
 
 def run_operation(operation: Any, mode: GenerationMode, known: dict[str, list[str]], tally: Tally,
@@ -156,9 +157,9 @@ def test_generated_requests_get_documented_answers_and_never_a_5xx(fuzz_ns: Sett
     tally = Tally()
     try:
         schema = schemathesis.openapi.from_asgi("/openapi.json", app, config=CONFIG)
-        with asgi.get_client(app) as client:
+        with asgi.get_client(app) as client:  # type: ignore[arg-type]  # an ASGI app, typed narrower there
             known = seed(client)
-            operations = [result.ok() for result in schema.get_all_operations()]
+            operations = [result.ok() for result in schema.get_all_operations()]  # type: ignore[union-attr]
             assert len(operations) > 15
             for operation in operations:
                 if operation.label in NOT_FUZZED:
@@ -213,12 +214,13 @@ async def targets(edge_client: httpx.AsyncClient) -> dict[str, str]:
 
 
 def valid_body(endpoint: str, t: dict[str, str]) -> dict[str, Any]:
-    return {
+    bodies: dict[str, dict[str, Any]] = {
         "open_account": {"owner": "Ada", "currency": "EUR"},
         "deposit": {"amount": 5},
         "start_conversation": {"participants": [t["sender"], t["recipient"]]},
         "submit_message": {"sender": t["sender"], "body": "hello"},
-    }[endpoint]
+    }
+    return bodies[endpoint]
 
 
 # The one free-text field of each endpoint, for the string edge cases.

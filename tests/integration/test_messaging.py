@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
@@ -32,7 +32,7 @@ async def client(ns: Settings) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
-def saga(ns: Settings) -> AsyncIterator[Process]:
+def saga(ns: Settings) -> Iterator[Process]:
     process = Process(ns, "saga").start()
     yield process
     process.stop()

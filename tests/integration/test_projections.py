@@ -61,7 +61,7 @@ async def read_models_match_the_events(ns: Settings) -> None:
     try:
         async with engine.connect() as connection:
             rows = {r.account_id: r.balance for r in await connection.execute(select(accounts))}
-            counts = dict((await connection.execute(
+            counts: dict[str, int] = dict((await connection.execute(
                 select(ledger.c.account_id, func.count()).group_by(ledger.c.account_id))).all())
             duplicates = await connection.scalar(text(
                 "SELECT count(*) FROM (SELECT account_id, version FROM account_ledger "

@@ -157,7 +157,9 @@ def test_charge_beyond_balance_is_declined_as_an_event() -> None:
             balance=5,
         )
     ]
-    assert evolve(with_balance(5), events[0]) == replace(with_balance(5), declined=frozenset({"order-1"}))
+    before = with_balance(5)
+    assert before is not None
+    assert evolve(before, events[0]) == replace(before, declined=frozenset({"order-1"}))
 
 
 def test_a_declined_reference_is_not_charged_again_even_after_a_top_up() -> None:
