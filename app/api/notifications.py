@@ -15,12 +15,14 @@ from typing import Annotated
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.structs import ConsumerRecord
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
 from app.api.errors import Problem, problem_doc
 from app.config import Settings
 from app.eventstore import position
+from app.eventstore.bad_records import UNREADABLE, skip_bad_record
 
 router = APIRouter(tags=["notifications"])
 
@@ -75,7 +77,8 @@ async def events(request: Request, settings: Settings, consumer: AIOKafkaConsume
             for tp, records in sorted(batch.items(), key=lambda item: item[0].partition):
                 for record in records:
                     cursor[tp.partition] = record.offset + 1
-                    yield sse(position.encode(cursor), record.value or b"{}")
+                    if (frame := sse(position.encode(cursor), record)) is not None:
+                        yield frame
             now = asyncio.get_running_loop().time()
             if batch:
                 quiet_since = now
@@ -86,6 +89,15 @@ async def events(request: Request, settings: Settings, consumer: AIOKafkaConsume
         await consumer.stop()
 
 
-def sse(event_id: str, data: bytes) -> bytes:
-    kind = orjson.loads(data).get("type", "notification")
-    return b"id: %s\nevent: %s\ndata: %s\n\n" % (event_id.encode(), str(kind).encode(), data)
+def sse(event_id: str, record: ConsumerRecord[bytes, bytes]) -> bytes | None:
+    """One notification as an SSE frame, or None for a record that is not one (skipped, counted)."""
+    try:
+        notification = orjson.loads(record.value or b"")
+        kind = str(notification["type"])
+        if not kind.isascii() or not kind.isprintable():
+            raise ValueError("not a notification type")
+    except UNREADABLE as error:
+        skip_bad_record("notifications-stream", record, error)
+        return None
+    # Serialised again: a record's own bytes could hold a newline, which would end the frame early.
+    return b"id: %s\nevent: %s\ndata: %s\n\n" % (event_id.encode(), kind.encode(), orjson.dumps(notification))

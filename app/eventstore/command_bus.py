@@ -15,8 +15,10 @@ from collections import defaultdict
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
+from aiokafka.structs import ConsumerRecord
 
 from app.config import Settings
+from app.eventstore.bad_records import UNREADABLE, skip_bad_record
 from app.eventstore.envelope import CommandEnvelope, CommandResult
 from app.eventstore.kafka import producer_is_dead
 from app.eventstore.partitioner import partition_for
@@ -122,12 +124,16 @@ class CommandBus:
                 continue
             for records in batch.values():
                 for record in records:
-                    self.deliver(record.value)
+                    self.deliver(record)
 
-    def deliver(self, raw: bytes | None) -> None:
-        if raw is None:
+    def deliver(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        if record.value is None:
             return
-        result = CommandResult.decode(raw)
+        try:
+            result = CommandResult.decode(record.value)
+        except UNREADABLE as error:
+            skip_bad_record("command-results", record, error)
+            return
         for waiter in self.waiters.pop(result.command_id, []):
             if not waiter.done():
                 waiter.set_result(result)

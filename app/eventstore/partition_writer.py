@@ -18,6 +18,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord, RecordMetadata
 
 from app.config import Settings
+from app.eventstore.bad_records import UNREADABLE, skip_bad_record
 from app.eventstore.decision import Aggregate, Decision, decide_command
 from app.eventstore.envelope import CommandEnvelope, CommandResult, Notification, RememberedCommand, utc_now
 from app.eventstore.idempotency import IdempotencyMemory, now_ms, record_key
@@ -243,10 +244,10 @@ def new_event_id() -> str:
 def decode_command(record: ConsumerRecord[bytes, bytes]) -> CommandEnvelope | None:
     try:
         return CommandEnvelope.decode(record.value or b"")
-    except (ValueError, TypeError):
+    except UNREADABLE as error:
         # Not ours to decide: nobody can be answered without a command id. Skip it,
         # but loudly, and let the offset move on so one bad message cannot block p.
-        log.error("skipping undecodable command at %s offset %d", record.partition, record.offset)
+        skip_bad_record("processor", record, error)
         return None
 
 

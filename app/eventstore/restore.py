@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from app.config import Settings
+from app.eventstore.bad_records import UNREADABLE, skip_bad_record
 from app.eventstore.decision import Aggregate
 from app.eventstore.envelope import AggregateRecord
 from app.eventstore.idempotency import IdempotencyMemory, is_command_key, now_ms
@@ -66,7 +67,10 @@ async def restore_partitions(settings: Settings, partitions: list[int]) -> dict[
             for tp, records in batch.items():
                 into = restored[tp.partition]
                 for record in records:
-                    into.apply(record.key or b"", record.timestamp, record.value, now)
+                    try:
+                        into.apply(record.key or b"", record.timestamp, record.value, now)
+                    except UNREADABLE as error:  # not written by a processor: the takeover goes on
+                        skip_bad_record("processor-restore", record, error)
             pending = {tp for tp in pending if await consumer.position(tp) < ends[tp]}
     finally:
         await consumer.stop()

@@ -22,9 +22,11 @@ import uuid
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from aiokafka.structs import ConsumerRecord
 
 from app.config import Settings
 from app.domain import accounts, messages
+from app.eventstore.bad_records import UNREADABLE, skip_bad_record
 from app.eventstore.envelope import CommandEnvelope, EventEnvelope, utc_now
 from app.eventstore.kafka import producer_is_dead
 from app.eventstore.partitioner import partition_for
@@ -105,8 +107,7 @@ class PaymentSaga:
         """One batch: send the commands its events cause, await their acks, then commit."""
         try:
             batch = await self.consumer.getmany(timeout_ms=500, max_records=2000)
-            commands = [c for records in batch.values() for r in records
-                        for c in self.react(upcast(EventEnvelope.decode(r.value or b"")))]
+            commands = [c for records in batch.values() for r in records for c in self.react_to(r)]
             await self.send(commands)
             if batch:
                 await self.consumer.commit()
@@ -124,6 +125,14 @@ class PaymentSaga:
                     await self.producer.start()
             await self.rewind()
             return 0
+
+    def react_to(self, record: ConsumerRecord[bytes, bytes]) -> list[CommandEnvelope]:
+        """The commands one record causes; none when it is not an event the saga can read."""
+        try:
+            return self.react(upcast(EventEnvelope.decode(record.value or b"")))
+        except UNREADABLE as error:
+            skip_bad_record("saga", record, error)
+            return []
 
     def react(self, event: EventEnvelope) -> list[CommandEnvelope]:
         commands = react(event)
