@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import tempfile
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from app.eventstore.partitioner import partition_for
 from app.eventstore.topics import create_topics
 from app.main import Worker, create_app
 from tests.conftest import ROOT, alembic_config, create_database, new_settings
+from tests.waiting import eventually
 
 
 async def fresh_namespace(settings: Settings, *, own_database: bool = False, **overrides: object) -> Settings:
@@ -48,7 +50,7 @@ async def fresh_namespace(settings: Settings, *, own_database: bool = False, **o
 
 
 @asynccontextmanager
-async def api_client(settings: Settings, workers: dict[str, Worker] | None = None
+async def api_client(settings: Settings, workers: Mapping[str, Worker] | None = None
                      ) -> AsyncIterator[httpx.AsyncClient]:
     """The API in this process (its lifespan included), spoken to over ASGI."""
     app = create_app(settings, workers=workers)
@@ -119,6 +121,15 @@ class Process:
         except subprocess.TimeoutExpired:
             self.popen.kill()
             return self.popen.wait()
+
+
+async def wait_for_log(process: Process, pattern: str, after: int = 0, timeout: float = 60) -> None:
+    """Wait until the process logs a line matching `pattern` (past the first `after` characters)."""
+
+    async def logged() -> bool:
+        return re.search(pattern, process.log()[after:]) is not None
+
+    await eventually(logged, True, timeout=timeout)
 
 
 async def read_topic(settings: Settings, name: str) -> list[ConsumerRecord[bytes, bytes]]:

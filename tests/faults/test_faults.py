@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass, field
@@ -24,7 +25,7 @@ from app.config import Settings
 from tests.conftest import ROOT
 from tests.faults.invariants import check_invariants, settle
 from tests.faults.load import MixedLoad
-from tests.support import Process, api_client, fresh_namespace
+from tests.support import Process, api_client, fresh_namespace, wait_for_log
 from tests.waiting import eventually
 
 ROUNDS = int(os.environ.get("EVENTLINE_SOAK_ROUNDS", "5"))
@@ -106,12 +107,13 @@ async def under_load(system: System, faults: Callable[[], Any]) -> MixedLoad:
 
 async def verify(system: System, name: str, load: MixedLoad, rounds: int, **extra: Any) -> None:
     await settle(system.ns, load.acknowledged)
-    verdict = await check_invariants(system.ns, load.acknowledged)
+    verdict = await check_invariants(system.ns, load.acknowledged, load.operations)
     statuses = load.statuses()
     assert not [s for s in statuses if s >= 500 and s != 503], statuses
     outage = [a.seconds for a in load.answers if a.status == 503]
-    record(name, {"rounds": rounds, "requests": len(load.answers), "statuses": dict(statuses),
-                  "max_503_seconds": max(outage, default=0.0), **asdict(verdict), **extra})
+    record(name, {"rounds": rounds, "requests": len(load.answers), "retries": load.retries(),
+                  "statuses": dict(statuses), "max_503_seconds": max(outage, default=0.0), **asdict(verdict),
+                  **extra})
 
 
 def record(name: str, figures: dict[str, Any]) -> None:
@@ -137,10 +139,13 @@ async def test_sigkill_under_load_loses_and_doubles_nothing(system: System, kind
 async def test_a_paused_processor_is_fenced_and_the_load_goes_on(system: System) -> None:
     async def faults() -> None:
         for round_ in range(2):
-            victim = system.processes["processor"][round_ % 2]
+            victim, survivor = system.processes["processor"][round_ % 2], system.processes["processor"][1 - round_ % 2]
             await asyncio.sleep(2.0)
+            seen = len(survivor.log())
             victim.pause()
-            await asyncio.sleep(9.0)  # past the 6 s session: its partitions move
+            # Past the 6 s session the group moves the victim's partitions to the survivor.
+            await wait_for_log(survivor, re.escape(f"owning partitions {list(range(system.ns.partitions))}"),
+                               after=seen, timeout=60)
             victim.resume()
         await asyncio.sleep(4.0)
 
@@ -148,18 +153,22 @@ async def test_a_paused_processor_is_fenced_and_the_load_goes_on(system: System)
     await verify(system, "sigstop processor", load, 2)
 
 
-@pytest.mark.parametrize("service", ["kafka", "postgres"])
+@pytest.mark.parametrize(("service", "stop"), [("kafka", "down"), ("kafka", "kill"), ("postgres", "down"),
+                                              ("postgres", "kill")])
 async def test_a_restarted_dependency_means_fast_503s_then_recovery(
-    system: System, service: str, infra: Callable[..., None]
+    system: System, service: str, stop: str, infra: Callable[..., None]
 ) -> None:
-    # A command gives up on Kafka after the send timeout; on two shared cores the rest of the
-    # answer can take a moment more. Either way it is far below the client's patience.
-    budget = system.ns.kafka_send_timeout_s + 2.0
+    """`down` is a clean shutdown; `kill` a crash (SIGKILL), after which the server recovers from its disk."""
+    # A command gives up on Kafka after the send timeout. The answer is timed by the client, in the
+    # API's own process, on two cores shared with the broker's JVM starting up again, four other
+    # Eventline processes and the load: that costs up to a few seconds of scheduling more (5.5 s
+    # seen once). The bound says "never a hang", far below a client's patience.
+    budget = system.ns.kafka_send_timeout_s + 3.5
 
     async def faults() -> None:
         for _ in range(RESTARTS):
             await asyncio.sleep(2.0)
-            await asyncio.to_thread(infra, "down", service)
+            await asyncio.to_thread(infra, stop, service)
             await asyncio.sleep(3.0)
             await asyncio.to_thread(infra, "up", service)
         await asyncio.sleep(5.0)
@@ -173,4 +182,5 @@ async def test_a_restarted_dependency_means_fast_503s_then_recovery(
         return answer.status_code in (200, 202)
 
     await eventually(deposit, True, timeout=60)  # recovered by itself, nothing restarted
-    await verify(system, f"restart {service}", load, RESTARTS, outage_answers=len(outage))
+    name = f"restart {service}" if stop == "down" else f"crash {service} (SIGKILL)"
+    await verify(system, name, load, RESTARTS, outage_answers=len(outage))

@@ -28,7 +28,14 @@ from app.eventstore.envelope import CommandEnvelope, EventEnvelope, utc_now
 from app.eventstore.partition_writer import ABORT_TIMEOUT_S, PartitionWriter, TransactionStuck
 from app.eventstore.processor import fence_partition, stop_quietly
 from tests.conftest import ROOT
-from tests.support import Process, api_client, assert_versions_gapless, fresh_namespace, read_events
+from tests.support import (
+    Process,
+    api_client,
+    assert_versions_gapless,
+    fresh_namespace,
+    read_events,
+    wait_for_log,
+)
 from tests.waiting import eventually
 
 ACCOUNTS = 12
@@ -96,15 +103,6 @@ async def open_accounts(client: httpx.AsyncClient, count: int) -> list[str]:
         assert response.status_code == 201, response.text
         accounts.append(response.json()["aggregate_id"])
     return accounts
-
-
-async def wait_for_log(process: Process, pattern: str, after: int = 0, timeout: float = 60) -> None:
-    """Wait until the process logs a line matching `pattern` (past the first `after` characters)."""
-
-    async def logged() -> bool:
-        return re.search(pattern, process.log()[after:]) is not None
-
-    await eventually(logged, True, timeout=timeout)
 
 
 async def wait_until_owned(process: Process, partitions: int, after: int = 0, timeout: float = 60) -> None:
