@@ -54,8 +54,9 @@ run: setup infra migrate topics
 	@EVENTLINE_API_KEYS="$${EVENTLINE_API_KEYS:-$$($(PYTHON) scripts/dev_key.py)}" $(BIN)/eventline run
 
 lint: setup
-	@echo "==> ruff and strict mypy"
+	@echo "==> ruff (lint and format) and strict mypy"
 	@$(BIN)/ruff check .
+	@$(BIN)/ruff format --check .
 	@$(BIN)/mypy --strict app projections tests
 
 # The inner loop: what a contributor runs after every change. `make test` stays the CI gate.

@@ -27,7 +27,9 @@ class Settings(BaseSettings):
         description="Prefix of every topic, transactional id and consumer group.",
     )
     partitions: int = Field(
-        default=8, ge=1, le=1024,
+        default=8,
+        ge=1,
+        le=1024,
         description="Partitions of the commands, events, aggregates and notifications topics. "
         "Fixed for the life of a deployment: it decides where each aggregate lives.",
     )
@@ -40,7 +42,8 @@ class Settings(BaseSettings):
 
     # Command processor (write side).
     idempotency_retention: timedelta = Field(
-        default=timedelta(hours=24), ge=timedelta(seconds=1),
+        default=timedelta(hours=24),
+        ge=timedelta(seconds=1),
         description="How long a command sent under an Idempotency-Key is remembered and answered with its "
         "first result (an ISO 8601 duration such as PT24H or P7D).",
     )
@@ -56,16 +59,21 @@ class Settings(BaseSettings):
 
     # Projections (read side).
     projection_failure_mode: Literal["skip", "halt"] = Field(
-        default="skip", description="After its retries, skip a poison event (recording it) or halt there.",
+        default="skip",
+        description="After its retries, skip a poison event (recording it) or halt there.",
     )
     projection_retries: int = Field(default=3, ge=0, le=20)
     projection_linger_ms: int = Field(
-        default=20, ge=0, le=1000,
+        default=20,
+        ge=0,
+        le=1000,
         description="How long the broker may hold a projector's fetch to gather more records: fewer, larger "
         "database transactions, each read model at most this much later.",
     )
     consistency_timeout_s: float = Field(
-        default=5.0, gt=0, description="How long a query with X-Consistent-With waits for its projection.",
+        default=5.0,
+        gt=0,
+        description="How long a query with X-Consistent-With waits for its projection.",
     )
 
     # Messaging: what a message costs, in the sender's account currency (minor units).
@@ -75,7 +83,8 @@ class Settings(BaseSettings):
 
     # HTTP API: access and limits.
     api_keys: str = Field(
-        default="", repr=False,
+        default="",
+        repr=False,
         description="name:role:<sha256 hex of the key>, comma-separated; roles reader, writer, admin. "
         "Empty: no authentication (refused in production).",
     )

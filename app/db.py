@@ -38,7 +38,8 @@ def create_engine(settings: Settings, statement_cache: bool = True, pre_ping: bo
 
 
 OUTAGES: tuple[type[Exception], ...] = (
-    OSError, TimeoutError,
+    OSError,
+    TimeoutError,
     asyncpg.PostgresConnectionError,  # includes "cannot connect now" (starting up, shutting down)
     asyncpg.CannotConnectNowError,
     asyncpg.OperatorInterventionError,  # admin shutdown, crash shutdown, query canceled at shutdown

@@ -91,10 +91,22 @@ def create_app(settings: Settings | None = None, workers: Mapping[str, Worker] |
     app.state.api_keys = parse_api_keys(settings.api_keys)
     if settings.cors_origins:
         origins = [origin.strip() for origin in settings.cors_origins.split(",") if origin.strip()]
-        app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST"],
-                           allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "If-Match",
-                                          "Prefer", "X-Consistent-With", "X-Correlation-ID", "Last-Event-ID"],
-                           expose_headers=["ETag", "Location", "Retry-After"])
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "Idempotency-Key",
+                "If-Match",
+                "Prefer",
+                "X-Consistent-With",
+                "X-Correlation-ID",
+                "Last-Event-ID",
+            ],
+            expose_headers=["ETag", "Location", "Retry-After"],
+        )
     app.include_router(health.router)
     app.include_router(commands.router, dependencies=[require("writer")])
     app.include_router(queries.router, dependencies=[require("reader")])

@@ -93,8 +93,10 @@ async def read_side(events: int) -> dict[str, Any]:
 
 
 async def write(p: dict[str, Any], layout: str) -> dict[str, Any]:
-    say(f"[bold]write side[/bold]: Eventline ({layout}), CRUD, eventsourcing; "
-        f"{p['warmup']:.0f}s warm-up + {p['duration']:.0f}s per measurement")
+    say(
+        f"[bold]write side[/bold]: Eventline ({layout}), CRUD, eventsourcing; "
+        f"{p['warmup']:.0f}s warm-up + {p['duration']:.0f}s per measurement"
+    )
     results: dict[str, Any] = {"eventline": await write_side.eventline(p["accounts"], p, layout, say)}
     for name in ("crud", "eventsourcing"):
         results[name] = await write_side.peer(name, p["accounts"], p, say)
@@ -111,18 +113,33 @@ async def kafka_ceilings(p: dict[str, Any]) -> dict[str, Any]:
     try:
         await admin.create_topics([NewTopic(t, settings.partitions, settings.replication_factor) for t in topics])
         await asyncio.sleep(1)  # let the leaders settle before producing
-        argv = [sys.executable, "-m", "bench.ceiling", "--bootstrap", settings.kafka_bootstrap, "--topic", topics[0],
-                "--partitions", str(settings.partitions), "--seconds", str(p["ceiling_seconds"])]
-        done = await asyncio.to_thread(subprocess.run, argv, cwd=ROOT, capture_output=True, text=True,
-                                       timeout=4 * p["ceiling_seconds"] + 60)
+        argv = [
+            sys.executable,
+            "-m",
+            "bench.ceiling",
+            "--bootstrap",
+            settings.kafka_bootstrap,
+            "--topic",
+            topics[0],
+            "--partitions",
+            str(settings.partitions),
+            "--seconds",
+            str(p["ceiling_seconds"]),
+        ]
+        done = await asyncio.to_thread(
+            subprocess.run, argv, cwd=ROOT, capture_output=True, text=True, timeout=4 * p["ceiling_seconds"] + 60
+        )
         if done.returncode != 0:
             raise RuntimeError(f"bench.ceiling failed:\n{done.stderr[-3000:]}")
         raw = json.loads(done.stdout.strip().splitlines()[-1])
-        say(f"  aiokafka: {raw['pipelined_msgs_per_s']:,.0f} msgs/s pipelined, "
+        say(
+            f"  aiokafka: {raw['pipelined_msgs_per_s']:,.0f} msgs/s pipelined, "
             f"{raw['send_and_wait_64_msgs_per_s']:,.0f} msgs/s with 64 awaiting callers "
-            f"({raw['record_bytes']} B records)")
-        perf = await asyncio.to_thread(ceiling.kafka_perf, settings.kafka_bootstrap, topics[1], p["perf_records"],
-                                       raw["record_bytes"])
+            f"({raw['record_bytes']} B records)"
+        )
+        perf = await asyncio.to_thread(
+            ceiling.kafka_perf, settings.kafka_bootstrap, topics[1], p["perf_records"], raw["record_bytes"]
+        )
         if perf is not None:
             say(f"  ProducerPerformance: {perf['msgs_per_s']:,.0f} msgs/s")
         else:
@@ -139,8 +156,10 @@ async def restore(p: dict[str, Any]) -> dict[str, Any]:
     try:
         say(f"[bold]restore[/bold]: {p['aggregates']:,} aggregates onto <ns>.aggregates, then restore_partitions")
         result = await measure_restore(settings, p["aggregates"])
-        say(f"  restored {result['aggregates']:,} in {result['seconds']:.2f}s "
-            f"(reading alone {result['read_only_seconds']:.2f}s)")
+        say(
+            f"  restored {result['aggregates']:,} in {result['seconds']:.2f}s "
+            f"(reading alone {result['read_only_seconds']:.2f}s)"
+        )
     finally:
         with contextlib.suppress(Exception):
             await delete_namespace_topics(settings)
@@ -149,8 +168,10 @@ async def restore(p: dict[str, Any]) -> dict[str, Any]:
     try:
         say(f"  then {p['remembered']:,} remembered commands on one partition, restored")
         result["idempotency"] = memory = await measure_idempotency(settings, p["remembered"])
-        say(f"  restored {memory['remembered']:,} in {memory['seconds']:.2f}s, "
-            f"{memory['bytes_per_entry']:.0f} bytes each in memory")
+        say(
+            f"  restored {memory['remembered']:,} in {memory['seconds']:.2f}s, "
+            f"{memory['bytes_per_entry']:.0f} bytes each in memory"
+        )
     finally:
         with contextlib.suppress(Exception):
             await delete_namespace_topics(settings)
@@ -168,8 +189,13 @@ def machine() -> dict[str, Any]:
     memory = ""
     with contextlib.suppress(OSError):
         memory = f"{int(open('/proc/meminfo').readline().split()[1]) / 1024 / 1024:.0f} GiB"
-    return {"cpus": os.cpu_count(), "cpu": cpu, "memory": memory, "python": platform.python_version(),
-            "platform": platform.platform()}
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": cpu,
+        "memory": memory,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
 
 
 def flatten(results: dict[str, Any]) -> dict[str, float | None]:
@@ -221,8 +247,12 @@ def main() -> None:
     layout = os.environ.get("BENCH_LAYOUT", "split")
     only = set(args.only.split(","))
     started = time.monotonic()
-    results: dict[str, Any] = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine(),
-                               "plan": p, "errors": {}}
+    results: dict[str, Any] = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": machine(),
+        "plan": p,
+        "errors": {},
+    }
     sections: list[tuple[str, str, Callable[[], Coroutine[Any, Any, dict[str, Any]]], bool]] = [
         ("write", "write_side", lambda: write(p, layout), False),
         ("kafka", "kafka", lambda: kafka_ceilings(p), True),

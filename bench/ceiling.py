@@ -81,8 +81,11 @@ async def measure(bootstrap: str, topic: str, partitions: int, seconds: float) -
         awaited = done / (time.perf_counter() - started)
     finally:
         await producer.stop()
-    return {"record_bytes": len(records[0][0]), "pipelined_msgs_per_s": pipelined,
-            "send_and_wait_64_msgs_per_s": awaited}
+    return {
+        "record_bytes": len(records[0][0]),
+        "pipelined_msgs_per_s": pipelined,
+        "send_and_wait_64_msgs_per_s": awaited,
+    }
 
 
 def fetch_tools() -> bool:
@@ -93,8 +96,12 @@ def fetch_tools() -> bool:
     if shutil.which("mvn") is None:
         return False
     shutil.rmtree(TOOLS_LIBS, ignore_errors=True)
-    done = subprocess.run(["mvn", "-B", "-q", "-f", str(TOOLS_POM), "dependency:copy-dependencies",
-                           f"-DoutputDirectory={TOOLS_LIBS}"], capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        ["mvn", "-B", "-q", "-f", str(TOOLS_POM), "dependency:copy-dependencies", f"-DoutputDirectory={TOOLS_LIBS}"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if done.returncode != 0:
         print(done.stdout[-3000:], file=sys.stderr)
         return False
@@ -102,25 +109,46 @@ def fetch_tools() -> bool:
     return True
 
 
-SUMMARY = re.compile(r"(\d+) records sent, ([\d.]+) records/sec .*?([\d.]+) ms avg latency, ([\d.]+) ms max latency"
-                     r"(?:, (\d+) ms 50th, (\d+) ms 95th, (\d+) ms 99th)?")
+SUMMARY = re.compile(
+    r"(\d+) records sent, ([\d.]+) records/sec .*?([\d.]+) ms avg latency, ([\d.]+) ms max latency"
+    r"(?:, (\d+) ms 50th, (\d+) ms 95th, (\d+) ms 99th)?"
+)
 
 
 def kafka_perf(bootstrap: str, topic: str, records: int, record_size: int) -> dict[str, Any] | None:
     if not fetch_tools() or shutil.which("java") is None:
         return None
-    argv = ["java", "-Xmx512m", "-cp", f"{TOOLS_LIBS}/*", "org.apache.kafka.tools.ProducerPerformance",
-            "--topic", topic, "--num-records", str(records), "--record-size", str(record_size),
-            "--throughput", "-1", "--producer-props", f"bootstrap.servers={bootstrap}", "acks=all",
-            "enable.idempotence=true"]
+    argv = [
+        "java",
+        "-Xmx512m",
+        "-cp",
+        f"{TOOLS_LIBS}/*",
+        "org.apache.kafka.tools.ProducerPerformance",
+        "--topic",
+        topic,
+        "--num-records",
+        str(records),
+        "--record-size",
+        str(record_size),
+        "--throughput",
+        "-1",
+        "--producer-props",
+        f"bootstrap.servers={bootstrap}",
+        "acks=all",
+        "enable.idempotence=true",
+    ]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
     matches = SUMMARY.findall(done.stdout)
     if done.returncode != 0 or not matches:
         print(f"ProducerPerformance failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}", file=sys.stderr)
         return None
     last = matches[-1]
-    result: dict[str, Any] = {"records": int(last[0]), "msgs_per_s": float(last[1]),
-                              "avg_latency_ms": float(last[2]), "max_latency_ms": float(last[3])}
+    result: dict[str, Any] = {
+        "records": int(last[0]),
+        "msgs_per_s": float(last[1]),
+        "avg_latency_ms": float(last[2]),
+        "max_latency_ms": float(last[3]),
+    }
     if last[4]:
         result |= {"p50_ms": int(last[4]), "p95_ms": int(last[5]), "p99_ms": int(last[6])}
     return result

@@ -21,8 +21,10 @@ LOCAL = Path(os.environ.get("EVENTLINE_LOCAL_DIR", ROOT / ".local"))
 def infra_pids() -> dict[str, int]:
     """The broker's and PostgreSQL's main pids, from the pid files scripts/infra.py keeps."""
     found = {}
-    for name, pid_file in (("kafka", LOCAL / "kafka" / "kafka.pid"),
-                           ("postgres", LOCAL / "postgres" / "data" / "postmaster.pid")):
+    for name, pid_file in (
+        ("kafka", LOCAL / "kafka" / "kafka.pid"),
+        ("postgres", LOCAL / "postgres" / "data" / "postmaster.pid"),
+    ):
         try:
             found[name] = int(pid_file.read_text().split("\n", 1)[0])
         except (OSError, ValueError):

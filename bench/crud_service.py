@@ -27,7 +27,8 @@ from bench.peer_bodies import AmountRequest, OpenAccountRequest
 
 metadata = MetaData()
 accounts = Table(
-    "accounts", metadata,
+    "accounts",
+    metadata,
     Column("account_id", String, primary_key=True),
     Column("owner", String, nullable=False),
     Column("currency", String(3), nullable=False),
@@ -35,7 +36,8 @@ accounts = Table(
     Column("version", Integer, nullable=False),
 )
 ledger = Table(
-    "ledger", metadata,
+    "ledger",
+    metadata,
     Column("id", BigInteger, primary_key=True, autoincrement=True),
     Column("account_id", String, nullable=False),
     Column("version", Integer, nullable=False),
@@ -60,24 +62,31 @@ def create_app(database_url: str, pool_size: int) -> FastAPI:
     async def open_account(body: OpenAccountRequest) -> dict[str, Any]:
         account_id = str(uuid.uuid4())
         async with engine.begin() as connection:
-            await connection.execute(insert(accounts).values(
-                account_id=account_id, owner=body.owner, currency=body.currency, balance=0, version=1))
+            await connection.execute(
+                insert(accounts).values(
+                    account_id=account_id, owner=body.owner, currency=body.currency, balance=0, version=1
+                )
+            )
         return {"aggregate_id": account_id, "version": 1}
 
     @app.post("/accounts/{account_id}/deposits")
     async def deposit(account_id: uuid.UUID, body: AmountRequest) -> dict[str, Any]:
         key = str(account_id)
         async with engine.begin() as connection:
-            row = (await connection.execute(
-                select(accounts.c.balance, accounts.c.version).where(accounts.c.account_id == key).with_for_update()
-            )).first()
+            row = (
+                await connection.execute(
+                    select(accounts.c.balance, accounts.c.version).where(accounts.c.account_id == key).with_for_update()
+                )
+            ).first()
             if row is None:
                 raise HTTPException(404, f"account {key} does not exist")
             balance, version = row.balance + body.amount, row.version + 1
             await connection.execute(
-                update(accounts).where(accounts.c.account_id == key).values(balance=balance, version=version))
-            await connection.execute(insert(ledger).values(
-                account_id=key, version=version, amount=body.amount, balance_after=balance))
+                update(accounts).where(accounts.c.account_id == key).values(balance=balance, version=version)
+            )
+            await connection.execute(
+                insert(ledger).values(account_id=key, version=version, amount=body.amount, balance_after=balance)
+            )
         return {"aggregate_id": key, "version": version, "balance": balance}
 
     return app

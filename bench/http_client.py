@@ -45,8 +45,9 @@ class Client:
         self.idle: list[tuple[Stream, float]] = []  # with when each was last used
         self.slots = asyncio.Semaphore(max_connections)
 
-    async def request(self, method: str, path: str, body: bytes = b"",
-                      headers: dict[str, str] | None = None) -> Response:
+    async def request(
+        self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
+    ) -> Response:
         head = [f"{method} {path} HTTP/1.1", f"Host: {self.host}:{self.port}", f"Content-Length: {len(body)}"]
         head += [f"{name}: {value}" for name, value in (headers or {}).items()]
         payload = ("\r\n".join(head) + "\r\n\r\n").encode() + body
@@ -74,8 +75,9 @@ class Client:
         return None
 
     async def post(self, path: str, json: Any, headers: dict[str, str] | None = None) -> Response:
-        return await self.request("POST", path, orjson.dumps(json),
-                                  {"Content-Type": "application/json", **(headers or {})})
+        return await self.request(
+            "POST", path, orjson.dumps(json), {"Content-Type": "application/json", **(headers or {})}
+        )
 
     async def get(self, path: str, headers: dict[str, str] | None = None) -> Response:
         return await self.request("GET", path, headers=headers)

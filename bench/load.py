@@ -152,10 +152,16 @@ class Run:
         cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
         ok = self.statuses.get("200", 0)
         result: dict[str, Any] = {
-            "mode": args.mode, "concurrency": args.concurrency if args.mode == "closed" else None,
-            "rate": args.rate if args.mode == "open" else None, "seconds": seconds,
-            "completed": self.done, "ok": ok, "per_s": self.done / seconds, "ok_per_s": ok / seconds,
-            "statuses": self.statuses, "errors": self.errors,
+            "mode": args.mode,
+            "concurrency": args.concurrency if args.mode == "closed" else None,
+            "rate": args.rate if args.mode == "open" else None,
+            "seconds": seconds,
+            "completed": self.done,
+            "ok": ok,
+            "per_s": self.done / seconds,
+            "ok_per_s": ok / seconds,
+            "statuses": self.statuses,
+            "errors": self.errors,
             "latency": summary(self.latencies),
             # Share of one core the generator itself used: near 1.0 means it, not the server, was the limit.
             "generator_cpu": cpu / seconds,

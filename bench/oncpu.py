@@ -29,8 +29,19 @@ def start_recording(pid: int, name: str, seconds: float) -> tuple[subprocess.Pop
     LOGS.mkdir(parents=True, exist_ok=True)
     output = LOGS / f"perf-{name}.data"
     output.unlink(missing_ok=True)
-    argv = [binary, "record", "--freq", "499", "--pid", str(pid), "--output", str(output),
-            "--", "sleep", str(max(1, round(seconds)))]
+    argv = [
+        binary,
+        "record",
+        "--freq",
+        "499",
+        "--pid",
+        str(pid),
+        "--output",
+        str(output),
+        "--",
+        "sleep",
+        str(max(1, round(seconds))),
+    ]
     log = (LOGS / f"perf-{name}.log").open("wb")
     return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL), output
 
@@ -43,8 +54,16 @@ def finish_recording(recording: tuple[subprocess.Popen[bytes], Path] | None) -> 
     wait_for(popen)
     if not output.exists():  # (perf exits non-zero when the process ends first; what it caught still counts)
         return None
-    report = subprocess.run(["perf", "report", "--input", str(output), "--stdio", "--sort", "dso"],
-                            capture_output=True, text=True, timeout=120, check=False)
-    shares = [[m["dso"], float(m["share"])] for line in report.stdout.splitlines()
-              if not line.startswith("#") and (m := LINE.match(line))]
+    report = subprocess.run(
+        ["perf", "report", "--input", str(output), "--stdio", "--sort", "dso"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    shares = [
+        [m["dso"], float(m["share"])]
+        for line in report.stdout.splitlines()
+        if not line.startswith("#") and (m := LINE.match(line))
+    ]
     return shares or None

@@ -54,8 +54,9 @@ class Service:
 
     def start(self) -> Service:
         with self.log_path.open("wb") as log:
-            self.popen = subprocess.Popen(self.argv, env=self.env, cwd=ROOT, stdout=log,
-                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            self.popen = subprocess.Popen(
+                self.argv, env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
         return self
 
     @property
@@ -102,8 +103,8 @@ async def open_accounts(base_url: str, count: int, path: Path, timeout: float = 
     """Open `count` accounts (201 each; the first retried until the service decides it) into `path`."""
     ids: list[str] = []
     deadline = time.monotonic() + timeout
-    async with httpx.AsyncClient(base_url=base_url, timeout=30,
-                                 limits=httpx.Limits(max_connections=32)) as client:
+    async with httpx.AsyncClient(base_url=base_url, timeout=30, limits=httpx.Limits(max_connections=32)) as client:
+
         async def one() -> str:
             while True:
                 response = await client.post("/accounts", json={"owner": "Bench", "currency": "EUR"})
@@ -121,12 +122,39 @@ async def open_accounts(base_url: str, count: int, path: Path, timeout: float = 
     return ids
 
 
-def run_load(base_url: str, accounts: Path, *, mode: str = "closed", concurrency: int = 64, rate: float = 500,
-             visibility_every: int = 0, warmup: float = 2, duration: float = 10) -> dict[str, Any]:
+def run_load(
+    base_url: str,
+    accounts: Path,
+    *,
+    mode: str = "closed",
+    concurrency: int = 64,
+    rate: float = 500,
+    visibility_every: int = 0,
+    warmup: float = 2,
+    duration: float = 10,
+) -> dict[str, Any]:
     """One measurement by the load generator, a separate process (bench/load.py)."""
-    argv = [sys.executable, "-m", "bench.load", "--url", base_url, "--accounts", str(accounts), "--mode", mode,
-            "--concurrency", str(concurrency), "--rate", str(rate), "--visibility-every", str(visibility_every),
-            "--warmup", str(warmup), "--duration", str(duration)]
+    argv = [
+        sys.executable,
+        "-m",
+        "bench.load",
+        "--url",
+        base_url,
+        "--accounts",
+        str(accounts),
+        "--mode",
+        mode,
+        "--concurrency",
+        str(concurrency),
+        "--rate",
+        str(rate),
+        "--visibility-every",
+        str(visibility_every),
+        "--warmup",
+        str(warmup),
+        "--duration",
+        str(duration),
+    ]
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=warmup + duration + 60)
     if done.returncode != 0:
         raise RuntimeError(f"load generator failed ({done.returncode}):\n{done.stderr[-3000:]}")
@@ -146,8 +174,9 @@ end
 """
 
 
-def run_wrk(base_url: str, accounts: Path, *, concurrency: int, warmup: float = 2, duration: float = 10
-            ) -> dict[str, Any]:
+def run_wrk(
+    base_url: str, accounts: Path, *, concurrency: int, warmup: float = 2, duration: float = 10
+) -> dict[str, Any]:
     """A closed-loop measurement with wrk (C, two threads): it cannot become the bottleneck itself.
 
     The Python generator (bench/load.py) saturates before the services do at 64+
@@ -158,10 +187,16 @@ def run_wrk(base_url: str, accounts: Path, *, concurrency: int, warmup: float = 
     env = {**os.environ, "BENCH_ACCOUNTS": str(accounts)}
     argv = ["wrk", "-t2", f"-c{concurrency}", "--latency", "-s", str(script), base_url]
     try:
-        subprocess.run([*argv[:3], f"-d{max(1, round(warmup))}s", *argv[3:]], env=env, capture_output=True,
-                       timeout=warmup + 30)
-        done = subprocess.run([*argv[:3], f"-d{max(1, round(duration))}s", *argv[3:]], env=env,
-                              capture_output=True, text=True, timeout=duration + 60)
+        subprocess.run(
+            [*argv[:3], f"-d{max(1, round(warmup))}s", *argv[3:]], env=env, capture_output=True, timeout=warmup + 30
+        )
+        done = subprocess.run(
+            [*argv[:3], f"-d{max(1, round(duration))}s", *argv[3:]],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=duration + 60,
+        )
     finally:
         script.unlink(missing_ok=True)
     return parse_wrk(done.stdout, duration)
@@ -172,14 +207,29 @@ def parse_wrk(out: str, duration: float) -> dict[str, Any]:
 
     def ms(text: str) -> float:
         number = text.rstrip("usm")
-        return float(number) * units[text[len(number):]]
+        return float(number) * units[text[len(number) :]]
 
-    latency = {f"p{line.split()[0].rstrip('%')}_ms": ms(line.split()[1])
-               for line in out.splitlines() if line.strip().startswith(("50%", "75%", "90%", "99%"))}
+    latency = {
+        f"p{line.split()[0].rstrip('%')}_ms": ms(line.split()[1])
+        for line in out.splitlines()
+        if line.strip().startswith(("50%", "75%", "90%", "99%"))
+    }
     requests = next(int(line.split()[0]) for line in out.splitlines() if "requests in" in line)
     failed = sum(int(line.split(":")[1]) for line in out.splitlines() if "Non-2xx" in line)
-    latency["max_ms"] = next((ms(line.split()[3]) for line in out.splitlines()
-                              if line.strip().startswith("Latency") and len(line.split()) >= 4), float("nan"))
-    return {"generator": "wrk", "ok": requests - failed, "ok_per_s": (requests - failed) / duration,
-            "statuses": {"200": requests - failed, "non-2xx": failed} if failed else {"200": requests},
-            "errors": {}, "latency": latency, "generator_cpu": float("nan")}
+    latency["max_ms"] = next(
+        (
+            ms(line.split()[3])
+            for line in out.splitlines()
+            if line.strip().startswith("Latency") and len(line.split()) >= 4
+        ),
+        float("nan"),
+    )
+    return {
+        "generator": "wrk",
+        "ok": requests - failed,
+        "ok_per_s": (requests - failed) / duration,
+        "statuses": {"200": requests - failed, "non-2xx": failed} if failed else {"200": requests},
+        "errors": {},
+        "latency": latency,
+        "generator_cpu": float("nan"),
+    }

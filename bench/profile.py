@@ -32,8 +32,22 @@ def start_recording(pid: int, name: str, seconds: float) -> tuple[subprocess.Pop
     LOGS.mkdir(parents=True, exist_ok=True)
     output = LOGS / f"profile-{name}.txt"
     output.unlink(missing_ok=True)
-    argv = [binary, "record", "--pid", str(pid), "--duration", str(max(1, round(seconds))), "--rate", "100",
-            "--format", "raw", "--function", "--nonblocking", "--output", str(output)]
+    argv = [
+        binary,
+        "record",
+        "--pid",
+        str(pid),
+        "--duration",
+        str(max(1, round(seconds))),
+        "--rate",
+        "100",
+        "--format",
+        "raw",
+        "--function",
+        "--nonblocking",
+        "--output",
+        str(output),
+    ]
     log = (LOGS / f"profile-{name}.log").open("wb")
     return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL), output
 
@@ -110,5 +124,9 @@ def summarise(raw: str, top: int = 15) -> dict[str, Any]:
     def shares(counter: Counter[str]) -> list[list[Any]]:
         return [[name, round(100 * n / total, 1)] for name, n in counter.most_common(top)]
 
-    return {"samples": total, "self": shares(self_time), "packages": shares(by_package),
-            "eventline_inclusive": shares(inclusive)}
+    return {
+        "samples": total,
+        "self": shares(self_time),
+        "packages": shares(by_package),
+        "eventline_inclusive": shares(inclusive),
+    }

@@ -25,19 +25,49 @@ from projections.registry import PROJECTIONS
 
 def account_events(account_id: str, count: int) -> list[EventEnvelope]:
     now = utc_now()
-    events = [EventEnvelope(str(uuid.uuid4()), "AccountOpened", 1, "Account", account_id, 1, now,
-                            str(uuid.uuid4()), "bench", "bench", {"owner": "Bench", "currency": "EUR"})]
+    events = [
+        EventEnvelope(
+            str(uuid.uuid4()),
+            "AccountOpened",
+            1,
+            "Account",
+            account_id,
+            1,
+            now,
+            str(uuid.uuid4()),
+            "bench",
+            "bench",
+            {"owner": "Bench", "currency": "EUR"},
+        )
+    ]
     for version in range(2, count + 1):
         command_id = str(uuid.uuid4())
-        events.append(EventEnvelope(
-            str(uuid.uuid4()), "FundsDeposited", 1, "Account", account_id, version, now, command_id, command_id,
-            command_id, {"amount": 10, "reference": None, "balance_after": 10 * (version - 1)}))
+        events.append(
+            EventEnvelope(
+                str(uuid.uuid4()),
+                "FundsDeposited",
+                1,
+                "Account",
+                account_id,
+                version,
+                now,
+                command_id,
+                command_id,
+                command_id,
+                {"amount": 10, "reference": None, "balance_after": 10 * (version - 1)},
+            )
+        )
     return events
 
 
 async def produce_events(settings: Settings, total: int, per_account: int = 100) -> int:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=20,
-                                max_batch_size=512 * 1024, compression_type=None)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        acks="all",
+        linger_ms=20,
+        max_batch_size=512 * 1024,
+        compression_type=None,
+    )
     await producer.start()
     produced = 0
     try:
@@ -46,8 +76,13 @@ async def produce_events(settings: Settings, total: int, per_account: int = 100)
             partition = partition_for(account_id, settings.partitions)
             batch = account_events(account_id, min(per_account, total - produced))
             for event in batch:
-                await producer.send(settings.topic("events"), event.encode(), key=account_id.encode(),
-                                    partition=partition, headers=event.headers())
+                await producer.send(
+                    settings.topic("events"),
+                    event.encode(),
+                    key=account_id.encode(),
+                    partition=partition,
+                    headers=event.headers(),
+                )
             produced += len(batch)
         await producer.flush()
     finally:
@@ -57,8 +92,9 @@ async def produce_events(settings: Settings, total: int, per_account: int = 100)
 
 async def consume_baseline(settings: Settings) -> dict[str, float]:
     """Read and decode every event with aiokafka: the ceiling a projection cannot beat."""
-    count, seconds = await read_to_end(settings, "events", EventEnvelope.decode,
-                                       max_partition_fetch_bytes=4 * 1024 * 1024)
+    count, seconds = await read_to_end(
+        settings, "events", EventEnvelope.decode, max_partition_fetch_bytes=4 * 1024 * 1024
+    )
     return {"events": count, "seconds": seconds, "events_per_s": count / seconds}
 
 
@@ -70,13 +106,16 @@ async def measure_rebuilds(settings: Settings, names: list[str]) -> dict[str, An
     try:
         for name in names:
             report = await rebuild(settings, engine, PROJECTIONS[name])
-            results[name] = {"events": report.events, "seconds": report.seconds,
-                             "events_per_s": report.events_per_s}
+            results[name] = {"events": report.events, "seconds": report.seconds, "events_per_s": report.events_per_s}
         workers = default_workers(settings)
         started = time.monotonic()
         reports = await rebuild_together(settings, engine, [PROJECTIONS[name] for name in names], workers=workers)
-        results["together"] = {"events": max(r.events for r in reports), "seconds": time.monotonic() - started,
-                               "projections": names, "workers": workers}
+        results["together"] = {
+            "events": max(r.events for r in reports),
+            "seconds": time.monotonic() - started,
+            "projections": names,
+            "workers": workers,
+        }
     finally:
         await engine.dispose()
     return results

@@ -43,8 +43,10 @@ def load_row(name: str, run: dict[str, Any] | None) -> str:
         return f"| {name} | — | — | — | — | — | — |"
     lat = run["latency"]
     others = {k: v for k, v in run["statuses"].items() if k != "200"} | run["errors"]
-    return (f"| {name} | {num(run['ok_per_s'])} | {num(lat['p50_ms'], 1)} | {num(lat['p99_ms'], 1)} | "
-            f"{num(lat['max_ms'], 0)} | {generator(run)} | {others or ''} |")
+    return (
+        f"| {name} | {num(run['ok_per_s'])} | {num(lat['p50_ms'], 1)} | {num(lat['p99_ms'], 1)} | "
+        f"{num(lat['max_ms'], 0)} | {generator(run)} | {others or ''} |"
+    )
 
 
 def generator(run: dict[str, Any]) -> str:
@@ -66,17 +68,21 @@ def cpu_table(runs: dict[str, dict[str, Any] | None]) -> str:
         rows.append(f"| {name} | {parts} | {total:.2f} | {num(per_command, 2)} |")
     if not rows:
         return ""
-    table = ("CPU during the 64-client runs (share of one core per process, the load generator left out; "
-             "the machine has two):\n\n| service | by process | total | ms of CPU per command |\n"
-             "|---|---|---:|---:|\n" + "\n".join(rows) + "\n")
+    table = (
+        "CPU during the 64-client runs (share of one core per process, the load generator left out; "
+        "the machine has two):\n\n| service | by process | total | ms of CPU per command |\n"
+        "|---|---|---:|---:|\n" + "\n".join(rows) + "\n"
+    )
     eventline = runs.get("Eventline") or {}
     cpu, rate = eventline.get("cpu") or {}, eventline.get("ok_per_s") or 0
     if "api" in cpu and rate:
-        table += (f"\nWhat bounds it: both cores are busy, so throughput is the CPU budget divided by the CPU one "
-                  f"command costs across every process. 1,500 commands/s on two cores allows 1.33 ms per command "
-                  f"in all; in this run the HTTP API process alone spent {cpu['api'] / rate * 1000:.2f} ms per "
-                  f"command (mostly the ASGI stack: see the profile below), the broker "
-                  f"{cpu.get('kafka', 0) / rate * 1000:.2f} ms.\n")
+        table += (
+            f"\nWhat bounds it: both cores are busy, so throughput is the CPU budget divided by the CPU one "
+            f"command costs across every process. 1,500 commands/s on two cores allows 1.33 ms per command "
+            f"in all; in this run the HTTP API process alone spent {cpu['api'] / rate * 1000:.2f} ms per "
+            f"command (mostly the ASGI stack: see the profile below), the broker "
+            f"{cpu.get('kafka', 0) / rate * 1000:.2f} ms.\n"
+        )
     return table
 
 
@@ -86,11 +92,13 @@ def light_note(el: dict[str, Any], plan: dict[str, Any]) -> str:
     if not light:
         return ""
     lat, vis = light.get("latency", {}), light.get("visibility", {})
-    return (f"\nThe same at {plan['light_rate']:.0f} commands/s, where commands seldom wait for a core: "
-            f"latency p50 {num(lat.get('p50_ms'), 1)} ms, p99 {num(lat.get('p99_ms'), 1)} ms; visibility "
-            f"p50 {num(vis.get('p50_ms'), 1)} ms, p99 {num(vis.get('p99_ms'), 1)} ms. At "
-            f"{plan['rate']:.0f}/s the two cores are mostly busy (see the CPU table), so the gap between the "
-            "two is time spent queueing for CPU.\n")
+    return (
+        f"\nThe same at {plan['light_rate']:.0f} commands/s, where commands seldom wait for a core: "
+        f"latency p50 {num(lat.get('p50_ms'), 1)} ms, p99 {num(lat.get('p99_ms'), 1)} ms; visibility "
+        f"p50 {num(vis.get('p50_ms'), 1)} ms, p99 {num(vis.get('p99_ms'), 1)} ms. At "
+        f"{plan['rate']:.0f}/s the two cores are mostly busy (see the CPU table), so the gap between the "
+        "two is time spent queueing for CPU.\n"
+    )
 
 
 def write_section(results: dict[str, Any]) -> str:
@@ -102,27 +110,28 @@ def write_section(results: dict[str, Any]) -> str:
     rows = [load_row(f"Eventline, {c} clients", el.get(f"closed_{c}")) for c in plan["concurrency"]]
     rows.append(load_row(f"Eventline, open loop {plan['rate']:.0f}/s", el.get("open_rate")))
     if "light" in el:
-        rows.append(load_row(f"Eventline, open loop {plan['light_rate']:.0f}/s (with visibility reads)",
-                             el["light"]))
+        rows.append(load_row(f"Eventline, open loop {plan['light_rate']:.0f}/s (with visibility reads)", el["light"]))
     rows.append(load_row("CRUD, 64 clients", crud))
     rows.append(load_row("eventsourcing, 64 clients", es))
     vis = el.get("visibility", {}).get("visibility", {})
-    layout = {"split": "three processes: `eventline api`, `eventline processor`, `eventline projector`",
-              "run": "one process: `eventline run` (API, processor, projector and saga)"}[el["layout"]]
+    layout = {
+        "split": "three processes: `eventline api`, `eventline processor`, `eventline projector`",
+        "run": "one process: `eventline run` (API, processor, projector and saga)",
+    }[el["layout"]]
     c64 = results.get("commands_per_s_64")
     kafka = results.get("kafka") or {}
     raw = kafka.get("aiokafka") or {}
     return f"""## Write side: deposits over HTTP
 
 Workload: `POST /accounts/{{id}}/deposits` with `{{"amount": 1}}` on one of
-{plan['accounts']:,} accounts opened beforehand, chosen at random. Each service is served by
+{plan["accounts"]:,} accounts opened beforehand, chosen at random. Each service is served by
 uvicorn (uvloop, httptools, access log on, as `eventline api` runs) in its own processes on loopback.
 The load generators are separate processes. Closed loops use wrk (C, two threads; `make bench`
 installs Debian's package). The open loop and the visibility probe use `bench/load.py` (wrk has no
 fixed-rate mode and cannot carry `X-Consistent-With` tokens): uvloop and a minimal keep-alive HTTP/1.1
 client (`bench/http_client.py`), which uses under a tenth of a core at 500 requests/s; with httpx the
-generator itself could not hold 500/s. Each measurement is {plan['warmup']:.0f} s of warm-up then
-{plan['duration']:.0f} s counted. Only 200 answers count as commands done (Eventline's 202
+generator itself could not hold 500/s. Each measurement is {plan["warmup"]:.0f} s of warm-up then
+{plan["duration"]:.0f} s counted. Only 200 answers count as commands done (Eventline's 202
 "stored, not decided yet" does not).
 
 - **Eventline** ({layout}), fresh namespace, topics and database; it answers once the command's
@@ -142,11 +151,11 @@ limit); "wrk" marks wrk runs.
 |---|---:|---:|---:|---:|---:|---|
 {chr(10).join(rows)}
 
-**Visibility** (accepted → visible in the `accounts` read model), open loop at {plan['rate']:.0f}
-commands/s, every {plan['visibility_every']}th accepted deposit followed by `GET /accounts/{{id}}` with
+**Visibility** (accepted → visible in the `accounts` read model), open loop at {plan["rate"]:.0f}
+commands/s, every {plan["visibility_every"]}th accepted deposit followed by `GET /accounts/{{id}}` with
 `X-Consistent-With: <position>` (the API waits for the projection's checkpoint); counted from the 200
-of the deposit to the 200 of the read showing the new version: p50 {num(vis.get('p50_ms'), 1)} ms,
-p99 **{num(vis.get('p99_ms'), 1)} ms**, max {num(vis.get('max_ms'), 1)} ms over {vis.get('samples', 0):,} reads.
+of the deposit to the 200 of the read showing the new version: p50 {num(vis.get("p50_ms"), 1)} ms,
+p99 **{num(vis.get("p99_ms"), 1)} ms**, max {num(vis.get("max_ms"), 1)} ms over {vis.get("samples", 0):,} reads.
 {light_note(el, plan)}
 
 {cpu_table({"Eventline": el.get("closed_64"), "CRUD": crud, "eventsourcing": es})}
@@ -154,10 +163,10 @@ Ratios (same run, 64 clients):
 
 | | ratio |
 |---|---:|
-| Eventline / CRUD | {ratio(c64, results.get('crud_commands_per_s'))} |
-| Eventline / eventsourcing | {ratio(c64, results.get('eventsourcing_commands_per_s'))} |
-| Eventline / aiokafka ceiling (pipelined) | {ratio(c64, results.get('aiokafka_ceiling_msgs_per_s'))} |
-| Eventline / aiokafka, 64 callers awaiting each send | {ratio(c64, raw.get('send_and_wait_64_msgs_per_s'))} |
+| Eventline / CRUD | {ratio(c64, results.get("crud_commands_per_s"))} |
+| Eventline / eventsourcing | {ratio(c64, results.get("eventsourcing_commands_per_s"))} |
+| Eventline / aiokafka ceiling (pipelined) | {ratio(c64, results.get("aiokafka_ceiling_msgs_per_s"))} |
+| Eventline / aiokafka, 64 callers awaiting each send | {ratio(c64, raw.get("send_and_wait_64_msgs_per_s"))} |
 """
 
 
@@ -166,20 +175,23 @@ def kafka_section(results: dict[str, Any]) -> str:
     if not kafka:
         return "## Kafka ceilings\n\nNot measured in this run" + error(results, "kafka") + "\n"
     raw, perf, plan = kafka["aiokafka"], kafka.get("kafka_perf"), results["plan"]
-    perf_line = (f"{num(perf['msgs_per_s'])} msgs/s (avg latency {perf['avg_latency_ms']:.1f} ms, "
-                 f"{perf['records']:,} records)" if perf else "not available")
+    perf_line = (
+        f"{num(perf['msgs_per_s'])} msgs/s (avg latency {perf['avg_latency_ms']:.1f} ms, {perf['records']:,} records)"
+        if perf
+        else "not available"
+    )
     return f"""## Kafka ceilings
 
-Records of {raw['record_bytes']} bytes (an encoded deposit command, keyed and partitioned as the API
+Records of {raw["record_bytes"]} bytes (an encoded deposit command, keyed and partitioned as the API
 does) to a bench topic with the same partition count, `acks=all`, idempotent producer.
 
 - `aiokafka_ceiling_msgs_per_s`: a raw aiokafka producer with the API's settings, in a process of its
-  own on uvloop, as fast as it goes (up to 5,000 sends in flight) for {plan['ceiling_seconds']:.0f} s:
-  **{num(raw['pipelined_msgs_per_s'])}** msgs/s. With 64 callers each awaiting its own send (the
-  API's pattern): {num(raw['send_and_wait_64_msgs_per_s'])} msgs/s.
+  own on uvloop, as fast as it goes (up to 5,000 sends in flight) for {plan["ceiling_seconds"]:.0f} s:
+  **{num(raw["pipelined_msgs_per_s"])}** msgs/s. With 64 callers each awaiting its own send (the
+  API's pattern): {num(raw["send_and_wait_64_msgs_per_s"])} msgs/s.
 - `kafka_perf_msgs_per_s`: Kafka's own `org.apache.kafka.tools.ProducerPerformance` (kafka-tools
   4.1.1, the broker's version; `bench/kafka-tools/pom.xml`), `--throughput -1`: **{perf_line}**.
-  aiokafka reaches {ratio(raw['pipelined_msgs_per_s'], perf['msgs_per_s'] if perf else None)} of it.
+  aiokafka reaches {ratio(raw["pipelined_msgs_per_s"], perf["msgs_per_s"] if perf else None)} of it.
 """
 
 
@@ -189,24 +201,24 @@ def restore_section(results: dict[str, Any]) -> str:
         return "## Restore\n\nNot measured in this run" + error(results, "restore") + "\n"
     return f"""## Restore: a processor loading its aggregates
 
-{r['aggregates']:,} aggregate records ({r['record_bytes']} bytes each: an account opened and credited
+{r["aggregates"]:,} aggregate records ({r["record_bytes"]} bytes each: an account opened and credited
 once, built by the processor's own decision code) are produced onto
 `<ns>.aggregates`; then `app.eventstore.restore.restore_partitions(settings, all partitions)` is timed,
-on uvloop as in a processor: **{r['seconds']:.2f} s** ({num(r['aggregates_per_s'])} aggregates/s),
-i.e. `restore_100k_s` = **{num(results.get('restore_100k_s'), 2)} s** (target ≤ 10 s). Reading the same
-records with aiokafka without decoding them takes {r['read_only_seconds']:.2f} s
-({ratio(r['read_only_seconds'], r['seconds'])} of the restore).
-{idempotency_part(r.get('idempotency'))}"""
+on uvloop as in a processor: **{r["seconds"]:.2f} s** ({num(r["aggregates_per_s"])} aggregates/s),
+i.e. `restore_100k_s` = **{num(results.get("restore_100k_s"), 2)} s** (target ≤ 10 s). Reading the same
+records with aiokafka without decoding them takes {r["read_only_seconds"]:.2f} s
+({ratio(r["read_only_seconds"], r["seconds"])} of the restore).
+{idempotency_part(r.get("idempotency"))}"""
 
 
 def idempotency_part(m: dict[str, Any] | None) -> str:
     if not m:
         return ""
     return f"""
-The idempotency memory: {m['remembered']:,} remembered commands ({m['record_bytes']} bytes each: a
-deposit's answer) on one partition of `<ns>.aggregates`, restored as on a takeover: **{m['seconds']:.2f} s**,
-holding **{m['bytes_per_entry']:.0f} bytes per entry** in memory (resident set before and after;
-{m['resident_bytes'] / 2**20:,.0f} MiB). Per million retained keys: `idempotency_restore_1m_s` and
+The idempotency memory: {m["remembered"]:,} remembered commands ({m["record_bytes"]} bytes each: a
+deposit's answer) on one partition of `<ns>.aggregates`, restored as on a takeover: **{m["seconds"]:.2f} s**,
+holding **{m["bytes_per_entry"]:.0f} bytes per entry** in memory (resident set before and after;
+{m["resident_bytes"] / 2**20:,.0f} MiB). Per million retained keys: `idempotency_restore_1m_s` and
 `idempotency_mib_per_1m` in the table.
 """
 
@@ -224,7 +236,7 @@ def read_section(results: dict[str, Any]) -> str:
     )
     return f"""## Read side: rebuild throughput
 
-{read['events']:,} events (accounts of 100 events each) are produced straight onto
+{read["events"]:,} events (accounts of 100 events each) are produced straight onto
 `<ns>.events`; then each projection is rebuilt from offset 0 with `eventline rebuild`'s
 code path (replay into fresh tables, catch up, swap), in the benchmark's own process:
 one process, as one projector runs. Baseline: reading and decoding the same events
@@ -234,11 +246,11 @@ with aiokafka alone ({base:,.0f} events/s).
 |---|---:|---:|---:|---:|
 {rows}
 
-- `projection_events_per_s` (slowest projection): **{read['projection_events_per_s']:,.0f}** (target ≥ 20,000)
+- `projection_events_per_s` (slowest projection): **{read["projection_events_per_s"]:,.0f}** (target ≥ 20,000)
 - `rebuild_1m_s` (the three read models rebuilt together, per million events, as `eventline
   rebuild --all` does: one replay, shared by partition among
-  {together.get('workers', 1)} processes, one per core): **{read['rebuild_1m_s']:.1f} s** (target ≤ 60 s);
-  one after the other, each in one process, they take {num(read.get('rebuild_1m_s_one_by_one'), 1)} s
+  {together.get("workers", 1)} processes, one per core): **{read["rebuild_1m_s"]:.1f} s** (target ≤ 60 s);
+  one after the other, each in one process, they take {num(read.get("rebuild_1m_s_one_by_one"), 1)} s
 """
 
 
@@ -246,16 +258,18 @@ def profile_section(results: dict[str, Any]) -> str:
     prof = (results.get("write_side") or {}).get("eventline", {}).get("profile")
     if not prof:
         return "## Profile\n\nNot taken in this run (py-spy missing or unable to attach).\n"
-    parts = [f"""## Profile: where the time goes at 64 clients
+    parts = [
+        f"""## Profile: where the time goes at 64 clients
 
-A separate 64-client run ({num(prof.get('commands_per_s_while_profiled'))} commands/s while sampled)
+A separate 64-client run ({num(prof.get("commands_per_s_while_profiled"))} commands/s while sampled)
 with `py-spy record --pid <pid> --rate 100 --nonblocking --function` attached to each Eventline
 process (`.venv/bin/py-spy`; raw stacks in `.local/bench-logs/profile-*.txt`). Shares are of the
 samples in which the process was not idle. On this saturated machine that includes time a thread was
 runnable but waiting for a core: those samples pile up where it was preempted, mostly in the socket
 write that woke the broker, so `StreamWriter.write` looks far costlier than it is. The on-CPU split
 below each process comes from `perf record` (CPU samples only, by shared object) over the same
-window and is the one to read for what the CPU does."""]
+window and is the one to read for what the CPU does."""
+    ]
     for name, summary in prof.items():
         if not isinstance(summary, dict):
             continue
@@ -265,8 +279,15 @@ window and is the one to read for what the CPU does."""]
         incl = "\n".join(f"| {f} | {s}% |" for f, s in summary["eventline_inclusive"][:12])
         window = 100 * (results["plan"]["warmup"] + results["plan"]["duration"])
         on_cpu = summary.get("on_cpu")
-        split = ("On CPU (perf, by shared object): " + ", ".join(f"`{dso}` {share:.1f}%" for dso, share in on_cpu[:6])
-                 + ".\n\n") if on_cpu else ""
+        split = (
+            (
+                "On CPU (perf, by shared object): "
+                + ", ".join(f"`{dso}` {share:.1f}%" for dso, share in on_cpu[:6])
+                + ".\n\n"
+            )
+            if on_cpu
+            else ""
+        )
         parts.append(f"""### `{name}` ({total:,} samples: busy about {100 * total / window:.0f}% of the window)
 
 {split}Self time by package (py-spy): {packages}.
@@ -291,9 +312,9 @@ def write_markdown(results: dict[str, Any], path: Path) -> None:
     quick = " **QUICK run (BENCH_QUICK=1): smaller measurements, not comparable.**" if plan["quick"] else ""
     path.write_text(f"""# Benchmarks
 
-Measured by `make bench` (`python -m bench`, about {results['seconds'] / 60:.0f} minutes), which writes
-`bench/results/latest.json` and this file. Last run: {results['when']} on {machine['cpus']} CPUs
-({machine.get('cpu', '')}, {machine.get('memory', '')}), Python {machine['python']}, {machine['platform']},
+Measured by `make bench` (`python -m bench`, about {results["seconds"] / 60:.0f} minutes), which writes
+`bench/results/latest.json` and this file. Last run: {results["when"]} on {machine["cpus"]} CPUs
+({machine.get("cpu", "")}, {machine.get("memory", "")}), Python {machine["python"]}, {machine["platform"]},
 with Kafka 4.1.1 (single node, KRaft), PostgreSQL 15, every service and the load generator on the
 same machine.{quick} These machines are shared and noisy: compare the ratios to the baselines
 measured in the same run, not absolute figures across runs.

@@ -50,22 +50,36 @@ def remembered_template(command_id: str) -> bytes:
     aggregate = decide_command(None, opened, now=now, new_event_id=lambda: str(uuid.uuid4())).aggregate
     decision = decide_command(aggregate, deposit_command(account_id), now=now, new_event_id=lambda: str(uuid.uuid4()))
     result = decision.result
-    positioned = type(result)(command_id, result.command_id, result.outcome, result.version, {"0": 123_456_789},
-                              result.event_ids, result.error, False, result.decided_at)
+    positioned = type(result)(
+        command_id,
+        result.command_id,
+        result.outcome,
+        result.version,
+        {"0": 123_456_789},
+        result.event_ids,
+        result.error,
+        False,
+        result.decided_at,
+    )
     return RememberedCommand(command_id, "f" * 32, positioned).encode()
 
 
 async def produce_aggregates(settings: Settings, count: int) -> int:
     model_id = str(uuid.uuid4())
     model = template(model_id)
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=20,
-                                max_batch_size=512 * 1024)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=20, max_batch_size=512 * 1024
+    )
     await producer.start()
     try:
         for _ in range(count):
             account_id = str(uuid.uuid4())
-            await producer.send(settings.topic("aggregates"), model.replace(model_id.encode(), account_id.encode()),
-                                key=account_id.encode(), partition=partition_for(account_id, settings.partitions))
+            await producer.send(
+                settings.topic("aggregates"),
+                model.replace(model_id.encode(), account_id.encode()),
+                key=account_id.encode(),
+                partition=partition_for(account_id, settings.partitions),
+            )
         await producer.flush()
     finally:
         await producer.stop()
@@ -73,8 +87,9 @@ async def produce_aggregates(settings: Settings, count: int) -> int:
 
 
 async def read_baseline(settings: Settings) -> float:
-    _, seconds = await read_to_end(settings, "aggregates", max_partition_fetch_bytes=8 * 1024 * 1024,
-                                   fetch_max_bytes=64 * 1024 * 1024)
+    _, seconds = await read_to_end(
+        settings, "aggregates", max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024
+    )
     return seconds
 
 
@@ -87,8 +102,13 @@ async def measure_restore(settings: Settings, count: int) -> dict[str, Any]:
     found = sum(len(r.aggregates) for r in restored.values())
     if found != count:
         raise RuntimeError(f"restored {found} aggregates, expected {count}")
-    return {"aggregates": count, "record_bytes": record_bytes, "seconds": seconds,
-            "aggregates_per_s": count / seconds, "read_only_seconds": baseline_s}
+    return {
+        "aggregates": count,
+        "record_bytes": record_bytes,
+        "seconds": seconds,
+        "aggregates_per_s": count / seconds,
+        "read_only_seconds": baseline_s,
+    }
 
 
 def resident_bytes() -> int:
@@ -100,15 +120,21 @@ async def measure_idempotency(settings: Settings, count: int) -> dict[str, Any]:
     """`count` remembered commands on partition 0, restored: seconds and bytes held per entry."""
     model_id = str(uuid.uuid4())
     model = remembered_template(model_id)
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=20,
-                                max_batch_size=512 * 1024)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=20, max_batch_size=512 * 1024
+    )
     await producer.start()
     try:
         at = now_ms()
         for _ in range(count):
             command_id = str(uuid.uuid4())
-            await producer.send(settings.topic("aggregates"), model.replace(model_id.encode(), command_id.encode()),
-                                key=record_key(command_id), partition=0, timestamp_ms=at)
+            await producer.send(
+                settings.topic("aggregates"),
+                model.replace(model_id.encode(), command_id.encode()),
+                key=record_key(command_id),
+                partition=0,
+                timestamp_ms=at,
+            )
         await producer.flush()
     finally:
         await producer.stop()
@@ -120,5 +146,10 @@ async def measure_idempotency(settings: Settings, count: int) -> dict[str, Any]:
     found = len(restored[0].memory)
     if found != count:
         raise RuntimeError(f"restored {found} remembered commands, expected {count}")
-    return {"remembered": count, "record_bytes": len(model), "seconds": seconds,
-            "resident_bytes": held, "bytes_per_entry": held / count}
+    return {
+        "remembered": count,
+        "record_bytes": len(model),
+        "seconds": seconds,
+        "resident_bytes": held,
+        "bytes_per_entry": held / count,
+    }

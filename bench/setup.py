@@ -21,8 +21,9 @@ from bench.paths import ROOT
 
 
 def _admin_dsn(database_url: str) -> str:
-    return make_url(database_url).set(drivername="postgresql", database="postgres").render_as_string(
-        hide_password=False)
+    return (
+        make_url(database_url).set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
+    )
 
 
 async def create_database(prefix: str = "eventline_bench") -> str:
@@ -81,14 +82,19 @@ async def delete_namespace_topics(settings: Settings) -> None:
         await admin.close()
 
 
-async def read_to_end(settings: Settings, short_topic: str, each: Callable[[bytes], object] | None = None,
-                      **consumer_options: Any) -> tuple[int, float]:
+async def read_to_end(
+    settings: Settings, short_topic: str, each: Callable[[bytes], object] | None = None, **consumer_options: Any
+) -> tuple[int, float]:
     """Read every committed record of `<ns>.<short_topic>` from its start, handing each value to `each`.
 
     Returns how many records were read and the seconds it took (consumer start-up left out).
     """
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, isolation_level="read_committed",
-                                enable_auto_commit=False, **consumer_options)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        isolation_level="read_committed",
+        enable_auto_commit=False,
+        **consumer_options,
+    )
     await consumer.start()
     try:
         tps = [TopicPartition(settings.topic(short_topic), p) for p in range(settings.partitions)]

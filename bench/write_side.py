@@ -73,27 +73,48 @@ async def eventline(accounts: int, plan: dict[str, Any], layout: str, say: Say) 
             for clients in plan["concurrency"]:
                 meter = CpuMeter({s.name.removeprefix("eventline-"): s.pid for s in services} | infra_pids())
                 meter.start()
-                run = await asyncio.to_thread(closed_loop, base, accounts_file, concurrency=clients,
-                                              warmup=plan["warmup"], duration=plan["duration"])
+                run = await asyncio.to_thread(
+                    closed_loop,
+                    base,
+                    accounts_file,
+                    concurrency=clients,
+                    warmup=plan["warmup"],
+                    duration=plan["duration"],
+                )
                 run["cpu"] = meter.stop()
                 results[f"closed_{clients}"] = run
-                say(f"  eventline, {clients} clients: {run['ok_per_s']:,.0f} commands/s, "
-                    f"p99 {run['latency']['p99_ms']:.1f} ms, generator cpu {run['generator_cpu']:.2f}")
+                say(
+                    f"  eventline, {clients} clients: {run['ok_per_s']:,.0f} commands/s, "
+                    f"p99 {run['latency']['p99_ms']:.1f} ms, generator cpu {run['generator_cpu']:.2f}"
+                )
 
             async def open_loop(rate: float, visibility_every: int = 0) -> dict[str, Any]:
-                return await asyncio.to_thread(run_load, base, accounts_file, mode="open", rate=rate,
-                                               visibility_every=visibility_every, warmup=plan["warmup"],
-                                               duration=plan["duration"])
+                return await asyncio.to_thread(
+                    run_load,
+                    base,
+                    accounts_file,
+                    mode="open",
+                    rate=rate,
+                    visibility_every=visibility_every,
+                    warmup=plan["warmup"],
+                    duration=plan["duration"],
+                )
 
             run = results["open_rate"] = await open_loop(plan["rate"])
-            say(f"  eventline at {plan['rate']:.0f}/s: p50 {run['latency']['p50_ms']:.1f} ms, "
-                f"p99 {run['latency']['p99_ms']:.1f} ms ({run['ok_per_s']:,.0f} ok/s)")
+            say(
+                f"  eventline at {plan['rate']:.0f}/s: p50 {run['latency']['p50_ms']:.1f} ms, "
+                f"p99 {run['latency']['p99_ms']:.1f} ms ({run['ok_per_s']:,.0f} ok/s)"
+            )
             run = results["visibility"] = await open_loop(plan["rate"], plan["visibility_every"])
-            say(f"  visibility at {plan['rate']:.0f}/s: p50 {run['visibility']['p50_ms']:.1f} ms, "
-                f"p99 {run['visibility']['p99_ms']:.1f} ms ({run['visibility']['samples']} samples)")
+            say(
+                f"  visibility at {plan['rate']:.0f}/s: p50 {run['visibility']['p50_ms']:.1f} ms, "
+                f"p99 {run['visibility']['p99_ms']:.1f} ms ({run['visibility']['samples']} samples)"
+            )
             run = results["light"] = await open_loop(plan["light_rate"], plan["visibility_every"])
-            say(f"  at {plan['light_rate']:.0f}/s: p99 {run['latency']['p99_ms']:.1f} ms, "
-                f"visibility p99 {run['visibility']['p99_ms']:.1f} ms")
+            say(
+                f"  at {plan['light_rate']:.0f}/s: p99 {run['latency']['p99_ms']:.1f} ms, "
+                f"visibility p99 {run['visibility']['p99_ms']:.1f} ms"
+            )
             if plan["profile"]:
                 results["profile"] = await profile_eventline(services, base, accounts_file, plan, say)
     finally:
@@ -104,8 +125,9 @@ async def eventline(accounts: int, plan: dict[str, Any], layout: str, say: Say) 
     return results
 
 
-async def profile_eventline(services: list[Service], base: str, accounts_file: Path, plan: dict[str, Any],
-                            say: Say) -> dict[str, Any]:
+async def profile_eventline(
+    services: list[Service], base: str, accounts_file: Path, plan: dict[str, Any], say: Say
+) -> dict[str, Any]:
     """A separate 64-client run with py-spy attached to each Eventline process."""
     seconds = plan["duration"]
     recordings = {s.name: profile.start_recording(s.pid, s.name, plan["warmup"] + seconds) for s in services}
@@ -113,16 +135,19 @@ async def profile_eventline(services: list[Service], base: str, accounts_file: P
         say("  profile: py-spy not available, skipped")
         return {}
     on_cpu = {s.name: oncpu.start_recording(s.pid, s.name, plan["warmup"] + seconds) for s in services}
-    run = await asyncio.to_thread(run_load, base, accounts_file, concurrency=64, warmup=plan["warmup"],
-                                  duration=seconds)
+    run = await asyncio.to_thread(
+        run_load, base, accounts_file, concurrency=64, warmup=plan["warmup"], duration=seconds
+    )
     found: dict[str, Any] = {"commands_per_s_while_profiled": run["ok_per_s"]}
     for name, recording in recordings.items():
         summary = profile.finish_recording(recording)
         if summary is not None:
             found[name] = summary
             summary["on_cpu"] = oncpu.finish_recording(on_cpu[name])
-    say(f"  profiled {', '.join(k for k in found if k.startswith('eventline'))} "
-        f"({run['ok_per_s']:,.0f} commands/s while sampled)")
+    say(
+        f"  profiled {', '.join(k for k in found if k.startswith('eventline'))} "
+        f"({run['ok_per_s']:,.0f} commands/s while sampled)"
+    )
     return found
 
 
@@ -133,10 +158,17 @@ async def peer(name: str, accounts: int, plan: dict[str, Any], say: Say) -> dict
     base = f"http://127.0.0.1:{port}"
     parts = make_url(url)
     env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTLINE_")}
-    env |= {"BENCH_DATABASE_URL": url, "PERSISTENCE_MODULE": "eventsourcing.postgres",
-            "POSTGRES_DBNAME": str(parts.database), "POSTGRES_HOST": str(parts.host),
-            "POSTGRES_PORT": str(parts.port), "POSTGRES_USER": str(parts.username),
-            "POSTGRES_PASSWORD": str(parts.password), "POSTGRES_POOL_SIZE": "20", "POSTGRES_MAX_OVERFLOW": "20"}
+    env |= {
+        "BENCH_DATABASE_URL": url,
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_DBNAME": str(parts.database),
+        "POSTGRES_HOST": str(parts.host),
+        "POSTGRES_PORT": str(parts.port),
+        "POSTGRES_USER": str(parts.username),
+        "POSTGRES_PASSWORD": str(parts.password),
+        "POSTGRES_POOL_SIZE": "20",
+        "POSTGRES_MAX_OVERFLOW": "20",
+    }
     module = {"crud": "bench.crud_service", "eventsourcing": "bench.es_service"}[name]
     service = Service(f"peer-{name}", [sys.executable, "-m", module, "--port", str(port)], env)
     accounts_file = Path(tempfile.mkstemp(prefix="bench-accounts-", suffix=".txt")[1])
@@ -146,12 +178,15 @@ async def peer(name: str, accounts: int, plan: dict[str, Any], say: Say) -> dict
             await open_accounts(base, accounts, accounts_file)
             meter = CpuMeter({"service": service.pid} | infra_pids())
             meter.start()
-            run = await asyncio.to_thread(closed_loop, base, accounts_file, concurrency=64, warmup=plan["warmup"],
-                                          duration=plan["duration"])
+            run = await asyncio.to_thread(
+                closed_loop, base, accounts_file, concurrency=64, warmup=plan["warmup"], duration=plan["duration"]
+            )
             run["cpu"] = meter.stop()
             results["closed_64"] = run
-            say(f"  {name}, 64 clients: {run['ok_per_s']:,.0f} commands/s, p99 {run['latency']['p99_ms']:.1f} ms, "
-                f"generator cpu {run['generator_cpu']:.2f}")
+            say(
+                f"  {name}, 64 clients: {run['ok_per_s']:,.0f} commands/s, p99 {run['latency']['p99_ms']:.1f} ms, "
+                f"generator cpu {run['generator_cpu']:.2f}"
+            )
     finally:
         await asyncio.to_thread(accounts_file.unlink, missing_ok=True)
         await drop_database_url(url)

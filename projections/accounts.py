@@ -28,17 +28,20 @@ async def apply(connection: AsyncConnection, messages: Sequence[Message]) -> Non
         at = occurred_at(event)
         if event.type == "AccountOpened":
             opened[event.aggregate_id] = {
-                "account_id": event.aggregate_id, "owner": event.data["owner"],
-                "currency": event.data["currency"], "balance": 0, "version": event.version,
-                "created_at": at, "updated_at": at,
+                "account_id": event.aggregate_id,
+                "owner": event.data["owner"],
+                "currency": event.data["currency"],
+                "balance": 0,
+                "version": event.version,
+                "created_at": at,
+                "updated_at": at,
             }
         elif event.type in BALANCE_EVENTS:
             state = {"balance": event.data["balance_after"], "version": event.version, "updated_at": at}
             if event.aggregate_id in opened:
                 opened[event.aggregate_id].update(state)
             else:
-                changed[event.aggregate_id] = {"b_id": event.aggregate_id,
-                                               **{f"b_{k}": v for k, v in state.items()}}
+                changed[event.aggregate_id] = {"b_id": event.aggregate_id, **{f"b_{k}": v for k, v in state.items()}}
     if opened:
         await connection.execute(insert(accounts).on_conflict_do_nothing(), list(opened.values()))
     if changed:

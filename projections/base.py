@@ -101,8 +101,9 @@ async def insert_rows(connection: AsyncConnection, table: Table, rows: Sequence[
     PostgreSQL takes a batch of thousands in one execution instead of one each.
     """
     if rows:
-        await connection.execute(_unnest_insert(table),
-                                 {f"all_{c.name}": [row[c.name] for row in rows] for c in table.columns})
+        await connection.execute(
+            _unnest_insert(table), {f"all_{c.name}": [row[c.name] for row in rows] for c in table.columns}
+        )
 
 
 def occurred_at(event: EventEnvelope) -> datetime:

@@ -33,8 +33,10 @@ async def ensure(connection: AsyncConnection, projection: str, slots: Iterable[S
 
 async def load(connection: AsyncConnection, projection: str) -> dict[Slot, int]:
     result = await connection.execute(
-        select(checkpoints.c.topic, checkpoints.c.partition, checkpoints.c.next_offset)
-        .where(checkpoints.c.projection == projection))
+        select(checkpoints.c.topic, checkpoints.c.partition, checkpoints.c.next_offset).where(
+            checkpoints.c.projection == projection
+        )
+    )
     return {(row.topic, row.partition): row.next_offset for row in result}
 
 
@@ -47,15 +49,21 @@ ADVANCE = text(f"""
          AS moved(projection, topic, partition, expected, new)
     WHERE c.projection = moved.projection AND c.topic = moved.topic AND c.partition = moved.partition
       AND c.next_offset = moved.expected
-""").bindparams(bindparam("projections", type_=ARRAY(Text)), bindparam("topics", type_=ARRAY(Text)),
-                bindparam("partitions", type_=ARRAY(Integer)), bindparam("expected", type_=ARRAY(BigInteger)),
-                bindparam("new", type_=ARRAY(BigInteger)))
+""").bindparams(
+    bindparam("projections", type_=ARRAY(Text)),
+    bindparam("topics", type_=ARRAY(Text)),
+    bindparam("partitions", type_=ARRAY(Integer)),
+    bindparam("expected", type_=ARRAY(BigInteger)),
+    bindparam("new", type_=ARRAY(BigInteger)),
+)
 
 LOCK_SHARED = text("SELECT pg_advisory_xact_lock_shared(key) FROM unnest(:keys) AS key").bindparams(
-    bindparam("keys", type_=ARRAY(BigInteger)))
+    bindparam("keys", type_=ARRAY(BigInteger))
+)
 
 NOTIFY = text("SELECT pg_notify(:channel, payload) FROM unnest(:payloads) AS payload").bindparams(
-    bindparam("payloads", type_=ARRAY(Text)))
+    bindparam("payloads", type_=ARRAY(Text))
+)
 
 
 async def advance(connection: AsyncConnection, projection: str, moves: Mapping[Slot, tuple[int, int]]) -> None:
@@ -63,16 +71,20 @@ async def advance(connection: AsyncConnection, projection: str, moves: Mapping[S
     await advance_all(connection, {projection: moves})
 
 
-async def advance_all(connection: AsyncConnection,
-                      moves: Mapping[str, Mapping[Slot, tuple[int, int]]]) -> None:
+async def advance_all(connection: AsyncConnection, moves: Mapping[str, Mapping[Slot, tuple[int, int]]]) -> None:
     """`advance` for several projections at once (projection → its moves)."""
-    rows = [(projection, topic, partition, expected, new)
-            for projection, slots in moves.items() for (topic, partition), (expected, new) in slots.items()]
+    rows = [
+        (projection, topic, partition, expected, new)
+        for projection, slots in moves.items()
+        for (topic, partition), (expected, new) in slots.items()
+    ]
     if not rows:
         return
     projections, topics, partitions, expected, new = (list(column) for column in zip(*rows, strict=True))
-    result = await connection.execute(ADVANCE, {"projections": projections, "topics": topics,
-                                                "partitions": partitions, "expected": expected, "new": new})
+    result = await connection.execute(
+        ADVANCE,
+        {"projections": projections, "topics": topics, "partitions": partitions, "expected": expected, "new": new},
+    )
     if result.rowcount != len(rows):
         where = ", ".join(f"{p} {t}[{n}]@{e}" for p, t, n, e, _ in rows)
         raise CheckpointMoved(f"not all of {where} are where this runner left them")
@@ -85,5 +97,6 @@ async def lock_shared(connection: AsyncConnection, keys: Sequence[int]) -> None:
 
 async def notify(connection: AsyncConnection, namespace: str, projections: Sequence[str]) -> None:
     """Wake read-your-writes waiters; delivered when the transaction commits."""
-    await connection.execute(NOTIFY, {"channel": NOTIFY_CHANNEL,
-                                      "payloads": [f"{namespace}|{name}" for name in projections]})
+    await connection.execute(
+        NOTIFY, {"channel": NOTIFY_CHANNEL, "payloads": [f"{namespace}|{name}" for name in projections]}
+    )

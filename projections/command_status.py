@@ -30,17 +30,25 @@ async def apply(connection: AsyncConnection, messages: Sequence[Message]) -> Non
             decided[message.value.command_id] = _decided(message.value)
     if accepted:
         statement = insert(command_status)
-        await connection.execute(statement.on_conflict_do_update(
-            index_elements=[command_status.c.command_id],
-            set_={"command_type": statement.excluded.command_type, "accepted_at": statement.excluded.accepted_at},
-        ), list(accepted.values()))
+        await connection.execute(
+            statement.on_conflict_do_update(
+                index_elements=[command_status.c.command_id],
+                set_={"command_type": statement.excluded.command_type, "accepted_at": statement.excluded.accepted_at},
+            ),
+            list(accepted.values()),
+        )
     if decided:
         statement = insert(command_status)
-        await connection.execute(statement.on_conflict_do_update(
-            index_elements=[command_status.c.command_id],
-            set_={name: statement.excluded[name]
-                  for name in ("status", "version", "position", "problem", "decided_at")},
-        ), list(decided.values()))
+        await connection.execute(
+            statement.on_conflict_do_update(
+                index_elements=[command_status.c.command_id],
+                set_={
+                    name: statement.excluded[name]
+                    for name in ("status", "version", "position", "problem", "decided_at")
+                },
+            ),
+            list(decided.values()),
+        )
 
 
 def _is_outcome(result: CommandResult) -> bool:
@@ -51,24 +59,36 @@ def _is_outcome(result: CommandResult) -> bool:
 
 def _accepted(command: CommandEnvelope) -> dict[str, Any]:
     return {
-        "command_id": command.command_id, "command_type": command.type, "aggregate_id": command.aggregate_id,
-        "status": "accepted", "accepted_at": datetime.fromisoformat(command.issued_at),
-        "version": None, "position": None, "problem": None, "decided_at": None,
+        "command_id": command.command_id,
+        "command_type": command.type,
+        "aggregate_id": command.aggregate_id,
+        "status": "accepted",
+        "accepted_at": datetime.fromisoformat(command.issued_at),
+        "version": None,
+        "position": None,
+        "problem": None,
+        "decided_at": None,
     }
 
 
 def _decided(result: CommandResult) -> dict[str, Any]:
     return {
-        "command_id": result.command_id, "command_type": None, "aggregate_id": result.aggregate_id,
-        "status": result.outcome, "version": result.version,
+        "command_id": result.command_id,
+        "command_type": None,
+        "aggregate_id": result.aggregate_id,
+        "status": result.outcome,
+        "version": result.version,
         "position": position.encode(result.position) if result.position else None,
-        "problem": result.error, "accepted_at": None,
+        "problem": result.error,
+        "accepted_at": None,
         "decided_at": datetime.fromisoformat(result.decided_at) if result.decided_at else None,
     }
 
 
 PROJECTION = Projection(
-    name="command_status", tables=(command_status,), apply=apply,
+    name="command_status",
+    tables=(command_status,),
+    apply=apply,
     topics={"commands": CommandEnvelope.decode, "command-results": CommandResult.decode},
     replay_note="it is rebuilt from <ns>.commands and <ns>.command-results, which keep records for a "
     "while only (EVENTLINE_COMMAND_RETENTION_MS, EVENTLINE_RESULT_RETENTION_MS: a week and an hour by "

@@ -13,9 +13,14 @@ from projections.tables import conversations
 
 async def apply(connection: AsyncConnection, messages: Sequence[Message]) -> None:
     rows = [
-        {"conversation_id": m.event.aggregate_id, "title": m.event.data.get("title"),
-         "participants": m.event.data["participants"], "started_at": occurred_at(m.event)}
-        for m in messages if m.event.type == "ConversationStarted"
+        {
+            "conversation_id": m.event.aggregate_id,
+            "title": m.event.data.get("title"),
+            "participants": m.event.data["participants"],
+            "started_at": occurred_at(m.event),
+        }
+        for m in messages
+        if m.event.type == "ConversationStarted"
     ]
     if rows:
         await connection.execute(insert(conversations).on_conflict_do_nothing(), rows)

@@ -13,12 +13,19 @@ from projections.tables import event_log
 async def apply(connection: AsyncConnection, messages: Sequence[Message]) -> None:
     rows = [
         {
-            "event_id": m.event.event_id, "aggregate_type": m.event.aggregate_type,
-            "aggregate_id": m.event.aggregate_id, "version": m.event.version, "type": m.event.type,
-            "schema_version": m.event.schema_version, "occurred_at": occurred_at(m.event),
-            "command_id": m.event.command_id, "correlation_id": m.event.correlation_id,
-            "causation_id": m.event.causation_id, "data": m.event.data,
-            "partition": m.partition, "offset": m.offset,
+            "event_id": m.event.event_id,
+            "aggregate_type": m.event.aggregate_type,
+            "aggregate_id": m.event.aggregate_id,
+            "version": m.event.version,
+            "type": m.event.type,
+            "schema_version": m.event.schema_version,
+            "occurred_at": occurred_at(m.event),
+            "command_id": m.event.command_id,
+            "correlation_id": m.event.correlation_id,
+            "causation_id": m.event.causation_id,
+            "data": m.event.data,
+            "partition": m.partition,
+            "offset": m.offset,
         }
         for m in messages
     ]

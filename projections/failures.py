@@ -27,33 +27,50 @@ def payload_of(message: Message) -> dict[str, Any]:
     return dict(value)
 
 
-async def record(connection: AsyncConnection, projection: str, message: Message, error: BaseException,
-                 attempts: int) -> int:
+async def record(
+    connection: AsyncConnection, projection: str, message: Message, error: BaseException, attempts: int
+) -> int:
     payload = payload_of(message)
-    result = await connection.execute(insert(failures).values(
-        projection=projection, topic=message.topic, partition=message.partition, offset=message.offset,
-        event_id=payload.get("event_id") or payload.get("command_id"), event_type=payload.get("type"),
-        payload=orjson.dumps(payload).decode(), attempts=attempts,
-        error=f"{type(error).__name__}: {error}"[:4000].replace("\x00", "\\x00"),
-    ).returning(failures.c.failure_id))
+    result = await connection.execute(
+        insert(failures)
+        .values(
+            projection=projection,
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            event_id=payload.get("event_id") or payload.get("command_id"),
+            event_type=payload.get("type"),
+            payload=orjson.dumps(payload).decode(),
+            attempts=attempts,
+            error=f"{type(error).__name__}: {error}"[:4000].replace("\x00", "\\x00"),
+        )
+        .returning(failures.c.failure_id)
+    )
     return int(result.scalar_one())
 
 
 async def halt(connection: AsyncConnection, projection: str, reason: str) -> None:
     statement = insert(projection_status).values(projection=projection, state="halted", halted_reason=reason)
-    await connection.execute(statement.on_conflict_do_update(
-        index_elements=[projection_status.c.projection],
-        set_={"state": "halted", "halted_reason": reason, "updated_at": func.now()}))
+    await connection.execute(
+        statement.on_conflict_do_update(
+            index_elements=[projection_status.c.projection],
+            set_={"state": "halted", "halted_reason": reason, "updated_at": func.now()},
+        )
+    )
 
 
 async def resume(connection: AsyncConnection, projection: str) -> None:
-    await connection.execute(update(projection_status).where(projection_status.c.projection == projection)
-                             .values(state="running", halted_reason=None, updated_at=func.now()))
+    await connection.execute(
+        update(projection_status)
+        .where(projection_status.c.projection == projection)
+        .values(state="running", halted_reason=None, updated_at=func.now())
+    )
 
 
 async def is_halted(connection: AsyncConnection, projection: str) -> bool:
-    state = await connection.scalar(select(projection_status.c.state)
-                                    .where(projection_status.c.projection == projection))
+    state = await connection.scalar(
+        select(projection_status.c.state).where(projection_status.c.projection == projection)
+    )
     return state == "halted"
 
 
@@ -73,18 +90,21 @@ async def retry(engine: AsyncEngine, projection: Projection, failure_id: int) ->
     order, which the read models tolerate (their writes are guarded by version).
     """
     async with engine.begin() as connection:
-        row = (await connection.execute(select(failures).where(failures.c.failure_id == failure_id)
-                                        .with_for_update())).one()
+        row = (
+            await connection.execute(select(failures).where(failures.c.failure_id == failure_id).with_for_update())
+        ).one()
         if row.status != "open":
             return "already resolved"
         if await is_halted(connection, projection.name):
             await resume(connection, projection.name)
             outcome = "resumed: the projection re-applies it from its checkpoint"
         else:
-            message = Message(row.topic, row.partition, row.offset,
-                              projection.topics[row.topic](row.payload.encode()))
+            message = Message(row.topic, row.partition, row.offset, projection.topics[row.topic](row.payload.encode()))
             await projection.apply(connection, [message])
             outcome = "applied"
-        await connection.execute(update(failures).where(failures.c.failure_id == failure_id)
-                                 .values(status="resolved", resolved_at=func.now()))
+        await connection.execute(
+            update(failures)
+            .where(failures.c.failure_id == failure_id)
+            .values(status="resolved", resolved_at=func.now())
+        )
         return outcome

@@ -20,11 +20,16 @@ KINDS = {
 async def apply(connection: AsyncConnection, messages: Sequence[Message]) -> None:
     rows = [
         {
-            "account_id": m.event.aggregate_id, "version": m.event.version, "kind": KINDS[m.event.type],
-            "amount": m.event.data["amount"], "balance_after": m.event.data["balance_after"],
-            "reference": m.event.data.get("reference"), "occurred_at": occurred_at(m.event),
+            "account_id": m.event.aggregate_id,
+            "version": m.event.version,
+            "kind": KINDS[m.event.type],
+            "amount": m.event.data["amount"],
+            "balance_after": m.event.data["balance_after"],
+            "reference": m.event.data.get("reference"),
+            "occurred_at": occurred_at(m.event),
         }
-        for m in messages if m.event.type in KINDS
+        for m in messages
+        if m.event.type in KINDS
     ]
     if rows:
         # A replayed event is already there: its (account, version) row is kept as it is.

@@ -34,8 +34,10 @@ async def apply(connection: AsyncConnection, batch: Sequence[Message]) -> None:
                 if event.aggregate_id in submitted:
                     submitted[event.aggregate_id].update(change)
                 else:
-                    settled[event.aggregate_id] = {"b_id": event.aggregate_id,
-                                                   **{f"b_{k}": v for k, v in change.items()}}
+                    settled[event.aggregate_id] = {
+                        "b_id": event.aggregate_id,
+                        **{f"b_{k}": v for k, v in change.items()},
+                    }
                 if event.type == "MessageDelivered":
                     delivered += _inbox_rows(event.aggregate_id, event.data, at)
             case "MessageRead":
@@ -52,10 +54,18 @@ async def apply(connection: AsyncConnection, batch: Sequence[Message]) -> None:
 
 def _submitted(message_id: str, data: dict[str, Any], version: int, at: object) -> dict[str, Any]:
     return {
-        "message_id": message_id, "conversation_id": data["conversation_id"], "sender": data["sender"],
-        "recipients": data["recipients"], "body": data["body"], "price": data["price"],
-        "currency": data["currency"], "status": "pending_payment", "reason": None, "version": version,
-        "submitted_at": at, "delivered_at": None,
+        "message_id": message_id,
+        "conversation_id": data["conversation_id"],
+        "sender": data["sender"],
+        "recipients": data["recipients"],
+        "body": data["body"],
+        "price": data["price"],
+        "currency": data["currency"],
+        "status": "pending_payment",
+        "reason": None,
+        "version": version,
+        "submitted_at": at,
+        "delivered_at": None,
     }
 
 
@@ -67,8 +77,14 @@ def _settled(kind: str, data: dict[str, Any], version: int, at: object) -> dict[
 
 def _inbox_rows(message_id: str, data: dict[str, Any], at: object) -> list[dict[str, Any]]:
     return [
-        {"account_id": recipient, "message_id": message_id, "conversation_id": data["conversation_id"],
-         "sender": data["sender"], "delivered_at": at, "read_at": None}
+        {
+            "account_id": recipient,
+            "message_id": message_id,
+            "conversation_id": data["conversation_id"],
+            "sender": data["sender"],
+            "delivered_at": at,
+            "read_at": None,
+        }
         for recipient in data["recipients"]
     ]
 
@@ -76,14 +92,23 @@ def _inbox_rows(message_id: str, data: dict[str, Any], at: object) -> list[dict[
 SETTLE = (
     update(messages)
     .where(messages.c.message_id == bindparam("b_id"), messages.c.version < bindparam("b_version"))
-    .values(status=bindparam("b_status"), reason=bindparam("b_reason"), version=bindparam("b_version"),
-            delivered_at=bindparam("b_delivered_at"))
+    .values(
+        status=bindparam("b_status"),
+        reason=bindparam("b_reason"),
+        version=bindparam("b_version"),
+        delivered_at=bindparam("b_delivered_at"),
+    )
 )
 
 MARK_READ = (
     update(inbox)
-    .where(and_(inbox.c.account_id == bindparam("b_account"), inbox.c.message_id == bindparam("b_id"),
-                inbox.c.read_at.is_(None)))
+    .where(
+        and_(
+            inbox.c.account_id == bindparam("b_account"),
+            inbox.c.message_id == bindparam("b_id"),
+            inbox.c.read_at.is_(None),
+        )
+    )
     .values(read_at=bindparam("b_at"))
 )
 

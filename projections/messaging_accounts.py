@@ -17,8 +17,11 @@ from projections.tables import messaging_accounts
 
 
 async def apply(connection: AsyncConnection, messages: Sequence[Message]) -> None:
-    rows = [{"account_id": m.event.aggregate_id, "currency": m.event.data["currency"]}
-            for m in messages if m.event.type == "AccountOpened"]
+    rows = [
+        {"account_id": m.event.aggregate_id, "currency": m.event.data["currency"]}
+        for m in messages
+        if m.event.type == "AccountOpened"
+    ]
     if rows:
         await connection.execute(insert(messaging_accounts).on_conflict_do_nothing(), rows)
 

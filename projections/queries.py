@@ -33,8 +33,9 @@ async def account_exists(connection: AsyncConnection, account_id: str) -> bool:
     return found is not None
 
 
-async def transactions(connection: AsyncConnection, account_id: str, limit: int,
-                       before_version: int | None) -> Sequence[Row[Any]]:
+async def transactions(
+    connection: AsyncConnection, account_id: str, limit: int, before_version: int | None
+) -> Sequence[Row[Any]]:
     """Newest first, keyset-paginated by version."""
     query = select(ledger).where(ledger.c.account_id == account_id)
     if before_version is not None:
@@ -42,8 +43,14 @@ async def transactions(connection: AsyncConnection, account_id: str, limit: int,
     return (await connection.execute(query.order_by(ledger.c.version.desc()).limit(limit + 1))).all()
 
 
-async def events(connection: AsyncConnection, *, aggregate_id: str | None, event_type: str | None, limit: int,
-                 after: tuple[int, int] | None) -> Sequence[Row[Any]]:
+async def events(
+    connection: AsyncConnection,
+    *,
+    aggregate_id: str | None,
+    event_type: str | None,
+    limit: int,
+    after: tuple[int, int] | None,
+) -> Sequence[Row[Any]]:
     """One aggregate's events by version, or all events by log position; keyset-paginated."""
     query = select(event_log)
     if aggregate_id is not None:
@@ -66,15 +73,16 @@ async def event(connection: AsyncConnection, event_id: str) -> Row[Any] | None:
 
 
 async def command(connection: AsyncConnection, command_id: str) -> Row[Any] | None:
-    return (await connection.execute(
-        select(command_status).where(command_status.c.command_id == command_id))).first()
+    return (await connection.execute(select(command_status).where(command_status.c.command_id == command_id))).first()
 
 
 async def event_checkpoints(connection: AsyncConnection) -> dict[str, dict[int, int]]:
     """Projection → {partition: next offset} in the event log, for every projection."""
     result = await connection.execute(
-        select(checkpoints.c.projection, checkpoints.c.partition, checkpoints.c.next_offset)
-        .where(checkpoints.c.topic == "events"))
+        select(checkpoints.c.projection, checkpoints.c.partition, checkpoints.c.next_offset).where(
+            checkpoints.c.topic == "events"
+        )
+    )
     found: dict[str, dict[int, int]] = {}
     for row in result:
         found.setdefault(row.projection, {})[row.partition] = row.next_offset
@@ -85,16 +93,25 @@ async def projection_overview(connection: AsyncConnection) -> dict[str, dict[str
     """Checkpoints, open failures and status of every projection that has run."""
     overview: dict[str, dict[str, Any]] = {}
     for row in await connection.execute(select(checkpoints).order_by(checkpoints.c.partition)):
-        entry = overview.setdefault(row.projection, {"checkpoints": [], "failures": 0, "state": "running",
-                                                     "halted_reason": None, "rebuild": None})
-        entry["checkpoints"].append({"topic": row.topic, "partition": row.partition,
-                                     "next_offset": row.next_offset, "updated_at": row.updated_at})
+        entry = overview.setdefault(
+            row.projection,
+            {"checkpoints": [], "failures": 0, "state": "running", "halted_reason": None, "rebuild": None},
+        )
+        entry["checkpoints"].append(
+            {
+                "topic": row.topic,
+                "partition": row.partition,
+                "next_offset": row.next_offset,
+                "updated_at": row.updated_at,
+            }
+        )
     open_counts = await connection.execute(
-        select(failures.c.projection, func.count()).where(failures.c.status == "open")
-        .group_by(failures.c.projection))
+        select(failures.c.projection, func.count()).where(failures.c.status == "open").group_by(failures.c.projection)
+    )
     for name, count in open_counts:
-        overview.setdefault(name, {"checkpoints": [], "state": "running", "halted_reason": None,
-                                   "rebuild": None})["failures"] = count
+        overview.setdefault(name, {"checkpoints": [], "state": "running", "halted_reason": None, "rebuild": None})[
+            "failures"
+        ] = count
     for row in await connection.execute(select(projection_status)):
         entry = overview.setdefault(row.projection, {"checkpoints": [], "failures": 0})
         entry.update(state=row.state, halted_reason=row.halted_reason, rebuild=row.rebuild)
@@ -105,43 +122,57 @@ async def projection_overview(connection: AsyncConnection) -> dict[str, dict[str
 
 
 async def messaging_account(connection: AsyncConnection, account_id: str) -> Row[Any] | None:
-    return (await connection.execute(
-        select(messaging_accounts).where(messaging_accounts.c.account_id == account_id))).first()
+    return (
+        await connection.execute(select(messaging_accounts).where(messaging_accounts.c.account_id == account_id))
+    ).first()
 
 
 async def known_accounts(connection: AsyncConnection, account_ids: Sequence[str]) -> set[str]:
     result = await connection.execute(
-        select(messaging_accounts.c.account_id).where(messaging_accounts.c.account_id.in_(account_ids)))
+        select(messaging_accounts.c.account_id).where(messaging_accounts.c.account_id.in_(account_ids))
+    )
     return {row.account_id for row in result}
 
 
 async def conversation(connection: AsyncConnection, conversation_id: str) -> Row[Any] | None:
-    return (await connection.execute(
-        select(conversations).where(conversations.c.conversation_id == conversation_id))).first()
+    return (
+        await connection.execute(select(conversations).where(conversations.c.conversation_id == conversation_id))
+    ).first()
 
 
 async def message(connection: AsyncConnection, message_id: str) -> Row[Any] | None:
     return (await connection.execute(select(messages).where(messages.c.message_id == message_id))).first()
 
 
-async def conversation_messages(connection: AsyncConnection, conversation_id: str, limit: int,
-                                after: tuple[datetime, str] | None) -> Sequence[Row[Any]]:
+async def conversation_messages(
+    connection: AsyncConnection, conversation_id: str, limit: int, after: tuple[datetime, str] | None
+) -> Sequence[Row[Any]]:
     """Delivered messages in delivery order, keyset-paginated."""
-    query = select(messages).where(messages.c.conversation_id == conversation_id,
-                                   messages.c.status == "delivered")
+    query = select(messages).where(messages.c.conversation_id == conversation_id, messages.c.status == "delivered")
     if after is not None:
         query = query.where(tuple_(messages.c.delivered_at, messages.c.message_id) > tuple_(*after))
     query = query.order_by(messages.c.delivered_at, messages.c.message_id).limit(limit + 1)
     return (await connection.execute(query)).all()
 
 
-async def inbox_page(connection: AsyncConnection, account_id: str, unread_only: bool, limit: int,
-                     before: tuple[datetime, str] | None) -> Sequence[Any]:
+async def inbox_page(
+    connection: AsyncConnection, account_id: str, unread_only: bool, limit: int, before: tuple[datetime, str] | None
+) -> Sequence[Any]:
     """Messages delivered to an account, newest first, with their read state."""
-    query = (select(inbox.c.message_id, inbox.c.conversation_id, inbox.c.sender, inbox.c.delivered_at,
-                    inbox.c.read_at, messages.c.body, messages.c.price, messages.c.currency)
-             .join(messages, messages.c.message_id == inbox.c.message_id)
-             .where(inbox.c.account_id == account_id))
+    query = (
+        select(
+            inbox.c.message_id,
+            inbox.c.conversation_id,
+            inbox.c.sender,
+            inbox.c.delivered_at,
+            inbox.c.read_at,
+            messages.c.body,
+            messages.c.price,
+            messages.c.currency,
+        )
+        .join(messages, messages.c.message_id == inbox.c.message_id)
+        .where(inbox.c.account_id == account_id)
+    )
     if unread_only:
         query = query.where(inbox.c.read_at.is_(None))
     if before is not None:

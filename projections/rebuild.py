@@ -98,8 +98,14 @@ def rebuild_name(projection: Projection) -> str:
     return f"{projection.name}@rebuild"
 
 
-async def rebuild(settings: Settings, engine: AsyncEngine, projection: Projection, *, verify: bool = False,
-                  progress: Progress | None = None) -> RebuildReport:
+async def rebuild(
+    settings: Settings,
+    engine: AsyncEngine,
+    projection: Projection,
+    *,
+    verify: bool = False,
+    progress: Progress | None = None,
+) -> RebuildReport:
     """Rebuild one projection; RebuildRefused when `verify` found differences."""
     [report] = await rebuild_together(settings, engine, [projection], verify=verify, progress=progress)
     if not report.swapped:
@@ -107,9 +113,15 @@ async def rebuild(settings: Settings, engine: AsyncEngine, projection: Projectio
     return report
 
 
-async def rebuild_together(settings: Settings, engine: AsyncEngine, projections: Sequence[Projection], *,
-                           verify: bool = False, progress: Progress | None = None,
-                           workers: int = 1) -> list[RebuildReport]:
+async def rebuild_together(
+    settings: Settings,
+    engine: AsyncEngine,
+    projections: Sequence[Projection],
+    *,
+    verify: bool = False,
+    progress: Progress | None = None,
+    workers: int = 1,
+) -> list[RebuildReport]:
     """Rebuild several projections from one replay: every event is read and decoded once.
 
     With `workers` above 1 the partitions are shared among that many processes
@@ -131,10 +143,17 @@ async def rebuild_together(settings: Settings, engine: AsyncEngine, projections:
     for projection in projections:
         report = await compare_and_swap(settings, engine, projection, verify=verify)
         report.events, report.seconds = applied[projection.name], time.monotonic() - started
-        await set_status(engine, projection.name, {
-            "state": "swapped" if report.swapped else "refused", "finished_at": time.time(),
-            "events": report.events, "seconds": round(report.seconds, 3), "differs": report.differs,
-        })
+        await set_status(
+            engine,
+            projection.name,
+            {
+                "state": "swapped" if report.swapped else "refused",
+                "finished_at": time.time(),
+                "events": report.events,
+                "seconds": round(report.seconds, 3),
+                "differs": report.differs,
+            },
+        )
         reports.append(report)
     return reports
 
@@ -144,10 +163,12 @@ async def prepare_tables(engine: AsyncEngine, projection: Projection) -> None:
         await connection.execute(text(f"CREATE SCHEMA IF NOT EXISTS {REBUILD_SCHEMA}"))
         for table in projection.tables:
             await connection.execute(text(f"DROP TABLE IF EXISTS {REBUILD_SCHEMA}.{table.name}"))
-            await connection.execute(text(
-                f"CREATE TABLE {REBUILD_SCHEMA}.{table.name} (LIKE public.{table.name} INCLUDING ALL)"))
-        await connection.execute(delete(checkpoint_table).where(
-            checkpoint_table.c.projection == rebuild_name(projection)))
+            await connection.execute(
+                text(f"CREATE TABLE {REBUILD_SCHEMA}.{table.name} (LIKE public.{table.name} INCLUDING ALL)")
+            )
+        await connection.execute(
+            delete(checkpoint_table).where(checkpoint_table.c.projection == rebuild_name(projection))
+        )
 
 
 async def end_offsets(settings: Settings, projections: Sequence[Projection]) -> Ends:
@@ -156,15 +177,20 @@ async def end_offsets(settings: Settings, projections: Sequence[Projection]) -> 
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, isolation_level="read_committed")
     await consumer.start()
     try:
-        return await ends_of(consumer, settings, [
-            (topic, partition) for topic in topics for partition in range(partition_count(settings, topic))])
+        return await ends_of(
+            consumer,
+            settings,
+            [(topic, partition) for topic in topics for partition in range(partition_count(settings, topic))],
+        )
     finally:
         await consumer.stop()
 
 
-def replayed(projections: Sequence[Projection], standing: Mapping[str, Mapping[Slot, int]], ends: Ends
-             ) -> tuple[int, int]:
+def replayed(
+    projections: Sequence[Projection], standing: Mapping[str, Mapping[Slot, int]], ends: Ends
+) -> tuple[int, int]:
     """(done, total) for a progress bar: how far the slowest projection has come, in messages."""
+
     def share(projection: Projection, positions: Mapping[Slot, int]) -> tuple[int, int]:
         mine = {slot: end for slot, end in ends.items() if slot[0] in projection.topics}
         return sum(min(positions.get(slot, 0), end) for slot, end in mine.items()), sum(mine.values())
@@ -174,14 +200,24 @@ def replayed(projections: Sequence[Projection], standing: Mapping[str, Mapping[S
     return total - max((whole - done for done, whole in shares), default=0), total
 
 
-async def replay(settings: Settings, engine: AsyncEngine, projections: Sequence[Projection], ends: Ends,
-                 progress: Progress | None = None) -> dict[str, int]:
+async def replay(
+    settings: Settings,
+    engine: AsyncEngine,
+    projections: Sequence[Projection],
+    ends: Ends,
+    progress: Progress | None = None,
+) -> dict[str, int]:
     """Apply the partitions in `ends` up to there, in this process; the messages applied, per projection."""
     members = [Member(projection, rebuild_name(projection)) for projection in projections]
-    runner = ProjectionRunner(settings, engine, members, RunnerOptions(
-        schema=REBUILD_SCHEMA, group=False, batch=20_000, failure_mode="halt", slots=frozenset(ends)))
+    runner = ProjectionRunner(
+        settings,
+        engine,
+        members,
+        RunnerOptions(schema=REBUILD_SCHEMA, group=False, batch=20_000, failure_mode="halt", slots=frozenset(ends)),
+    )
     await runner.start()
     try:
+
         def standing() -> dict[str, dict[Slot, int]]:
             return {member.projection.name: member.positions for member in members}
 
@@ -194,8 +230,9 @@ async def replay(settings: Settings, engine: AsyncEngine, projections: Sequence[
             await runner.step()
             for member in members:
                 if member.halted:
-                    raise RuntimeError(f"{member.projection.name}: an event failed during the rebuild; "
-                                       "see `eventline failures`")
+                    raise RuntimeError(
+                        f"{member.projection.name}: an event failed during the rebuild; see `eventline failures`"
+                    )
     finally:
         await runner.stop()
     return {member.projection.name: member.applied for member in members}
@@ -206,8 +243,14 @@ def default_workers(settings: Settings) -> int:
     return max(1, min(os.cpu_count() or 1, settings.partitions))
 
 
-async def replay_in_processes(settings: Settings, engine: AsyncEngine, projections: Sequence[Projection],
-                              ends: Ends, workers: int, progress: Progress | None = None) -> dict[str, int]:
+async def replay_in_processes(
+    settings: Settings,
+    engine: AsyncEngine,
+    projections: Sequence[Projection],
+    ends: Ends,
+    workers: int,
+    progress: Progress | None = None,
+) -> dict[str, int]:
     """`replay`, with the partitions dealt round-robin to `workers` processes running side by side.
 
     Each process has a share of the slots and its own checkpoints in them, so
@@ -223,8 +266,14 @@ async def replay_in_processes(settings: Settings, engine: AsyncEngine, projectio
     try:
         for share in filter(None, shares):
             process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "projections.rebuild_worker", str(os.getpid()), stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+                sys.executable,
+                "-m",
+                "projections.rebuild_worker",
+                str(os.getpid()),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
             running[asyncio.ensure_future(process.communicate(worker_job(settings, projections, share)))] = process
         pending = set(running)
         while pending:
@@ -232,8 +281,10 @@ async def replay_in_processes(settings: Settings, engine: AsyncEngine, projectio
             for done in finished:
                 out, err = done.result()
                 if running[done].returncode != 0:
-                    raise RuntimeError(f"a rebuild process failed (exit {running[done].returncode}): "
-                                       f"{err.decode(errors='replace')[-2000:]}")
+                    raise RuntimeError(
+                        f"a rebuild process failed (exit {running[done].returncode}): "
+                        f"{err.decode(errors='replace')[-2000:]}"
+                    )
                 for name, count in orjson.loads(out).items():
                     applied[name] += count
             if progress:
@@ -250,20 +301,25 @@ async def replay_in_processes(settings: Settings, engine: AsyncEngine, projectio
 
 def worker_job(settings: Settings, projections: Sequence[Projection], share: Ends) -> bytes:
     """What a worker reads on stdin; a pipe rather than its command line, as the settings hold credentials."""
-    return orjson.dumps({
-        "settings": settings.model_dump(mode="json"), "projections": [p.name for p in projections],
-        "ends": [[topic, partition, end] for (topic, partition), end in share.items()],
-    })
+    return orjson.dumps(
+        {
+            "settings": settings.model_dump(mode="json"),
+            "projections": [p.name for p in projections],
+            "ends": [[topic, partition, end] for (topic, partition), end in share.items()],
+        }
+    )
 
 
 async def rebuild_checkpoints(engine: AsyncEngine, projections: Sequence[Projection]) -> dict[str, dict[Slot, int]]:
     async with engine.connect() as connection:
-        return {projection.name: await checkpoints.load(connection, rebuild_name(projection))
-                for projection in projections}
+        return {
+            projection.name: await checkpoints.load(connection, rebuild_name(projection)) for projection in projections
+        }
 
 
-async def compare_and_swap(settings: Settings, engine: AsyncEngine, projection: Projection, *,
-                           verify: bool) -> RebuildReport:
+async def compare_and_swap(
+    settings: Settings, engine: AsyncEngine, projection: Projection, *, verify: bool
+) -> RebuildReport:
     async with engine.begin() as connection:
         await connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock_key(projection.name)})
         live = await checkpoints.load(connection, projection.name)
@@ -285,25 +341,33 @@ async def compare_and_swap(settings: Settings, engine: AsyncEngine, projection: 
         return report
 
 
-async def catch_up(settings: Settings, connection: AsyncConnection, projection: Projection, name: str,
-                   schema: str | None, start: dict[Slot, int], target: dict[Slot, int]) -> None:
+async def catch_up(
+    settings: Settings,
+    connection: AsyncConnection,
+    projection: Projection,
+    name: str,
+    schema: str | None,
+    start: dict[Slot, int],
+    target: dict[Slot, int],
+) -> None:
     """Apply the messages between `start` and `target` to one copy, inside the swap transaction."""
     todo = {slot: (start.get(slot, 0), end) for slot, end in target.items() if start.get(slot, 0) < end}
     if not todo:
         return
     await checkpoints.ensure(connection, name, todo)
     messages = await read_range(settings, projection, todo)
-    translated = connection if schema is None else await connection.execution_options(
-        schema_translate_map={None: schema})
+    translated = (
+        connection if schema is None else await connection.execution_options(schema_translate_map={None: schema})
+    )
     await checkpoints.advance(translated, name, todo)
     if messages:
         await projection.apply(translated, messages)
 
 
-async def read_range(settings: Settings, projection: Projection,
-                     ranges: dict[Slot, tuple[int, int]]) -> list[Message]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, isolation_level="read_committed",
-                                enable_auto_commit=False)
+async def read_range(settings: Settings, projection: Projection, ranges: dict[Slot, tuple[int, int]]) -> list[Message]:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap, isolation_level="read_committed", enable_auto_commit=False
+    )
     await consumer.start()
     try:
         tps = {TopicPartition(settings.topic(topic), p): (topic, p) for topic, p in ranges}
@@ -318,8 +382,11 @@ async def read_range(settings: Settings, projection: Projection,
                 topic, partition = tps[tp]
                 end = ranges[(topic, partition)][1]
                 decode = projection.topics[topic]
-                messages += [Message(topic, partition, r.offset, decode_record(decode, r.value))
-                             for r in records if r.offset < end]
+                messages += [
+                    Message(topic, partition, r.offset, decode_record(decode, r.value))
+                    for r in records
+                    if r.offset < end
+                ]
             pending = {tp for tp in pending if await consumer.position(tp) < ranges[tps[tp]][1]}
         return messages
     finally:
@@ -329,7 +396,9 @@ async def read_range(settings: Settings, projection: Projection,
 async def compare(connection: AsyncConnection, projection: Projection, table_name: str) -> TableDiff:
     table = next(t for t in projection.tables if t.name == table_name)
     keys = ", ".join(f'"{column}"' for column in projection.key_columns(table))
-    row = (await connection.execute(text(f"""
+    row = (
+        await connection.execute(
+            text(f"""
         WITH live AS (SELECT ({keys}) AS k, md5(t::text) AS h FROM public.{table_name} t),
              rebuilt AS (SELECT ({keys}) AS k, md5(t::text) AS h FROM {REBUILD_SCHEMA}.{table_name} t)
         SELECT (SELECT count(*) FROM live) AS live_rows,
@@ -338,7 +407,9 @@ async def compare(connection: AsyncConnection, projection: Projection, table_nam
                count(*) FILTER (WHERE live.k IS NULL) AS only_rebuilt,
                count(*) FILTER (WHERE live.h <> rebuilt.h) AS changed
         FROM live FULL JOIN rebuilt ON live.k = rebuilt.k
-    """))).one()
+    """)
+        )
+    ).one()
     return TableDiff(table_name, row.live_rows, row.rebuilt_rows, row.only_live, row.only_rebuilt, row.changed)
 
 
@@ -349,25 +420,35 @@ async def swap(connection: AsyncConnection, projection: Projection) -> None:
         await connection.execute(text(f"ALTER TABLE public.{table.name} SET SCHEMA {RETIRED_SCHEMA}"))
         await connection.execute(text(f"ALTER TABLE {REBUILD_SCHEMA}.{table.name} SET SCHEMA public"))
     await connection.execute(delete(checkpoint_table).where(checkpoint_table.c.projection == projection.name))
-    await connection.execute(update(checkpoint_table)
-                             .where(checkpoint_table.c.projection == rebuild_name(projection))
-                             .values(projection=projection.name, updated_at=func.now()))
+    await connection.execute(
+        update(checkpoint_table)
+        .where(checkpoint_table.c.projection == rebuild_name(projection))
+        .values(projection=projection.name, updated_at=func.now())
+    )
 
 
 async def set_status(engine: AsyncEngine, name: str, rebuild_state: dict[str, Any]) -> None:
     async with engine.begin() as connection:
         statement = insert(projection_status).values(projection=name, rebuild=rebuild_state)
-        await connection.execute(statement.on_conflict_do_update(
-            index_elements=[projection_status.c.projection],
-            set_={"rebuild": statement.excluded.rebuild, "updated_at": func.now()}))
+        await connection.execute(
+            statement.on_conflict_do_update(
+                index_elements=[projection_status.c.projection],
+                set_={"rebuild": statement.excluded.rebuild, "updated_at": func.now()},
+            )
+        )
 
 
 def summary(report: RebuildReport) -> str:
-    lines = [f"{report.projection}: {report.events} events in {report.seconds:.1f}s "
-             f"({report.events_per_s:,.0f}/s), {'swapped' if report.swapped else 'NOT swapped'}"]
+    lines = [
+        f"{report.projection}: {report.events} events in {report.seconds:.1f}s "
+        f"({report.events_per_s:,.0f}/s), {'swapped' if report.swapped else 'NOT swapped'}"
+    ]
     for t in report.tables:
-        verdict = "identical" if not t.differs else (
-            f"{t.only_live} only live, {t.only_rebuilt} only rebuilt, {t.changed} changed")
+        verdict = (
+            "identical"
+            if not t.differs
+            else (f"{t.only_live} only live, {t.only_rebuilt} only rebuilt, {t.changed} changed")
+        )
         lines.append(f"  {t.table}: {t.live_rows} live rows, {t.rebuilt_rows} rebuilt rows: {verdict}")
     projection = PROJECTIONS.get(report.projection)
     if report.differs and projection is not None and projection.replay_note:

@@ -16,12 +16,17 @@ from projections import (
 from projections.base import Projection
 
 PROJECTIONS: Mapping[str, Projection] = {
-    p.name: p for p in (
+    p.name: p
+    for p in (
         # Payments
-        accounts.PROJECTION, ledger.PROJECTION,
+        accounts.PROJECTION,
+        ledger.PROJECTION,
         # Messaging
-        messaging_accounts.PROJECTION, conversations.PROJECTION, messages.PROJECTION,
+        messaging_accounts.PROJECTION,
+        conversations.PROJECTION,
+        messages.PROJECTION,
         # Both
-        event_log.PROJECTION, command_status.PROJECTION,
+        event_log.PROJECTION,
+        command_status.PROJECTION,
     )
 }

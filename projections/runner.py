@@ -90,25 +90,30 @@ class RunnerOptions:
 
 
 class ProjectionRunner(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, settings: Settings, engine: AsyncEngine, members: Sequence[Member],
-                 options: RunnerOptions | None = None) -> None:
+    def __init__(
+        self, settings: Settings, engine: AsyncEngine, members: Sequence[Member], options: RunnerOptions | None = None
+    ) -> None:
         self.settings, self.engine, self.members = settings, engine, list(members)
         self.options = options or RunnerOptions(
-            failure_mode=settings.projection_failure_mode, retries=settings.projection_retries)
+            failure_mode=settings.projection_failure_mode, retries=settings.projection_retries
+        )
         self.topics = {settings.topic(short): short for m in self.members for short in m.projection.topics}
         self.name = "+".join(m.checkpoint_name for m in self.members)
         self.lock = asyncio.Lock()
         self.failure: BaseException | None = None
         self.halt_checked = 0.0
         self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap, isolation_level="read_committed",
-            enable_auto_commit=False, auto_offset_reset="earliest",
+            bootstrap_servers=settings.kafka_bootstrap,
+            isolation_level="read_committed",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
             # The group is named after its members: processes running other sets of projections
             # must not share partitions with this one.
             group_id=f"{settings.namespace}.projector.{self.name}" if self.options.group else None,
             # A fetch returns once a megabyte is waiting or the linger is over: under load a batch
             # (one database transaction) gathers many transactions' worth of events instead of one.
-            max_partition_fetch_bytes=4 * 1024 * 1024, fetch_min_bytes=1024 * 1024,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+            fetch_min_bytes=1024 * 1024,
             fetch_max_wait_ms=max(1, settings.projection_linger_ms),
         )
 
@@ -126,8 +131,12 @@ class ProjectionRunner(ConsumerRebalanceListener):  # type: ignore[misc]
         if self.options.group:
             self.consumer.subscribe(list(self.topics), listener=self)
         else:
-            tps = [TopicPartition(t, p) for t in self.topics for p in range(self.partitions(self.topics[t]))
-                   if self.options.slots is None or (self.topics[t], p) in self.options.slots]
+            tps = [
+                TopicPartition(t, p)
+                for t in self.topics
+                for p in range(self.partitions(self.topics[t]))
+                if self.options.slots is None or (self.topics[t], p) in self.options.slots
+            ]
             self.consumer.assign(tps)
             await self.on_partitions_assigned(tps)
 
@@ -252,14 +261,23 @@ class ProjectionRunner(ConsumerRebalanceListener):  # type: ignore[misc]
                 work.append(Work(member, messages, moves))
         return work
 
-    def decode(self, batch: Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]]
-               ) -> dict[tuple[TopicPartition, Decode], list[Message]]:
+    def decode(
+        self, batch: Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]]
+    ) -> dict[tuple[TopicPartition, Decode], list[Message]]:
         """Each record decoded once per decoder, however many members read it."""
-        decoders = {(tp, m.projection.topics[self.slot(tp)[0]]) for tp in batch for m in self.active
-                    if self.slot(tp)[0] in m.projection.topics}
-        return {(tp, decode): [Message(self.topics[tp.topic], tp.partition, r.offset, decode_record(decode, r.value))
-                               for r in batch[tp]]
-                for tp, decode in decoders}
+        decoders = {
+            (tp, m.projection.topics[self.slot(tp)[0]])
+            for tp in batch
+            for m in self.active
+            if self.slot(tp)[0] in m.projection.topics
+        }
+        return {
+            (tp, decode): [
+                Message(self.topics[tp.topic], tp.partition, r.offset, decode_record(decode, r.value))
+                for r in batch[tp]
+            ]
+            for tp, decode in decoders
+        }
 
     async def commit(self, work: list[Work]) -> None:
         """All members in one transaction; if that fails for a reason of its own, member by member."""
@@ -346,8 +364,9 @@ class ProjectionRunner(ConsumerRebalanceListener):  # type: ignore[misc]
                     raise
                 if not await self.give_up_on(single, error):
                     return
-        rest = {slot: (member.positions[slot], new) for slot, (_, new) in item.moves.items()
-                if new > member.positions[slot]}
+        rest = {
+            slot: (member.positions[slot], new) for slot, (_, new) in item.moves.items() if new > member.positions[slot]
+        }
         if rest:
             await self.write([Work(member, [], rest)])
 
@@ -362,8 +381,9 @@ class ProjectionRunner(ConsumerRebalanceListener):  # type: ignore[misc]
             if self.options.failure_mode == "skip":
                 await checkpoints.advance(connection, name, single.moves)
             else:
-                await failures.halt(connection, name, f"{type(error).__name__} at "
-                                    f"{message.topic}[{message.partition}]@{message.offset}")
+                await failures.halt(
+                    connection, name, f"{type(error).__name__} at {message.topic}[{message.partition}]@{message.offset}"
+                )
         if self.options.failure_mode == "skip":
             for slot, (_, new) in single.moves.items():
                 member.positions[slot] = new

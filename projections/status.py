@@ -16,8 +16,9 @@ from projections.checkpoints import Slot
 from projections.registry import PROJECTIONS
 
 
-async def projection_status(settings: Settings, engine: AsyncEngine, consumer: AIOKafkaConsumer
-                            ) -> list[dict[str, Any]]:
+async def projection_status(
+    settings: Settings, engine: AsyncEngine, consumer: AIOKafkaConsumer
+) -> list[dict[str, Any]]:
     async with engine.connect() as connection:
         overview = await queries.projection_overview(connection)
     ends = await end_offsets(consumer, settings, overview)
@@ -26,25 +27,34 @@ async def projection_status(settings: Settings, engine: AsyncEngine, consumer: A
         entry = overview.get(name, {})
         partitions = [progress(c, ends) for c in entry.get("checkpoints", [])]
         lags = [p["lag"] for p in partitions]
-        views.append({
-            "name": name, "state": entry.get("state", "running"), "halted_reason": entry.get("halted_reason"),
-            "lag": None if not lags or None in lags else sum(lags), "failures": entry.get("failures", 0),
-            "partitions": partitions, "rebuild": entry.get("rebuild"),
-        })
+        views.append(
+            {
+                "name": name,
+                "state": entry.get("state", "running"),
+                "halted_reason": entry.get("halted_reason"),
+                "lag": None if not lags or None in lags else sum(lags),
+                "failures": entry.get("failures", 0),
+                "partitions": partitions,
+                "rebuild": entry.get("rebuild"),
+            }
+        )
     return views
 
 
 def progress(checkpoint: dict[str, Any], ends: dict[tuple[str, int], int]) -> dict[str, Any]:
     end = ends.get((checkpoint["topic"], checkpoint["partition"]))
     return {
-        "topic": checkpoint["topic"], "partition": checkpoint["partition"],
-        "next_offset": checkpoint["next_offset"], "end_offset": end,
+        "topic": checkpoint["topic"],
+        "partition": checkpoint["partition"],
+        "next_offset": checkpoint["next_offset"],
+        "end_offset": end,
         "lag": None if end is None else max(0, end - checkpoint["next_offset"]),
     }
 
 
-async def end_offsets(consumer: AIOKafkaConsumer, settings: Settings,
-                      overview: dict[str, dict[str, Any]]) -> dict[tuple[str, int], int]:
+async def end_offsets(
+    consumer: AIOKafkaConsumer, settings: Settings, overview: dict[str, dict[str, Any]]
+) -> dict[tuple[str, int], int]:
     """Kafka's end offsets (read_committed: the last stable offset) of every checkpointed partition."""
     slots = {(c["topic"], c["partition"]) for entry in overview.values() for c in entry.get("checkpoints", [])}
     if not slots:

@@ -31,7 +31,8 @@ BOOKKEEPING = "public"
 # Where each projection stands in each partition of its topic. Written in the
 # same transaction as the projection's rows, so the two never disagree.
 checkpoints = Table(
-    "projection_checkpoints", metadata,
+    "projection_checkpoints",
+    metadata,
     Column("projection", Text, primary_key=True),
     Column("topic", Text, primary_key=True),  # without the namespace: "events", "commands", …
     Column("partition", Integer, primary_key=True),
@@ -42,7 +43,8 @@ checkpoints = Table(
 
 # Events a projection could not apply after its retries.
 failures = Table(
-    "projection_failures", metadata,
+    "projection_failures",
+    metadata,
     Column("failure_id", BigInteger, primary_key=True, autoincrement=True),
     Column("projection", Text, nullable=False),
     Column("topic", Text, nullable=False),
@@ -63,7 +65,8 @@ failures = Table(
 
 # One row per projection: running or halted (and why), and the last rebuild.
 projection_status = Table(
-    "projection_status", metadata,
+    "projection_status",
+    metadata,
     Column("projection", Text, primary_key=True),
     Column("state", Text, nullable=False, server_default="running"),  # running | halted
     Column("halted_reason", Text),
@@ -75,7 +78,8 @@ projection_status = Table(
 # ---------------------------------------------------------------- read models
 
 accounts = Table(
-    "accounts", metadata,
+    "accounts",
+    metadata,
     Column("account_id", UUID(as_uuid=False), primary_key=True),
     Column("owner", Text, nullable=False),
     Column("currency", Text, nullable=False),
@@ -86,7 +90,8 @@ accounts = Table(
 )
 
 ledger = Table(
-    "account_ledger", metadata,
+    "account_ledger",
+    metadata,
     Column("account_id", UUID(as_uuid=False), nullable=False),
     Column("version", Integer, nullable=False),
     Column("kind", Text, nullable=False),
@@ -98,7 +103,8 @@ ledger = Table(
 )
 
 event_log = Table(
-    "event_log", metadata,
+    "event_log",
+    metadata,
     Column("event_id", UUID(as_uuid=False), primary_key=True),
     Column("aggregate_type", Text, nullable=False),
     Column("aggregate_id", UUID(as_uuid=False), nullable=False),
@@ -118,7 +124,8 @@ event_log = Table(
 )
 
 command_status = Table(
-    "command_status", metadata,
+    "command_status",
+    metadata,
     Column("command_id", Text, primary_key=True),
     Column("command_type", Text),
     Column("aggregate_id", Text, nullable=False),
@@ -135,13 +142,15 @@ command_status = Table(
 # The Messaging service's own copy of what it needs to know about accounts
 # (event-carried state transfer): it never asks Payments.
 messaging_accounts = Table(
-    "messaging_accounts", metadata,
+    "messaging_accounts",
+    metadata,
     Column("account_id", UUID(as_uuid=False), primary_key=True),
     Column("currency", Text, nullable=False),
 )
 
 conversations = Table(
-    "conversations", metadata,
+    "conversations",
+    metadata,
     Column("conversation_id", UUID(as_uuid=False), primary_key=True),
     Column("title", Text),
     Column("participants", ARRAY(Text), nullable=False),
@@ -149,7 +158,8 @@ conversations = Table(
 )
 
 messages = Table(
-    "messages", metadata,
+    "messages",
+    metadata,
     Column("message_id", UUID(as_uuid=False), primary_key=True),
     Column("conversation_id", UUID(as_uuid=False), nullable=False),
     Column("sender", UUID(as_uuid=False), nullable=False),
@@ -166,7 +176,8 @@ messages = Table(
 )
 
 inbox = Table(
-    "inbox", metadata,
+    "inbox",
+    metadata,
     Column("account_id", UUID(as_uuid=False), nullable=False),
     Column("message_id", UUID(as_uuid=False), nullable=False),
     Column("conversation_id", UUID(as_uuid=False), nullable=False),

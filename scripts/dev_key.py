@@ -24,8 +24,11 @@ def main() -> int:
         KEY_FILE.parent.mkdir(parents=True, exist_ok=True)
         KEY_FILE.write_text(key + "\n")
         KEY_FILE.chmod(0o600)
-        print(f"[dev key] created a development API key (admin role): {key}\n"
-              f"[dev key] send it as 'Authorization: Bearer <key>'; it is kept in {KEY_FILE}", file=sys.stderr)
+        print(
+            f"[dev key] created a development API key (admin role): {key}\n"
+            f"[dev key] send it as 'Authorization: Bearer <key>'; it is kept in {KEY_FILE}",
+            file=sys.stderr,
+        )
     print(f"dev:admin:{hashlib.sha256(key.encode()).hexdigest()}")
     return 0
 

@@ -212,8 +212,16 @@ class Postgres:
             self.initdb(bindir)
         say(f"postgres: starting on {HOST}:{PG_PORT} (log: {self.log})")
         command = self.as_owner(
-            str(bindir / "pg_ctl"), "start", "-D", str(self.data), "-l", str(self.log),
-            "-w", "-t", str(int(START_TIMEOUT_S)), "-s",
+            str(bindir / "pg_ctl"),
+            "start",
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.log),
+            "-w",
+            "-t",
+            str(int(START_TIMEOUT_S)),
+            "-s",
         )
         deadline = time.monotonic() + START_TIMEOUT_S
         while (result := subprocess.run(command, capture_output=True, text=True)).returncode != 0:
@@ -234,8 +242,17 @@ class Postgres:
         if os.geteuid() == 0:
             shutil.chown(pwfile, "postgres", "postgres")
         command = self.as_owner(
-            str(bindir / "initdb"), "-D", str(self.data), "-U", PG_USER, f"--pwfile={pwfile}",
-            "--auth-host=scram-sha-256", "--auth-local=trust", "-E", "UTF8", "--locale=C.UTF-8",
+            str(bindir / "initdb"),
+            "-D",
+            str(self.data),
+            "-U",
+            PG_USER,
+            f"--pwfile={pwfile}",
+            "--auth-host=scram-sha-256",
+            "--auth-local=trust",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
         )
         result = subprocess.run(command, capture_output=True, text=True)
         pwfile.unlink(missing_ok=True)
@@ -256,11 +273,20 @@ class Postgres:
 
     def create_database(self, bindir: Path) -> None:
         psql = self.as_owner(
-            str(bindir / "psql"), "-h", str(self.home), "-p", str(PG_PORT), "-U", PG_USER,
-            "-d", "postgres", "-tAc",
+            str(bindir / "psql"),
+            "-h",
+            str(self.home),
+            "-p",
+            str(PG_PORT),
+            "-U",
+            PG_USER,
+            "-d",
+            "postgres",
+            "-tAc",
         )
-        exists = subprocess.run([*psql, f"SELECT 1 FROM pg_database WHERE datname='{PG_DATABASE}'"],
-                                capture_output=True, text=True)
+        exists = subprocess.run(
+            [*psql, f"SELECT 1 FROM pg_database WHERE datname='{PG_DATABASE}'"], capture_output=True, text=True
+        )
         if exists.stdout.strip() == "1":
             return
         say(f"postgres: creating database {PG_DATABASE}")
@@ -284,8 +310,10 @@ class Postgres:
 
 
 def find_postgres_bindir() -> Path | None:
-    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"),
-                        key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0)
+    candidates = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/postgres"),
+        key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0,
+    )
     if candidates:
         return candidates[-1].parent
     on_path = shutil.which("postgres")
@@ -366,8 +394,12 @@ class Kafka:
         say(f"kafka: starting on {HOST}:{KAFKA_PORT} (log: {self.logs / 'server.log'})")
         with out.open("ab") as sink:
             proc = subprocess.Popen(
-                self.java_command(), stdout=sink, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True, cwd=self.home,
+                self.java_command(),
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                cwd=self.home,
             )
         self.pid_file.write_text(str(proc.pid))
         wait_until(self.running, "kafka", self.logs / "server.log", proc)
@@ -390,9 +422,9 @@ class Kafka:
         say("kafka: fetching the broker's jars from Maven Central (cached in ~/.m2)")
         shutil.rmtree(self.libs, ignore_errors=True)
         result = subprocess.run(
-            ["mvn", "-B", "-q", "-f", str(pom), "dependency:copy-dependencies",
-             f"-DoutputDirectory={self.libs}"],
-            capture_output=True, text=True,
+            ["mvn", "-B", "-q", "-f", str(pom), "dependency:copy-dependencies", f"-DoutputDirectory={self.libs}"],
+            capture_output=True,
+            text=True,
         )
         if result.returncode != 0:
             raise InfraError(f"mvn could not fetch the Kafka jars:\n{result.stdout[-4000:]}")
@@ -441,9 +473,21 @@ class Kafka:
         if cluster_id.startswith("-"):
             cluster_id = "A" + cluster_id[1:]
         result = subprocess.run(
-            ["java", "-cp", f"{self.libs}/*", "kafka.tools.StorageTool", "format", "--standalone",
-             "-t", cluster_id, "-c", str(self.properties), "--ignore-formatted"],
-            capture_output=True, text=True,
+            [
+                "java",
+                "-cp",
+                f"{self.libs}/*",
+                "kafka.tools.StorageTool",
+                "format",
+                "--standalone",
+                "-t",
+                cluster_id,
+                "-c",
+                str(self.properties),
+                "--ignore-formatted",
+            ],
+            capture_output=True,
+            text=True,
         )
         if result.returncode != 0:
             raise InfraError(f"kafka storage format failed:\n{result.stdout}\n{result.stderr}")
@@ -451,12 +495,21 @@ class Kafka:
     def java_command(self) -> list[str]:
         heap = os.environ.get("EVENTLINE_KAFKA_HEAP", "-Xms512m -Xmx1g").split()
         return [
-            "java", *heap, "-server", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
-            "-XX:InitiatingHeapOccupancyPercent=35", "-XX:+ExplicitGCInvokesConcurrent",
-            "-XX:MaxInlineLevel=15", "-Djava.awt.headless=true",
+            "java",
+            *heap,
+            "-server",
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-XX:InitiatingHeapOccupancyPercent=35",
+            "-XX:+ExplicitGCInvokesConcurrent",
+            "-XX:MaxInlineLevel=15",
+            "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={self.home / 'log4j2.properties'}",
             f"-Dkafka.logs.dir={self.logs}",
-            "-cp", f"{self.libs}/*", "kafka.Kafka", str(self.properties),
+            "-cp",
+            f"{self.libs}/*",
+            "kafka.Kafka",
+            str(self.properties),
         ]
 
 
@@ -528,8 +581,11 @@ def status() -> int:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description="Start and stop Eventline's local Kafka and PostgreSQL.")
-    parser.add_argument("action", choices=["up", "down", "kill", "status", "restart"],
-                        help="kill: SIGKILL, a crash (for the fault tests); up starts it again")
+    parser.add_argument(
+        "action",
+        choices=["up", "down", "kill", "status", "restart"],
+        help="kill: SIGKILL, a crash (for the fault tests); up starts it again",
+    )
     parser.add_argument("services", nargs="*", metavar="{postgres,kafka}", help="default: both")
     args = parser.parse_args(argv)
     unknown = set(args.services) - set(SERVICES)

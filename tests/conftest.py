@@ -33,8 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SUITES = ("unit", "integration", "faults", "e2e")
 
 
-def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
-                                  items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         suite = Path(item.path).relative_to(ROOT / "tests").parts[0]
         if suite in SUITES:
@@ -103,7 +102,7 @@ async def delete_test_topics(settings: Settings) -> None:
     try:
         ours = [t for t in await admin.list_topics() if t.split(".", 1)[0] in CREATED_NAMESPACES]
         for start in range(0, len(ours), 200):
-            await admin.delete_topics(ours[start:start + 200])
+            await admin.delete_topics(ours[start : start + 200])
     finally:
         await admin.close()
 

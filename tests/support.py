@@ -50,8 +50,9 @@ async def fresh_namespace(settings: Settings, *, own_database: bool = False, **o
 
 
 @asynccontextmanager
-async def api_client(settings: Settings, workers: Mapping[str, Worker] | None = None
-                     ) -> AsyncIterator[httpx.AsyncClient]:
+async def api_client(
+    settings: Settings, workers: Mapping[str, Worker] | None = None
+) -> AsyncIterator[httpx.AsyncClient]:
     """The API in this process (its lifespan included), spoken to over ASGI."""
     app = create_app(settings, workers=workers)
     async with app.router.lifespan_context(app):
@@ -79,8 +80,11 @@ class Process:
     def start(self) -> Process:
         with self.log_path.open("ab") as log:
             self.popen = subprocess.Popen(
-                [str(ROOT / ".venv/bin/eventline"), self.command], env=environment(self.settings),
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                [str(ROOT / ".venv/bin/eventline"), self.command],
+                env=environment(self.settings),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
             )
         return self
 
@@ -134,8 +138,12 @@ async def wait_for_log(process: Process, pattern: str, after: int = 0, timeout: 
 
 async def read_topic(settings: Settings, name: str) -> list[ConsumerRecord[bytes, bytes]]:
     """Every committed record of `<ns>.<name>`, in partition then offset order."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, isolation_level="read_committed",
-                                enable_auto_commit=False, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        isolation_level="read_committed",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
     await consumer.start()
     try:
         topic = settings.topic(name)
@@ -165,8 +173,9 @@ async def write_foreign_record(settings: Settings, aggregate_id: str, value: byt
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
     await producer.start()
     try:
-        await producer.send_and_wait(settings.topic("events"), value,
-                                     partition=partition_for(aggregate_id, settings.partitions))
+        await producer.send_and_wait(
+            settings.topic("events"), value, partition=partition_for(aggregate_id, settings.partitions)
+        )
     finally:
         await producer.stop()
 

@@ -24,10 +24,10 @@ async def list_projections(request: Request) -> Any:
     return await projection_status(state.settings, state.engine, state.offsets)
 
 
-@router.get("/projections/failures", response_model=list[FailureView],
-            responses={422: problem_doc("Invalid request")})
-async def list_failures(request: Request,
-                        projection: str | None = Query(default=None, max_length=100, pattern=NAME)) -> Any:
+@router.get("/projections/failures", response_model=list[FailureView], responses={422: problem_doc("Invalid request")})
+async def list_failures(
+    request: Request, projection: str | None = Query(default=None, max_length=100, pattern=NAME)
+) -> Any:
     """Open failures: events a projection could not apply after its retries."""
     rows = await failures.open_failures(request.app.state.engine, projection)
     return [FailureView.model_validate(row._mapping) for row in rows]

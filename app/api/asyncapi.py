@@ -49,8 +49,12 @@ def envelope_schema(name: str, model: type[Event], data: dict[str, Any]) -> dict
     return {
         "type": "object",
         "required": [*ENVELOPE_FIELDS, "data"],
-        "properties": {**ENVELOPE_FIELDS, "type": {"const": name},
-                       "schema_version": {"const": model.schema_version}, "data": data},
+        "properties": {
+            **ENVELOPE_FIELDS,
+            "type": {"const": name},
+            "schema_version": {"const": model.schema_version},
+            "data": data,
+        },
     }
 
 
@@ -60,31 +64,45 @@ def asyncapi(settings: Settings) -> dict[str, Any]:
         for name, model in kind.events.items():
             data = event_schemas()[name][model.schema_version]
             messages[name] = {
-                "name": name, "title": name, "contentType": "application/json",
+                "name": name,
+                "title": name,
+                "contentType": "application/json",
                 "summary": (model.__doc__ or name).strip().splitlines()[0],
-                "headers": {"type": "object", "properties": {
-                    "type": {"const": name}, "schema_version": {"const": str(model.schema_version)}}},
+                "headers": {
+                    "type": "object",
+                    "properties": {"type": {"const": name}, "schema_version": {"const": str(model.schema_version)}},
+                },
                 "payload": envelope_schema(name, model, data),
-                "bindings": {"kafka": {"key": {"type": "string", "format": "uuid",
-                                               "description": f"{kind.name} id"}}},
+                "bindings": {"kafka": {"key": {"type": "string", "format": "uuid", "description": f"{kind.name} id"}}},
             }
     refs = {name: {"$ref": f"#/components/messages/{name}"} for name in messages}
     return {
         "asyncapi": "3.0.0",
-        "info": {"title": "Eventline events", "version": "1.0.0",
-                 "description": "The event store's topics. Events are keyed by aggregate id and partitioned "
-                                "with Kafka's murmur2, so one aggregate's events are in order on one partition."},
+        "info": {
+            "title": "Eventline events",
+            "version": "1.0.0",
+            "description": "The event store's topics. Events are keyed by aggregate id and partitioned "
+            "with Kafka's murmur2, so one aggregate's events are in order on one partition.",
+        },
         "servers": {"kafka": {"host": settings.kafka_bootstrap, "protocol": "kafka"}},
         "channels": {
-            "events": {"address": settings.topic("events"), "messages": refs,
-                       "description": "Every event, kept forever (retention.ms=-1). Read it read_committed."},
-            "notifications": {"address": settings.topic("notifications"),
-                              "messages": {"Notification": {"$ref": "#/components/messages/Notification"}},
-                              "description": "Thin notifications; fetch the event from /events/{event_id}."},
+            "events": {
+                "address": settings.topic("events"),
+                "messages": refs,
+                "description": "Every event, kept forever (retention.ms=-1). Read it read_committed.",
+            },
+            "notifications": {
+                "address": settings.topic("notifications"),
+                "messages": {"Notification": {"$ref": "#/components/messages/Notification"}},
+                "description": "Thin notifications; fetch the event from /events/{event_id}.",
+            },
         },
         "operations": {
-            "consumeEvents": {"action": "receive", "channel": {"$ref": "#/channels/events"},
-                              "messages": [{"$ref": f"#/channels/events/messages/{n}"} for n in messages]},
+            "consumeEvents": {
+                "action": "receive",
+                "channel": {"$ref": "#/channels/events"},
+                "messages": [{"$ref": f"#/channels/events/messages/{n}"} for n in messages],
+            },
             "consumeNotifications": {"action": "receive", "channel": {"$ref": "#/channels/notifications"}},
         },
         "components": {"messages": {**messages, "Notification": NOTIFICATION}},
@@ -92,14 +110,21 @@ def asyncapi(settings: Settings) -> dict[str, Any]:
 
 
 NOTIFICATION: dict[str, Any] = {
-    "name": "Notification", "contentType": "application/json",
-    "payload": {"type": "object", "required": ["event_id", "type", "aggregate_type", "aggregate_id", "version",
-                                               "published_at", "href"],
-                "properties": {"event_id": {"type": "string", "format": "uuid"}, "type": {"type": "string"},
-                               "aggregate_type": {"type": "string"}, "aggregate_id": {"type": "string"},
-                               "version": {"type": "integer"}, "published_at": {"type": "string",
-                                                                                "format": "date-time"},
-                               "href": {"type": "string"}}},
+    "name": "Notification",
+    "contentType": "application/json",
+    "payload": {
+        "type": "object",
+        "required": ["event_id", "type", "aggregate_type", "aggregate_id", "version", "published_at", "href"],
+        "properties": {
+            "event_id": {"type": "string", "format": "uuid"},
+            "type": {"type": "string"},
+            "aggregate_type": {"type": "string"},
+            "aggregate_id": {"type": "string"},
+            "version": {"type": "integer"},
+            "published_at": {"type": "string", "format": "date-time"},
+            "href": {"type": "string"},
+        },
+    },
 }
 
 

@@ -83,8 +83,7 @@ class ConsistencyWaiter:
         try:
             wanted = position.decode(token)
         except position.InvalidPosition as error:
-            raise Problem(400, "invalid-consistency-token", "Invalid X-Consistent-With",
-                          detail=str(error)) from error
+            raise Problem(400, "invalid-consistency-token", "Invalid X-Consistent-With", detail=str(error)) from error
         names = (projection,) if isinstance(projection, str) else projection
         deadline = time.monotonic() + self.settings.consistency_timeout_s
         while not self.applied(names, wanted):
@@ -94,15 +93,23 @@ class ConsistencyWaiter:
                 return
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise Problem(503, "not-yet-consistent", "The read model has not caught up yet",
-                              detail=f"projection {projection} has not applied {token} yet",
-                              headers={"Retry-After": "1"}, projection=projection)
+                raise Problem(
+                    503,
+                    "not-yet-consistent",
+                    "The read model has not caught up yet",
+                    detail=f"projection {projection} has not applied {token} yet",
+                    headers={"Retry-After": "1"},
+                    projection=projection,
+                )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(moved.wait(), min(remaining, RECHECK_S))
 
     def applied(self, names: tuple[str, ...], wanted: position.Position) -> bool:
-        return all(self.applied_up_to.get(name, {}).get(partition, 0) > offset
-                   for name in names for partition, offset in wanted.items())
+        return all(
+            self.applied_up_to.get(name, {}).get(partition, 0) > offset
+            for name in names
+            for partition, offset in wanted.items()
+        )
 
     async def reread(self) -> None:
         """Read every projection's checkpoints; join a read in flight if nothing moved since it began."""

@@ -31,18 +31,20 @@ ASSETS_PACKAGE = ("fastapi_offline", "static")
 # The browser itself refuses anything from elsewhere: ReDoc 2's sidebar footer, for one, points an <img> at
 # cdn.redoc.ly (and hides it when it fails to load). Inline code is FastAPI's page templates and the
 # styles both UIs inject; blob: workers are ReDoc's search.
-CONTENT_SECURITY_POLICY = "; ".join((
-    "default-src 'self'",
-    "script-src 'self' 'unsafe-inline'",
-    "style-src 'self' 'unsafe-inline'",
-    "img-src 'self' data:",
-    "font-src 'self' data:",
-    "connect-src 'self'",
-    "worker-src 'self' blob:",
-    "base-uri 'none'",
-    "form-action 'none'",
-    "frame-ancestors 'none'",
-))
+CONTENT_SECURITY_POLICY = "; ".join(
+    (
+        "default-src 'self'",
+        "script-src 'self' 'unsafe-inline'",
+        "style-src 'self' 'unsafe-inline'",
+        "img-src 'self' data:",
+        "font-src 'self' data:",
+        "connect-src 'self'",
+        "worker-src 'self' blob:",
+        "base-uri 'none'",
+        "form-action 'none'",
+        "frame-ancestors 'none'",
+    )
+)
 
 SWAGGER_UI_PARAMETERS: dict[str, Any] = {
     "persistAuthorization": True,  # the key typed into "Authorize" survives a page reload
@@ -62,26 +64,30 @@ def install_docs(app: FastAPI) -> None:
     @app.get(DOCS_URL, include_in_schema=False)
     async def swagger_ui(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "")
-        return self_contained(get_swagger_ui_html(
-            openapi_url=f"{root}{openapi_url}",
-            title=f"{app.title} - Swagger UI",
-            swagger_js_url=f"{root}{STATIC_URL}/swagger-ui-bundle.js",
-            swagger_css_url=f"{root}{STATIC_URL}/swagger-ui.css",
-            swagger_favicon_url=f"{root}{STATIC_URL}/favicon.png",
-            oauth2_redirect_url=None,  # Bearer API keys only: no OAuth2 flow to come back from
-            swagger_ui_parameters=swagger_ui_parameters,
-        ))
+        return self_contained(
+            get_swagger_ui_html(
+                openapi_url=f"{root}{openapi_url}",
+                title=f"{app.title} - Swagger UI",
+                swagger_js_url=f"{root}{STATIC_URL}/swagger-ui-bundle.js",
+                swagger_css_url=f"{root}{STATIC_URL}/swagger-ui.css",
+                swagger_favicon_url=f"{root}{STATIC_URL}/favicon.png",
+                oauth2_redirect_url=None,  # Bearer API keys only: no OAuth2 flow to come back from
+                swagger_ui_parameters=swagger_ui_parameters,
+            )
+        )
 
     @app.get(REDOC_URL, include_in_schema=False)
     async def redoc(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "")
-        return self_contained(get_redoc_html(
-            openapi_url=f"{root}{openapi_url}",
-            title=f"{app.title} - ReDoc",
-            redoc_js_url=f"{root}{STATIC_URL}/redoc.standalone.js",
-            redoc_favicon_url=f"{root}{STATIC_URL}/favicon.png",
-            with_google_fonts=False,
-        ))
+        return self_contained(
+            get_redoc_html(
+                openapi_url=f"{root}{openapi_url}",
+                title=f"{app.title} - ReDoc",
+                redoc_js_url=f"{root}{STATIC_URL}/redoc.standalone.js",
+                redoc_favicon_url=f"{root}{STATIC_URL}/favicon.png",
+                with_google_fonts=False,
+            )
+        )
 
 
 def self_contained(page: HTMLResponse) -> HTMLResponse:

@@ -39,16 +39,20 @@ class ProblemDetails(BaseModel):
 
 def problem_doc(description: str) -> dict[str, Any]:
     """OpenAPI `responses` entry of an error: problem+json, as every error here is answered."""
-    return {"description": description,
-            "content": {PROBLEM_JSON: {"schema": ProblemDetails.model_json_schema()}}}
+    return {"description": description, "content": {PROBLEM_JSON: {"schema": ProblemDetails.model_json_schema()}}}
 
 
 class Problem(Exception):
     """An HTTP-facing error: status, a type slug, a title and details."""
 
     def __init__(
-        self, status: int, slug: str, title: str, detail: str | None = None,
-        headers: dict[str, str] | None = None, **extras: Any,
+        self,
+        status: int,
+        slug: str,
+        title: str,
+        detail: str | None = None,
+        headers: dict[str, str] | None = None,
+        **extras: Any,
     ) -> None:
         super().__init__(detail or title)
         self.status, self.slug, self.title, self.detail = status, slug, title, detail
@@ -67,8 +71,10 @@ def problem_response(request: Request, problem: Problem) -> Response:
         body["detail"] = problem.detail
     body.update(problem.extras)
     return Response(
-        orjson.dumps(body, default=str), status_code=problem.status,
-        media_type=PROBLEM_JSON, headers=problem.headers,
+        orjson.dumps(body, default=str),
+        status_code=problem.status,
+        media_type=PROBLEM_JSON,
+        headers=problem.headers,
     )
 
 
@@ -80,23 +86,32 @@ async def _on_problem(request: Request, error: Exception) -> Response:
 async def _on_validation(request: Request, error: Exception) -> Response:
     assert isinstance(error, RequestValidationError)
     errors = [
-        {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
-        for e in error.errors()
+        {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in error.errors()
     ]
-    return problem_response(request, Problem(
-        422, "validation-error", "Request is not valid",
-        detail="; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors),
-        errors=errors,
-    ))
+    return problem_response(
+        request,
+        Problem(
+            422,
+            "validation-error",
+            "Request is not valid",
+            detail="; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors),
+            errors=errors,
+        ),
+    )
 
 
 async def _on_http(request: Request, error: Exception) -> Response:
     assert isinstance(error, StarletteHTTPException)
-    slug = {404: "not-found", 405: "method-not-allowed", 413: "payload-too-large"}.get(
-        error.status_code, "http-error")
-    return problem_response(request, Problem(
-        error.status_code, slug, str(error.detail), headers=dict(error.headers or {}),
-    ))
+    slug = {404: "not-found", 405: "method-not-allowed", 413: "payload-too-large"}.get(error.status_code, "http-error")
+    return problem_response(
+        request,
+        Problem(
+            error.status_code,
+            slug,
+            str(error.detail),
+            headers=dict(error.headers or {}),
+        ),
+    )
 
 
 async def _on_database_error(request: Request, error: Exception) -> Response:
@@ -104,17 +119,31 @@ async def _on_database_error(request: Request, error: Exception) -> Response:
     if not is_outage(error):
         return await _on_unexpected(request, error)
     log.warning("database unavailable on %s %s: %r", request.method, request.url.path, error)
-    return problem_response(request, Problem(
-        503, "database-unavailable", "The read models are unavailable",
-        detail="PostgreSQL did not answer; retry shortly", headers={"Retry-After": "1"}))
+    return problem_response(
+        request,
+        Problem(
+            503,
+            "database-unavailable",
+            "The read models are unavailable",
+            detail="PostgreSQL did not answer; retry shortly",
+            headers={"Retry-After": "1"},
+        ),
+    )
 
 
 async def _on_pool_exhausted(request: Request, error: Exception) -> Response:
     # Every pooled connection stayed busy for the pool's timeout: overload, not a bug.
     log.warning("no database connection free on %s %s: %r", request.method, request.url.path, error)
-    return problem_response(request, Problem(
-        503, "read-models-busy", "The read models are busy",
-        detail="no database connection became free in time; retry shortly", headers={"Retry-After": "1"}))
+    return problem_response(
+        request,
+        Problem(
+            503,
+            "read-models-busy",
+            "The read models are busy",
+            detail="no database connection became free in time; retry shortly",
+            headers={"Retry-After": "1"},
+        ),
+    )
 
 
 async def _on_unexpected(request: Request, error: Exception) -> Response:

@@ -24,11 +24,23 @@ class DeclaredBodyLimit:
         await self.app(scope, receive, send)
 
     async def refuse(self, scope: Scope, send: Send) -> None:
-        body = orjson.dumps({
-            "type": "https://eventline.dev/problems/payload-too-large", "title": "Payload too large",
-            "status": 413, "detail": f"request bodies are limited to {self.max_bytes} bytes",
-            "instance": scope.get("path", ""),
-        })
-        await send({"type": "http.response.start", "status": 413, "headers": [
-            (b"content-type", b"application/problem+json"), (b"content-length", str(len(body)).encode())]})
+        body = orjson.dumps(
+            {
+                "type": "https://eventline.dev/problems/payload-too-large",
+                "title": "Payload too large",
+                "status": 413,
+                "detail": f"request bodies are limited to {self.max_bytes} bytes",
+                "instance": scope.get("path", ""),
+            }
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/problem+json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})

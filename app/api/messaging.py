@@ -51,8 +51,7 @@ router = APIRouter(tags=["messaging"])
 
 
 def tariff(settings: Settings) -> messages.Tariff:
-    return messages.Tariff(base_fee=settings.message_base_fee,
-                           fee_per_recipient=settings.message_fee_per_recipient)
+    return messages.Tariff(base_fee=settings.message_base_fee, fee_per_recipient=settings.message_fee_per_recipient)
 
 
 READER, WRITER = require("reader"), require("writer")
@@ -65,36 +64,68 @@ async def pricing(request: Request) -> Pricing:
     return Pricing(base_fee=current.base_fee, fee_per_recipient=current.fee_per_recipient)
 
 
-@router.post("/conversations", status_code=201, response_model=ConversationStartedResponse,
-             responses=COMMAND_RESPONSES, dependencies=[WRITER])
-async def start_conversation(body: StartConversationRequest, request: Request, bus: BusDep,
-                             context: CommandContextDep, consistent_with: ConsistentWith = None) -> JSONResponse:
+@router.post(
+    "/conversations",
+    status_code=201,
+    response_model=ConversationStartedResponse,
+    responses=COMMAND_RESPONSES,
+    dependencies=[WRITER],
+)
+async def start_conversation(
+    body: StartConversationRequest,
+    request: Request,
+    bus: BusDep,
+    context: CommandContextDep,
+    consistent_with: ConsistentWith = None,
+) -> JSONResponse:
     """Start a conversation between 2 to 50 existing accounts."""
     # The connection goes back to the pool before the command is sent: no reading while it is decided.
     async with read_model(request, "messaging_accounts", consistent_with) as db:
         known = await queries.known_accounts(db, body.participants)
     unknown = sorted(set(body.participants) - known)
     if unknown:
-        raise Problem(422, "unknown-participants", "Unknown participants",
-                      detail=f"no such accounts: {', '.join(unknown)}", unknown=unknown)
+        raise Problem(
+            422,
+            "unknown-participants",
+            "Unknown participants",
+            detail=f"no such accounts: {', '.join(unknown)}",
+            unknown=unknown,
+        )
     conversation_id = context.new_id("conversation")
-    command = context.envelope(conversations.StartConversation(participants=body.participants, title=body.title),
-                               conversations.CONVERSATION_TYPE, conversation_id)
+    command = context.envelope(
+        conversations.StartConversation(participants=body.participants, title=body.title),
+        conversations.CONVERSATION_TYPE,
+        conversation_id,
+    )
     result = await decide_command(bus, command, context.waits)
     if result is None:
         return pending(command)
-    started = ConversationStartedResponse(conversation_id=conversation_id, command_id=result.command_id,
-                                          version=result.version, position=position.encode(result.position))
-    return JSONResponse(started.model_dump(), status_code=201,
-                        headers={"Location": f"/conversations/{conversation_id}"})
+    started = ConversationStartedResponse(
+        conversation_id=conversation_id,
+        command_id=result.command_id,
+        version=result.version,
+        position=position.encode(result.position),
+    )
+    return JSONResponse(
+        started.model_dump(), status_code=201, headers={"Location": f"/conversations/{conversation_id}"}
+    )
 
 
-@router.post("/conversations/{conversation_id}/messages", status_code=202,
-             response_model=MessageAcceptedResponse, responses={
-                 **COMMAND_RESPONSES, 403: problem_doc("The sender is not a participant")},
-             dependencies=[WRITER])
-async def submit_message(conversation_id: uuid.UUID, body: SubmitMessageRequest, request: Request, bus: BusDep,
-                         context: CommandContextDep, consistent_with: ConsistentWith = None) -> JSONResponse:
+@router.post(
+    "/conversations/{conversation_id}/messages",
+    status_code=202,
+    response_model=MessageAcceptedResponse,
+    responses={**COMMAND_RESPONSES, 403: problem_doc("The sender is not a participant")},
+    dependencies=[WRITER],
+)
+async def submit_message(
+    conversation_id: uuid.UUID,
+    body: SubmitMessageRequest,
+    request: Request,
+    bus: BusDep,
+    context: CommandContextDep,
+    consistent_with: ConsistentWith = None,
+) -> JSONResponse:
     """Post a message; it is priced now and delivered once the sender has paid for it."""
     async with read_model(request, "conversations", consistent_with) as db:
         conversation = await queries.conversation(db, str(conversation_id))
@@ -102,28 +133,43 @@ async def submit_message(conversation_id: uuid.UUID, body: SubmitMessageRequest,
     if conversation is None:
         raise Problem(404, "not-found", "Not found", detail=f"conversation {conversation_id} does not exist")
     if body.sender not in conversation.participants:
-        raise Problem(403, "not-a-participant", "Not a participant",
-                      detail="only the conversation's participants may post to it")
+        raise Problem(
+            403, "not-a-participant", "Not a participant", detail="only the conversation's participants may post to it"
+        )
     if account is None:
         raise Problem(422, "unknown-participants", "Unknown sender", detail=f"no account {body.sender}")
     recipients = [p for p in conversation.participants if p != body.sender]
     current = tariff(request.app.state.settings)
     message_id = context.new_id("message")
-    command = context.envelope(messages.SubmitMessage(
-        conversation_id=str(conversation_id), sender=body.sender, recipients=recipients, body=body.body,
-        currency=account.currency, tariff=current,
-    ), messages.MESSAGE_TYPE, message_id)
+    command = context.envelope(
+        messages.SubmitMessage(
+            conversation_id=str(conversation_id),
+            sender=body.sender,
+            recipients=recipients,
+            body=body.body,
+            currency=account.currency,
+            tariff=current,
+        ),
+        messages.MESSAGE_TYPE,
+        message_id,
+    )
     result = await decide_command(bus, command, context.waits)
     accepted = MessageAcceptedResponse(
-        message_id=message_id, command_id=command.command_id, price=current.price(len(recipients)),
-        currency=account.currency, position=position.encode(result.position) if result else "")
+        message_id=message_id,
+        command_id=command.command_id,
+        price=current.price(len(recipients)),
+        currency=account.currency,
+        position=position.encode(result.position) if result else "",
+    )
     return JSONResponse(accepted.model_dump(), status_code=202, headers={"Location": f"/messages/{message_id}"})
 
 
-@router.post("/messages/{message_id}/read", response_model=CommandAccepted, responses=COMMAND_RESPONSES,
-             dependencies=[WRITER])
-async def mark_read(message_id: uuid.UUID, body: MarkReadRequest, bus: BusDep, context: CommandContextDep
-                    ) -> JSONResponse:
+@router.post(
+    "/messages/{message_id}/read", response_model=CommandAccepted, responses=COMMAND_RESPONSES, dependencies=[WRITER]
+)
+async def mark_read(
+    message_id: uuid.UUID, body: MarkReadRequest, bus: BusDep, context: CommandContextDep
+) -> JSONResponse:
     """Mark a delivered message as read by one of its recipients."""
     command = context.envelope(messages.MarkRead(reader=body.reader), messages.MESSAGE_TYPE, str(message_id))
     return await submit(bus, command, context.waits)
@@ -138,11 +184,18 @@ async def get_message(message_id: uuid.UUID, db: Annotated[AsyncConnection, read
     return MessageView.model_validate(row._mapping)
 
 
-@router.get("/conversations/{conversation_id}/messages", response_model=MessagePage,
-            responses=QUERY_RESPONSES, dependencies=[READER])
-async def conversation_messages(conversation_id: uuid.UUID,
-                                db: Annotated[AsyncConnection, reading("messages", "conversations")],
-                                limit: Limit = 50, cursor: Cursor = None) -> Any:
+@router.get(
+    "/conversations/{conversation_id}/messages",
+    response_model=MessagePage,
+    responses=QUERY_RESPONSES,
+    dependencies=[READER],
+)
+async def conversation_messages(
+    conversation_id: uuid.UUID,
+    db: Annotated[AsyncConnection, reading("messages", "conversations")],
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> Any:
     """The conversation's delivered messages, in delivery order."""
     if await queries.conversation(db, str(conversation_id)) is None:
         raise Problem(404, "not-found", "Not found", detail=f"conversation {conversation_id} does not exist")
@@ -153,9 +206,13 @@ async def conversation_messages(conversation_id: uuid.UUID,
 
 
 @router.get("/accounts/{account_id}/inbox", response_model=InboxPage, responses=QUERY_RESPONSES, dependencies=[READER])
-async def account_inbox(account_id: uuid.UUID, db: Annotated[AsyncConnection, reading("messages")],
-                        unread_only: Annotated[bool, Query()] = False, limit: Limit = 50,
-                        cursor: Cursor = None) -> Any:
+async def account_inbox(
+    account_id: uuid.UUID,
+    db: Annotated[AsyncConnection, reading("messages")],
+    unread_only: Annotated[bool, Query()] = False,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> Any:
     """Messages delivered to this account by others, newest first, with their read flag."""
     rows = await queries.inbox_page(db, str(account_id), unread_only, limit, time_cursor(cursor))
     items = [InboxItem(**row._mapping, read=row.read_at is not None) for row in rows[:limit]]

@@ -22,9 +22,11 @@ async def metrics(request: Request) -> Response:
         for partition in view["partitions"]:
             if partition["lag"] is not None:
                 PROJECTION_LAG.labels(view["name"], partition["topic"], str(partition["partition"])).set(
-                    partition["lag"])
+                    partition["lag"]
+                )
     async with state.engine.connect() as connection:
         pending = await connection.scalar(
-            select(func.count()).select_from(messages).where(messages.c.status == "pending_payment"))
+            select(func.count()).select_from(messages).where(messages.c.status == "pending_payment")
+        )
     SAGA_PENDING.set(pending or 0)
     return Response(exposition(), media_type=CONTENT_TYPE_LATEST)

@@ -27,16 +27,21 @@ from app.eventstore.bad_records import UNREADABLE, skip_bad_record
 router = APIRouter(tags=["notifications"])
 
 
-@router.get("/notifications/stream", response_class=StreamingResponse, responses={
-    200: {"content": {"text/event-stream": {}}, "description": "One SSE event per notification"},
-    400: problem_doc("Invalid Last-Event-ID"),
-    422: problem_doc("Invalid request"),
-})
+@router.get(
+    "/notifications/stream",
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "One SSE event per notification"},
+        400: problem_doc("Invalid Last-Event-ID"),
+        422: problem_doc("Invalid request"),
+    },
+)
 async def stream(
     request: Request,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=4000)] = None,
-    start: Annotated[str, Query(pattern="^(now|beginning)$",
-                                description="Where a new stream (no Last-Event-ID) starts.")] = "now",
+    start: Annotated[
+        str, Query(pattern="^(now|beginning)$", description="Where a new stream (no Last-Event-ID) starts.")
+    ] = "now",
 ) -> StreamingResponse:
     """Thin notifications (type, aggregate, version, link to the event) as they are published."""
     settings: Settings = request.app.state.settings
@@ -45,13 +50,20 @@ async def stream(
     except position.InvalidPosition as error:
         raise Problem(400, "invalid-last-event-id", "Invalid Last-Event-ID", detail=str(error)) from error
     consumer = await open_consumer(settings, resume, start)
-    return StreamingResponse(events(request, settings, consumer), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return StreamingResponse(
+        events(request, settings, consumer),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
 
 
 async def open_consumer(settings: Settings, resume: dict[int, int] | None, start: str) -> AIOKafkaConsumer:
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, isolation_level="read_committed",
-                                enable_auto_commit=False, fetch_max_wait_ms=100)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        isolation_level="read_committed",
+        enable_auto_commit=False,
+        fetch_max_wait_ms=100,
+    )
     await consumer.start()
     tps = [TopicPartition(settings.topic("notifications"), p) for p in range(settings.partitions)]
     consumer.assign(tps)

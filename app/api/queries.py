@@ -20,9 +20,14 @@ from projections import queries
 
 router = APIRouter(tags=["queries"])
 
-ConsistentWith = Annotated[str | None, Header(
-    alias="X-Consistent-With", max_length=2000,
-    description="A `position` from a command: wait (bounded) until this read model reflects it.")]
+ConsistentWith = Annotated[
+    str | None,
+    Header(
+        alias="X-Consistent-With",
+        max_length=2000,
+        description="A `position` from a command: wait (bounded) until this read model reflects it.",
+    ),
+]
 Limit = Annotated[int, Query(ge=1, le=500)]
 Cursor = Annotated[str | None, Query(max_length=200, description="`next_cursor` of the previous page.")]
 
@@ -35,8 +40,9 @@ QUERY_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 @asynccontextmanager
-async def read_model(request: Request, projections: str | tuple[str, ...] = (),
-                     consistent_with: str | None = None) -> AsyncIterator[AsyncConnection]:
+async def read_model(
+    request: Request, projections: str | tuple[str, ...] = (), consistent_with: str | None = None
+) -> AsyncIterator[AsyncConnection]:
     """A connection for reading only (queries never write), lent once `projections` reflect
     `consistent_with`. Waiting comes first, so a waiting request holds none of the pool's connections."""
     consistency: ConsistencyWaiter = request.app.state.consistency
@@ -68,8 +74,9 @@ ReadDep = Annotated[AsyncConnection, reading()]
 
 
 @router.get("/accounts/{account_id}", response_model=AccountView, responses=QUERY_RESPONSES)
-async def get_account(account_id: uuid.UUID, response: Response,
-                      db: Annotated[AsyncConnection, reading("accounts")]) -> Any:
+async def get_account(
+    account_id: uuid.UUID, response: Response, db: Annotated[AsyncConnection, reading("accounts")]
+) -> Any:
     """An account's owner, currency, balance and version (also as ETag)."""
     row = await queries.account(db, str(account_id))
     if row is None:
@@ -79,8 +86,9 @@ async def get_account(account_id: uuid.UUID, response: Response,
 
 
 @router.get("/accounts/{account_id}/transactions", response_model=TransactionPage, responses=QUERY_RESPONSES)
-async def get_transactions(account_id: uuid.UUID, db: Annotated[AsyncConnection, reading("ledger")],
-                           limit: Limit = 50, cursor: Cursor = None) -> Any:
+async def get_transactions(
+    account_id: uuid.UUID, db: Annotated[AsyncConnection, reading("ledger")], limit: Limit = 50, cursor: Cursor = None
+) -> Any:
     """An account's money movements, newest first."""
     before = decode_cursor(cursor)[0] if cursor else None
     rows = await queries.transactions(db, str(account_id), limit, before)
@@ -92,15 +100,24 @@ async def get_transactions(account_id: uuid.UUID, db: Annotated[AsyncConnection,
 
 
 @router.get("/events", response_model=EventPage, responses=QUERY_RESPONSES)
-async def list_events(db: Annotated[AsyncConnection, reading("event_log")], aggregate_id: uuid.UUID | None = None,
-                      type: Annotated[str | None, Query(max_length=100, pattern="^[A-Za-z0-9_.:-]+$")] = None,
-                      limit: Limit = 100, cursor: Cursor = None) -> Any:
+async def list_events(
+    db: Annotated[AsyncConnection, reading("event_log")],
+    aggregate_id: uuid.UUID | None = None,
+    type: Annotated[str | None, Query(max_length=100, pattern="^[A-Za-z0-9_.:-]+$")] = None,
+    limit: Limit = 100,
+    cursor: Cursor = None,
+) -> Any:
     """Events of one aggregate by version, or of all aggregates by log position."""
     after = decode_cursor(cursor) if cursor else None
     if after is not None and len(after) != 2:
         raise invalid_cursor()
-    rows = await queries.events(db, aggregate_id=str(aggregate_id) if aggregate_id else None, event_type=type,
-                                limit=limit, after=(after[0], after[1]) if after else None)
+    rows = await queries.events(
+        db,
+        aggregate_id=str(aggregate_id) if aggregate_id else None,
+        event_type=type,
+        limit=limit,
+        after=(after[0], after[1]) if after else None,
+    )
     items = [event_view(row) for row in rows[:limit]]
     next_cursor = None
     if len(rows) > limit:

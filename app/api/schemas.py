@@ -38,9 +38,7 @@ class CommandAccepted(BaseModel):
     command_id: str
     aggregate_id: str
     version: int = Field(description="The aggregate's version after the command.")
-    position: str = Field(
-        description="Consistency token: send it as X-Consistent-With to read your own write."
-    )
+    position: str = Field(description="Consistency token: send it as X-Consistent-With to read your own write.")
 
 
 class CommandPending(BaseModel):

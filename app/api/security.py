@@ -34,15 +34,21 @@ def identify(keys: tuple[ApiKey, ...], presented: str) -> ApiKey | None:
 def require(role: Role) -> Any:
     """A dependency that lets through keys of `role` or above."""
 
-    async def check(request: Request,
-                    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
+    async def check(
+        request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+    ) -> None:
         keys: tuple[ApiKey, ...] = request.app.state.api_keys
         if not keys:
             return
         key = identify(keys, credentials.credentials) if credentials else None
         if key is None:
-            raise Problem(401, "unauthorized", "Unauthorized", detail="send a valid API key as a Bearer token",
-                          headers={"WWW-Authenticate": "Bearer"})
+            raise Problem(
+                401,
+                "unauthorized",
+                "Unauthorized",
+                detail="send a valid API key as a Bearer token",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         if RANK[key.role] < RANK[role]:
             raise Problem(403, "forbidden", "Forbidden", detail=f"this needs the {role} role")
         request.state.api_key_name = key.name

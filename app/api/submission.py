@@ -46,10 +46,16 @@ async def get_bus(request: Request) -> CommandBus:
 
 
 BusDep = Annotated[CommandBus, Depends(get_bus)]
-IdempotencyKey = Annotated[str | None, Header(
-    alias="Idempotency-Key", min_length=1, max_length=200,
-    description="Send the same key again to retry safely: the command is applied once, and a retry gets the first "
-    "answer, for 24 hours. Scoped to the caller and the resource: another caller's key is another command.")]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=200,
+        description="Send the same key again to retry safely: the command is applied once, and a retry gets the first "
+        "answer, for 24 hours. Scoped to the caller and the resource: another caller's key is another command.",
+    ),
+]
 IfMatch = Annotated[str | None, Header(alias="If-Match", description='The expected version, e.g. "3".')]
 Prefer = Annotated[str | None, Header(description="`respond-async` to get 202 without waiting.")]
 CorrelationId = Annotated[str | None, Header(alias="X-Correlation-ID", max_length=100)]
@@ -78,14 +84,24 @@ class CommandContext:
 
     def envelope(self, command: BaseModel, aggregate_type: str, aggregate_id: str) -> CommandEnvelope:
         kind: str = command.type  # type: ignore[attr-defined]
-        return envelope(command, aggregate_type, aggregate_id,
-                        command_id=scoped_id(self.principal, kind, aggregate_id, self.idempotency_key),
-                        idempotent=self.idempotency_key is not None,
-                        if_match=self.if_match, correlation_id=self.correlation_id)
+        return envelope(
+            command,
+            aggregate_type,
+            aggregate_id,
+            command_id=scoped_id(self.principal, kind, aggregate_id, self.idempotency_key),
+            idempotent=self.idempotency_key is not None,
+            if_match=self.if_match,
+            correlation_id=self.correlation_id,
+        )
 
 
-async def command_context(request: Request, idempotency_key: IdempotencyKey = None, if_match: IfMatch = None,
-                          prefer: Prefer = None, correlation_id: CorrelationId = None) -> CommandContext:
+async def command_context(
+    request: Request,
+    idempotency_key: IdempotencyKey = None,
+    if_match: IfMatch = None,
+    prefer: Prefer = None,
+    correlation_id: CorrelationId = None,
+) -> CommandContext:
     # The route's auth dependency ran first and named the caller (security.py).
     principal = getattr(request.state, "api_key_name", None) or ANONYMOUS
     return CommandContext(principal, idempotency_key, if_match, prefer, correlation_id)
@@ -105,17 +121,30 @@ def scoped_id(principal: str, kind: str, target: str, idempotency_key: str | Non
     return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, "\x1f".join((principal, kind, target, idempotency_key))))
 
 
-def envelope(command: BaseModel, aggregate_type: str, aggregate_id: str, *, command_id: str | None = None,
-             idempotent: bool = False, if_match: str | None = None,
-             correlation_id: str | None = None) -> CommandEnvelope:
+def envelope(
+    command: BaseModel,
+    aggregate_type: str,
+    aggregate_id: str,
+    *,
+    command_id: str | None = None,
+    idempotent: bool = False,
+    if_match: str | None = None,
+    correlation_id: str | None = None,
+) -> CommandEnvelope:
     data = command.model_dump(mode="json", exclude={"type"})
     kind: str = command.type  # type: ignore[attr-defined]
     command_id = command_id or str(uuid.uuid4())
     return CommandEnvelope(
-        command_id=command_id, type=kind, aggregate_type=aggregate_type, aggregate_id=aggregate_id,
-        data=data, issued_at=utc_now(), causation_id=command_id,
+        command_id=command_id,
+        type=kind,
+        aggregate_type=aggregate_type,
+        aggregate_id=aggregate_id,
+        data=data,
+        issued_at=utc_now(),
+        causation_id=command_id,
         correlation_id=correlation_id or current_correlation.get() or command_id,
-        expected_version=expected_version(if_match), fingerprint=fingerprint(kind, aggregate_id, data),
+        expected_version=expected_version(if_match),
+        fingerprint=fingerprint(kind, aggregate_id, data),
         idempotent=idempotent,
     )
 
@@ -129,10 +158,13 @@ async def decide(bus: CommandBus, command: CommandEnvelope, wait: bool = True) -
         COMMANDS.labels(command.type, "unavailable").inc()
         DEPENDENCY_ERRORS.labels("kafka").inc()
         raise Problem(
-            503, "kafka-unavailable", "The event store is unavailable",
+            503,
+            "kafka-unavailable",
+            "The event store is unavailable",
             detail=f"the command was not acknowledged ({error}); it may or may not have been stored, "
             "so retry with the same Idempotency-Key",
-            headers={"Retry-After": "1"}, command_id=command.command_id,
+            headers={"Retry-After": "1"},
+            command_id=command.command_id,
         ) from error
     COMMAND_SECONDS.labels(command.type).observe(time.perf_counter() - started)
     COMMANDS.labels(command.type, result.outcome if result else "pending").inc()
@@ -141,14 +173,19 @@ async def decide(bus: CommandBus, command: CommandEnvelope, wait: bool = True) -
     return result
 
 
-async def submit(bus: CommandBus, command: CommandEnvelope, wait: bool = True,
-                 created: str | None = None) -> JSONResponse:
+async def submit(
+    bus: CommandBus, command: CommandEnvelope, wait: bool = True, created: str | None = None
+) -> JSONResponse:
     """The standard answer: 200/201 with the new version and position, or 202 with a Location."""
     result = await decide(bus, command, wait)
     if result is None:
         return pending(command)
-    accepted = CommandAccepted(command_id=result.command_id, aggregate_id=result.aggregate_id,
-                               version=result.version, position=position.encode(result.position))
+    accepted = CommandAccepted(
+        command_id=result.command_id,
+        aggregate_id=result.aggregate_id,
+        version=result.version,
+        position=position.encode(result.position),
+    )
     headers = {"ETag": f'"{result.version}"'}
     if created:
         headers["Location"] = created
@@ -170,6 +207,7 @@ def expected_version(if_match: str | None) -> int | None:
         return None
     tag = if_match.strip().removeprefix("W/").strip('"')
     if not tag.isascii() or not tag.isdigit() or len(tag) > 9:
-        raise Problem(400, "invalid-if-match", "Invalid If-Match",
-                      detail='If-Match must be an aggregate version such as "3"')
+        raise Problem(
+            400, "invalid-if-match", "Invalid If-Match", detail='If-Match must be an aggregate version such as "3"'
+        )
     return int(tag)

@@ -15,8 +15,12 @@ from rich.console import Console
 from app.config import get_settings
 from app.observability import logs
 
-cli = typer.Typer(help="Eventline: an event-sourced CQRS backend on Kafka and PostgreSQL.",
-                  no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode="rich")
+cli = typer.Typer(
+    help="Eventline: an event-sourced CQRS backend on Kafka and PostgreSQL.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
 console = Console()
 
 

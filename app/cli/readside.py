@@ -43,8 +43,9 @@ def projections() -> None:
         state = "[green]running[/green]" if view["state"] == "running" else f"[red]{view['state']}[/red]"
         lag = "?" if view["lag"] is None else str(view["lag"])
         lag = f"[green]{lag}[/green]" if view["lag"] == 0 else f"[yellow]{lag}[/yellow]"
-        partitions = " ".join(f"{p['topic'][0]}{p['partition']}:{p['next_offset']}/{p['end_offset']}"
-                              for p in view["partitions"])
+        partitions = " ".join(
+            f"{p['topic'][0]}{p['partition']}:{p['next_offset']}/{p['end_offset']}" for p in view["partitions"]
+        )
         rebuild_state = (view["rebuild"] or {}).get("state", "-")
         failed = str(view["failures"]) if not view["failures"] else f"[red]{view['failures']}[/red]"
         table.add_row(view["name"], state, lag, failed, partitions or "-", rebuild_state)
@@ -67,8 +68,9 @@ cli.add_typer(failures_cli, name="failures")
 
 
 @failures_cli.callback()
-def failures_list(ctx: typer.Context,
-                  projection: Annotated[str | None, typer.Option(help="Only this projection.")] = None) -> None:
+def failures_list(
+    ctx: typer.Context, projection: Annotated[str | None, typer.Option(help="Only this projection.")] = None
+) -> None:
     """List open failures (then `eventline failures retry ID` once the cause is fixed)."""
     if ctx.invoked_subcommand is not None:
         return
@@ -77,8 +79,14 @@ def failures_list(ctx: typer.Context,
     for column in ("id", "projection", "where", "event", "error", "at"):
         table.add_column(column)
     for row in rows:
-        table.add_row(str(row.failure_id), row.projection, f"{row.topic}[{row.partition}]@{row.offset}",
-                      f"{row.event_type} {row.event_id}", f"[red]{row.error}[/red]", str(row.created_at))
+        table.add_row(
+            str(row.failure_id),
+            row.projection,
+            f"{row.topic}[{row.partition}]@{row.offset}",
+            f"{row.event_type} {row.event_id}",
+            f"[red]{row.error}[/red]",
+            str(row.created_at),
+        )
     console.print(table if rows else "[green]No open failures.[/green]")
 
 
@@ -115,10 +123,10 @@ def failures_retry(failure_ids: Annotated[list[int], typer.Argument(help="Failur
 def rebuild_command(
     names: Annotated[list[str] | None, typer.Argument(help="Projections to rebuild.")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Rebuild every projection.")] = False,
-    verify: Annotated[bool, typer.Option(help="Compare with the live tables; refuse to swap if they differ.")
-                      ] = False,
-    workers: Annotated[int | None, typer.Option(
-        min=1, help="Processes sharing the replay by partition (default: one per CPU core).")] = None,
+    verify: Annotated[bool, typer.Option(help="Compare with the live tables; refuse to swap if they differ.")] = False,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Processes sharing the replay by partition (default: one per CPU core).")
+    ] = None,
 ) -> None:
     """Replay the events into fresh tables while the live ones keep serving, then swap them in."""
     configure_logging()
@@ -137,9 +145,14 @@ async def _rebuild(settings: Settings, names: list[str], verify: bool, workers: 
     """One replay for all the named projections; each is compared and swapped on its own."""
     engine = create_engine(settings)
     try:
-        with Progress(TextColumn(f"[bold]{', '.join(names)}"), BarColumn(), MofNCompleteColumn(),
-                      TextColumn("{task.fields[rate]:>10} events/s"), TimeRemainingColumn(),
-                      console=console) as bar:
+        with Progress(
+            TextColumn(f"[bold]{', '.join(names)}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]:>10} events/s"),
+            TimeRemainingColumn(),
+            console=console,
+        ) as bar:
             task = bar.add_task("rebuild", total=None, rate="-")
             started = asyncio.get_running_loop().time()
 
@@ -147,8 +160,9 @@ async def _rebuild(settings: Settings, names: list[str], verify: bool, workers: 
                 elapsed = max(asyncio.get_running_loop().time() - started, 1e-6)
                 bar.update(task, completed=done, total=total, rate=f"{done / elapsed:,.0f}")
 
-            reports = await rebuild_together(settings, engine, [PROJECTIONS[name] for name in names],
-                                             verify=verify, progress=show, workers=workers)
+            reports = await rebuild_together(
+                settings, engine, [PROJECTIONS[name] for name in names], verify=verify, progress=show, workers=workers
+            )
         for report in reports:
             console.print(summary(report))
     finally:

@@ -17,8 +17,7 @@ def _serve(workers: dict[str, Worker]) -> None:
     settings = get_settings()
     app = create_app(settings, workers=workers)
     # log_config=None: uvicorn's own lines and its access log go through our handlers (JSON by default).
-    uvicorn.run(app, host=settings.api_host, port=settings.api_port, loop="uvloop", http="httptools",
-                log_config=None)
+    uvicorn.run(app, host=settings.api_host, port=settings.api_port, loop="uvloop", http="httptools", log_config=None)
 
 
 @cli.command()

@@ -221,8 +221,7 @@ def _withdraw(state: Account, command: Withdraw) -> list[AccountEvent]:
 def _charge(state: Account, command: Charge) -> list[AccountEvent]:
     # A reference is decided once, charged or declined: a replayed charge (a saga
     # reading its events again) must neither take the money twice nor decline twice.
-    if command.reference in state.charges or command.reference in state.refunded \
-            or command.reference in state.declined:
+    if command.reference in state.charges or command.reference in state.refunded or command.reference in state.declined:
         raise DuplicateCharge(reference=command.reference)
     if command.amount > state.balance:
         return [_declined(state, command)]

@@ -223,8 +223,11 @@ def _submit(state: Message | None, command: SubmitMessage) -> list[MessageEvent]
 def _deliver(state: Message) -> list[MessageEvent]:
     match state.status:
         case "pending_payment":
-            return [MessageDelivered(conversation_id=state.conversation_id, sender=state.sender,
-                                     recipients=list(state.recipients))]
+            return [
+                MessageDelivered(
+                    conversation_id=state.conversation_id, sender=state.sender, recipients=list(state.recipients)
+                )
+            ]
         case "delivered":
             return []
         case "rejected":

@@ -23,5 +23,11 @@ UNREADABLE: tuple[type[Exception], ...] = (ValueError, TypeError, KeyError, Attr
 
 def skip_bad_record(consumer: str, record: ConsumerRecord[bytes, bytes], error: Exception) -> None:
     BAD_RECORDS.labels(consumer, record.topic).inc()
-    log.error("%s: skipping an unreadable record at %s partition %d offset %d (%s)",
-              consumer, record.topic, record.partition, record.offset, type(error).__name__)
+    log.error(
+        "%s: skipping an unreadable record at %s partition %d offset %d (%s)",
+        consumer,
+        record.topic,
+        record.partition,
+        record.offset,
+        type(error).__name__,
+    )

@@ -40,8 +40,11 @@ class CommandBus:
         self.producer = producer
         self.waiters: defaultdict[str, list[asyncio.Future[CommandResult]]] = defaultdict(list)
         self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap, isolation_level="read_committed",
-            enable_auto_commit=False, group_id=None, fetch_max_wait_ms=100,
+            bootstrap_servers=settings.kafka_bootstrap,
+            isolation_level="read_committed",
+            enable_auto_commit=False,
+            group_id=None,
+            fetch_max_wait_ms=100,
         )
         self.listener: asyncio.Task[None] | None = None
         self.replacing: asyncio.Task[None] | None = None
@@ -84,8 +87,12 @@ class CommandBus:
         partition = partition_for(command.aggregate_id, self.settings.partitions)
         try:
             async with asyncio.timeout(self.settings.kafka_send_timeout_s):
-                await self.producer.send_and_wait(self.settings.topic("commands"), command.encode(),
-                                                  key=command.aggregate_id.encode(), partition=partition)
+                await self.producer.send_and_wait(
+                    self.settings.topic("commands"),
+                    command.encode(),
+                    key=command.aggregate_id.encode(),
+                    partition=partition,
+                )
         except (TimeoutError, KafkaError) as error:
             self.replace_producer_if_dead()
             raise CommandNotAccepted(str(error) or type(error).__name__) from error

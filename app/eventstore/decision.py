@@ -74,41 +74,66 @@ KEY_REUSED = "idempotency-key-reused"
 
 
 def decide_command(
-    aggregate: Aggregate | None, command: CommandEnvelope, *, now: str,
-    new_event_id: Callable[[], str], remembered: RememberedCommand | None = None,
+    aggregate: Aggregate | None,
+    command: CommandEnvelope,
+    *,
+    now: str,
+    new_event_id: Callable[[], str],
+    remembered: RememberedCommand | None = None,
 ) -> Decision:
     """Decide one command; `remembered` is what the partition remembers of its id, if anything."""
     if remembered is not None:
         return _repeat(aggregate, command, remembered, now)
     kind = AGGREGATES.get(command.aggregate_type)
     if kind is None:
-        return _reject(command, 0, now, _error("unknown-aggregate-type", "Unknown aggregate type",
-                                                f"no aggregate type {command.aggregate_type!r}"))
+        return _reject(
+            command,
+            0,
+            now,
+            _error("unknown-aggregate-type", "Unknown aggregate type", f"no aggregate type {command.aggregate_type!r}"),
+        )
     version = aggregate.version if aggregate else 0
     if command.expected_version is not None and command.expected_version != version:
-        return _reject(command, version, now, _error(
-            "version-mismatch", "Version mismatch",
-            f"expected version {command.expected_version}, the aggregate is at {version}",
-            expected=command.expected_version, actual=version))
+        return _reject(
+            command,
+            version,
+            now,
+            _error(
+                "version-mismatch",
+                "Version mismatch",
+                f"expected version {command.expected_version}, the aggregate is at {version}",
+                expected=command.expected_version,
+                actual=version,
+            ),
+        )
     command_type = kind.commands.get(command.type)
     if command_type is None:
-        return _reject(command, version, now, _error(
-            "unknown-command", "Unknown command", f"{kind.name} has no command {command.type!r}"))
+        return _reject(
+            command,
+            version,
+            now,
+            _error("unknown-command", "Unknown command", f"{kind.name} has no command {command.type!r}"),
+        )
     try:
         domain_command = command_type.model_validate(command.data)
         domain_events = kind.decide(aggregate.state if aggregate else None, domain_command)
     except ValidationError as invalid:
-        return _reject(command, version, now, _error(
-            "invalid-command", "Invalid command", str(invalid.errors(include_url=False))))
+        return _reject(
+            command, version, now, _error("invalid-command", "Invalid command", str(invalid.errors(include_url=False)))
+        )
     except DomainError as refused:
-        return _reject(command, version, now, _error(
-            refused.code, refused.title, refused.detail, **refused.extras()))
+        return _reject(command, version, now, _error(refused.code, refused.title, refused.detail, **refused.extras()))
     return _accept(aggregate, kind, command, domain_events, now=now, new_event_id=new_event_id)
 
 
 def _accept(
-    aggregate: Aggregate | None, kind: AggregateKind, command: CommandEnvelope, domain_events: list[Any],
-    *, now: str, new_event_id: Callable[[], str],
+    aggregate: Aggregate | None,
+    kind: AggregateKind,
+    command: CommandEnvelope,
+    domain_events: list[Any],
+    *,
+    now: str,
+    new_event_id: Callable[[], str],
 ) -> Decision:
     version = aggregate.version if aggregate else 0
     state = aggregate.state if aggregate else None
@@ -116,32 +141,56 @@ def _accept(
     for event in domain_events:
         version += 1
         state = kind.evolve(state, event)
-        envelopes.append(EventEnvelope(
-            event_id=new_event_id(), type=event.type, schema_version=type(event).schema_version,
-            aggregate_type=kind.name, aggregate_id=command.aggregate_id, version=version,
-            occurred_at=now, command_id=command.command_id, correlation_id=command.correlation_id,
-            causation_id=command.command_id, data=event.model_dump(mode="json", exclude={"type"}),
-        ))
+        envelopes.append(
+            EventEnvelope(
+                event_id=new_event_id(),
+                type=event.type,
+                schema_version=type(event).schema_version,
+                aggregate_type=kind.name,
+                aggregate_id=command.aggregate_id,
+                version=version,
+                occurred_at=now,
+                command_id=command.command_id,
+                correlation_id=command.correlation_id,
+                causation_id=command.command_id,
+                data=event.model_dump(mode="json", exclude={"type"}),
+            )
+        )
     after = Aggregate(kind, command.aggregate_id, version, state)
-    result = CommandResult(command.command_id, command.aggregate_id, "succeeded", version,
-                           event_ids=[e.event_id for e in envelopes], decided_at=now)
+    result = CommandResult(
+        command.command_id,
+        command.aggregate_id,
+        "succeeded",
+        version,
+        event_ids=[e.event_id for e in envelopes],
+        decided_at=now,
+    )
     return Decision(command, envelopes, result, after)
 
 
 def _reject(command: CommandEnvelope, version: int, now: str, error: dict[str, Any]) -> Decision:
-    result = CommandResult(command.command_id, command.aggregate_id, "rejected", version, error=error,
-                           decided_at=now)
+    result = CommandResult(command.command_id, command.aggregate_id, "rejected", version, error=error, decided_at=now)
     return Decision(command, [], result, None)
 
 
 def _repeat(
-    aggregate: Aggregate | None, command: CommandEnvelope, remembered: RememberedCommand, now: str,
+    aggregate: Aggregate | None,
+    command: CommandEnvelope,
+    remembered: RememberedCommand,
+    now: str,
 ) -> Decision:
     if remembered.fingerprint != command.fingerprint:
-        error = _error(KEY_REUSED, "Idempotency key reused",
-                       "this idempotency key was already used for a different request")
-        result = CommandResult(command.command_id, command.aggregate_id, "rejected",
-                               aggregate.version if aggregate else 0, error=error, decided_at=now)
+        error = _error(
+            KEY_REUSED, "Idempotency key reused", "this idempotency key was already used for a different request"
+        )
+        result = CommandResult(
+            command.command_id,
+            command.aggregate_id,
+            "rejected",
+            aggregate.version if aggregate else 0,
+            error=error,
+            decided_at=now,
+        )
         return Decision(command, [], result, None)
     return Decision(command, [], replace(remembered.result, replayed=True), None)
 

@@ -141,13 +141,15 @@ class AggregateRecord:
     recent: tuple[RememberedCommand, ...] = ()
 
     def encode(self) -> bytes:
-        return orjson.dumps({
-            "aggregate_type": self.aggregate_type,
-            "aggregate_id": self.aggregate_id,
-            "version": self.version,
-            "state": self.state,
-            "recent": [],  # still present, so a processor of the older version can read the record
-        })
+        return orjson.dumps(
+            {
+                "aggregate_type": self.aggregate_type,
+                "aggregate_id": self.aggregate_id,
+                "version": self.version,
+                "state": self.state,
+                "recent": [],  # still present, so a processor of the older version can read the record
+            }
+        )
 
     @classmethod
     def decode(cls, raw: bytes) -> AggregateRecord:
@@ -176,5 +178,12 @@ class Notification:
 
     @classmethod
     def of(cls, event: EventEnvelope, published_at: str) -> Notification:
-        return cls(event.event_id, event.type, event.aggregate_type, event.aggregate_id,
-                   event.version, published_at, f"/events/{event.event_id}")
+        return cls(
+            event.event_id,
+            event.type,
+            event.aggregate_type,
+            event.aggregate_id,
+            event.version,
+            published_at,
+            f"/events/{event.event_id}",
+        )

@@ -65,7 +65,7 @@ class IdempotencyMemory:
 
     def restore(self, key: bytes, at_ms: int, raw: bytes | None, now: int) -> None:
         """One record of the changelog, read in log order; a tombstone forgets."""
-        command_id = key[len(KEY_PREFIX):].decode()
+        command_id = key[len(KEY_PREFIX) :].decode()
         if raw is None:
             self.entries.pop(command_id, None)
         elif at_ms + self.retention_ms <= now:

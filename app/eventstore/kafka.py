@@ -30,8 +30,7 @@ async def wait_for_kafka(settings: Settings) -> None:
         except (KafkaError, OSError) as error:
             if time.monotonic() >= deadline:
                 raise KafkaUnavailable(
-                    f"Kafka at {settings.kafka_bootstrap} did not answer in "
-                    f"{settings.startup_timeout_s:.0f}s: {error}"
+                    f"Kafka at {settings.kafka_bootstrap} did not answer in {settings.startup_timeout_s:.0f}s: {error}"
                 ) from error
             log.warning("waiting for Kafka at %s: %s", settings.kafka_bootstrap, error)
             await asyncio.sleep(1)

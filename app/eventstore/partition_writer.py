@@ -57,9 +57,15 @@ class Batch:
 class PartitionWriter:
     """Owns one command partition: its transactional producer, its aggregates and what it remembers."""
 
-    def __init__(self, settings: Settings, partition: int, producer: AIOKafkaProducer,
-                 aggregates: dict[str, Aggregate], next_offset: int,
-                 memory: IdempotencyMemory | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        partition: int,
+        producer: AIOKafkaProducer,
+        aggregates: dict[str, Aggregate],
+        next_offset: int,
+        memory: IdempotencyMemory | None = None,
+    ) -> None:
         self.settings = settings
         self.partition = partition
         self.producer = producer
@@ -130,8 +136,7 @@ class PartitionWriter:
             # Looked up in this batch first, so a repeat later in the same batch is caught too.
             remembered = batch.remembered.get(command.command_id) or self.memory.get(command.command_id)
             with carrying(command.correlation_id, command.command_id):
-                decision = decide_command(current, command, now=now, new_event_id=new_event_id,
-                                          remembered=remembered)
+                decision = decide_command(current, command, now=now, new_event_id=new_event_id, remembered=remembered)
                 log.debug("decided %s %s: %s", command.type, command.aggregate_id, decision.result.outcome)
             if decision.aggregate is not None:
                 batch.touched[command.aggregate_id] = decision.aggregate
@@ -154,14 +159,16 @@ class PartitionWriter:
             offsets = [(await ack).offset for _, ack in acks]
         else:
             offsets = list(range(self.next_event_offset, self.next_event_offset + len(acks)))
-        positions = {command_id: {str(self.partition): offset}
-                     for (command_id, _), offset in zip(acks, offsets, strict=True)}
+        positions = {
+            command_id: {str(self.partition): offset} for (command_id, _), offset in zip(acks, offsets, strict=True)
+        }
         await self.send_results(batch, positions)
         remembered_at = await self.send_changelog(batch)
         # The offsets go alongside the produce; the acks are awaited first, because a produce that
         # fails (a broker restart) fails its ack, while the offsets' answer may never come then.
-        offsets_sent = asyncio.ensure_future(self.producer.send_offsets_to_transaction(
-            {self.source: next_offset}, self.settings.processor_group))
+        offsets_sent = asyncio.ensure_future(
+            self.producer.send_offsets_to_transaction({self.source: next_offset}, self.settings.processor_group)
+        )
         offsets_sent.add_done_callback(retrieve_error)
         try:
             for (_, ack), predicted in zip(acks, offsets, strict=True):
@@ -180,12 +187,19 @@ class PartitionWriter:
         for decision in decisions:
             for event in decision.events:
                 ack = await self.producer.send(
-                    self.settings.topic("events"), event.encode(), key=event.aggregate_id.encode(),
-                    partition=self.partition, headers=event.headers())
+                    self.settings.topic("events"),
+                    event.encode(),
+                    key=event.aggregate_id.encode(),
+                    partition=self.partition,
+                    headers=event.headers(),
+                )
                 ack.add_done_callback(retrieve_error)
                 acks.append((decision.command.command_id, ack))
-                await self.send(self.settings.topic("notifications"), event.aggregate_id,
-                                Notification.of(event, published_at).encode())
+                await self.send(
+                    self.settings.topic("notifications"),
+                    event.aggregate_id,
+                    Notification.of(event, published_at).encode(),
+                )
         return acks
 
     async def send_results(self, batch: Batch, positions: dict[str, dict[str, int]]) -> None:
@@ -216,8 +230,13 @@ class PartitionWriter:
                 await self.producer.send(changelog, None, key=record_key(command_id), partition=self.partition)
         remembered_at = now_ms()
         for command_id, entry in batch.remembered.items():
-            await self.producer.send(changelog, entry.encode(), key=record_key(command_id),
-                                     partition=self.partition, timestamp_ms=remembered_at)
+            await self.producer.send(
+                changelog,
+                entry.encode(),
+                key=record_key(command_id),
+                partition=self.partition,
+                timestamp_ms=remembered_at,
+            )
         return remembered_at
 
     async def send(self, topic: str, key: str, value: bytes) -> None:
@@ -227,8 +246,9 @@ class PartitionWriter:
         # Every API process reads every result partition, so any partition will do: one per
         # command partition keeps a transaction to few partitions (fewer AddPartitionsToTxn).
         partition = self.partition % self.settings.result_partitions
-        await self.producer.send(self.settings.topic("command-results"), result.encode(),
-                                 key=result.command_id.encode(), partition=partition)
+        await self.producer.send(
+            self.settings.topic("command-results"), result.encode(), key=result.command_id.encode(), partition=partition
+        )
 
 
 def retrieve_error(future: asyncio.Future[Any]) -> None:
@@ -249,5 +269,3 @@ def decode_command(record: ConsumerRecord[bytes, bytes]) -> CommandEnvelope | No
         # but loudly, and let the offset move on so one bad message cannot block p.
         skip_bad_record("processor", record, error)
         return None
-
-

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 # by a newer owner of the partition (a zombie), or its epoch was bumped.
 FENCING_ERRORS: tuple[type[Exception], ...] = (ProducerFenced,)
 
+
 class OffsetsUnavailable(KafkaError):  # type: ignore[misc]
     retriable = True
 
@@ -81,11 +82,15 @@ class Processor(ConsumerRebalanceListener):  # type: ignore[misc]
         self.failure: BaseException | None = None
         self.chores: set[asyncio.Task[None]] = set()
         self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap, group_id=settings.processor_group,
-            isolation_level="read_committed", enable_auto_commit=False, auto_offset_reset="earliest",
+            bootstrap_servers=settings.kafka_bootstrap,
+            group_id=settings.processor_group,
+            isolation_level="read_committed",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
             session_timeout_ms=settings.processor_session_timeout_ms,
             heartbeat_interval_ms=max(1000, settings.processor_session_timeout_ms // 3),
-            max_poll_interval_ms=settings.processor_max_poll_interval_ms, fetch_max_wait_ms=100,
+            max_poll_interval_ms=settings.processor_max_poll_interval_ms,
+            fetch_max_wait_ms=100,
         )
 
     async def run(self) -> None:
@@ -187,8 +192,7 @@ class Processor(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def take_over(self, partitions: list[int]) -> list[PartitionWriter]:
         """Fence, then read offsets, then restore: in that order, or a zombie's work could resurface."""
-        started = await asyncio.gather(*(fence_partition(self.settings, p) for p in partitions),
-                                       return_exceptions=True)
+        started = await asyncio.gather(*(fence_partition(self.settings, p) for p in partitions), return_exceptions=True)
         producers = [p for p in started if isinstance(p, AIOKafkaProducer)]
         try:
             if len(producers) < len(started):
@@ -199,8 +203,9 @@ class Processor(ConsumerRebalanceListener):  # type: ignore[misc]
                 tp = TopicPartition(self.settings.topic("commands"), partition)
                 state = restored[partition]
                 next_offset = await self.committed_offset(tp, has_state=bool(state.aggregates or state.memory))
-                writers.append(PartitionWriter(self.settings, partition, producer, state.aggregates,
-                                               next_offset, state.memory))
+                writers.append(
+                    PartitionWriter(self.settings, partition, producer, state.aggregates, next_offset, state.memory)
+                )
         except BaseException:
             await asyncio.gather(*(stop_quietly(p) for p in producers))
             raise
@@ -233,7 +238,9 @@ async def fence_partition(settings: Settings, partition: int) -> AIOKafkaProduce
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap,
         transactional_id=f"{settings.namespace}.processor.{partition}",
-        enable_idempotence=True, acks="all", linger_ms=settings.processor_linger_ms,
+        enable_idempotence=True,
+        acks="all",
+        linger_ms=settings.processor_linger_ms,
         transaction_timeout_ms=settings.processor_transaction_timeout_ms,
         # Back-to-back transactions: the broker answers a produce that races the previous
         # commit's markers with a retriable error (NOT_ENOUGH_REPLICAS for this protocol

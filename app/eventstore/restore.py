@@ -50,8 +50,11 @@ async def restore_partitions(settings: Settings, partitions: list[int]) -> dict[
     started = time.monotonic()
     topic = settings.topic("aggregates")
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, isolation_level="read_committed",
-        enable_auto_commit=False, auto_offset_reset="earliest", max_partition_fetch_bytes=8 * 1024 * 1024,
+        bootstrap_servers=settings.kafka_bootstrap,
+        isolation_level="read_committed",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=8 * 1024 * 1024,
         fetch_max_bytes=64 * 1024 * 1024,
     )
     await consumer.start()
@@ -76,6 +79,11 @@ async def restore_partitions(settings: Settings, partitions: list[int]) -> dict[
         await consumer.stop()
     count = sum(len(r.aggregates) for r in restored.values())
     remembered = sum(len(r.memory) for r in restored.values())
-    log.info("restored %d aggregates and %d remembered commands of partitions %s in %.2fs",
-             count, remembered, partitions, time.monotonic() - started)
+    log.info(
+        "restored %d aggregates and %d remembered commands of partitions %s in %.2fs",
+        count,
+        remembered,
+        partitions,
+        time.monotonic() - started,
+    )
     return restored

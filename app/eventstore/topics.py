@@ -37,22 +37,48 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     p, r = settings.partitions, settings.result_partitions
     min_isr = str(settings.min_insync_replicas)
     return [
-        TopicSpec(settings.topic("commands"), p, {
-            "cleanup.policy": "delete", "retention.ms": str(settings.command_retention_ms),
-        }),
-        TopicSpec(settings.topic("events"), p, {
-            "cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1",
-            "min.insync.replicas": min_isr,
-        }),
-        TopicSpec(settings.topic("aggregates"), p, {
-            "cleanup.policy": "compact", "min.insync.replicas": min_isr,
-        }),
-        TopicSpec(settings.topic("command-results"), r, {
-            "cleanup.policy": "delete", "retention.ms": str(settings.result_retention_ms),
-        }),
-        TopicSpec(settings.topic("notifications"), p, {
-            "cleanup.policy": "delete", "retention.ms": str(settings.notification_retention_ms),
-        }),
+        TopicSpec(
+            settings.topic("commands"),
+            p,
+            {
+                "cleanup.policy": "delete",
+                "retention.ms": str(settings.command_retention_ms),
+            },
+        ),
+        TopicSpec(
+            settings.topic("events"),
+            p,
+            {
+                "cleanup.policy": "delete",
+                "retention.ms": "-1",
+                "retention.bytes": "-1",
+                "min.insync.replicas": min_isr,
+            },
+        ),
+        TopicSpec(
+            settings.topic("aggregates"),
+            p,
+            {
+                "cleanup.policy": "compact",
+                "min.insync.replicas": min_isr,
+            },
+        ),
+        TopicSpec(
+            settings.topic("command-results"),
+            r,
+            {
+                "cleanup.policy": "delete",
+                "retention.ms": str(settings.result_retention_ms),
+            },
+        ),
+        TopicSpec(
+            settings.topic("notifications"),
+            p,
+            {
+                "cleanup.policy": "delete",
+                "retention.ms": str(settings.notification_retention_ms),
+            },
+        ),
     ]
 
 
@@ -63,9 +89,16 @@ async def create_topics(admin: AIOKafkaAdminClient, settings: Settings) -> list[
     missing = [spec for spec in specs if spec.name not in existing]
     for spec in missing:
         try:
-            await admin.create_topics([NewTopic(
-                spec.name, spec.partitions, settings.replication_factor, topic_configs=spec.configs,
-            )])
+            await admin.create_topics(
+                [
+                    NewTopic(
+                        spec.name,
+                        spec.partitions,
+                        settings.replication_factor,
+                        topic_configs=spec.configs,
+                    )
+                ]
+            )
         except TopicAlreadyExistsError:
             pass  # another process created it between list and create
     await _until_visible(admin, [spec.name for spec in missing])
@@ -87,16 +120,12 @@ async def verify_topics(admin: AIOKafkaAdminClient, settings: Settings) -> None:
     specs = topic_specs(settings)
     problems = await _partition_problems(admin, specs) + await _config_problems(admin, specs)
     if problems:
-        raise TopicMismatch(
-            "Kafka topics do not match the settings:\n  - " + "\n  - ".join(problems)
-        )
+        raise TopicMismatch("Kafka topics do not match the settings:\n  - " + "\n  - ".join(problems))
 
 
 async def _partition_problems(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> list[str]:
     described = await admin.describe_topics([spec.name for spec in specs])
-    counts = {
-        topic["topic"]: len(topic["partitions"]) for topic in described if topic["error_code"] == 0
-    }
+    counts = {topic["topic"]: len(topic["partitions"]) for topic in described if topic["error_code"] == 0}
     problems = []
     for spec in specs:
         actual = counts.get(spec.name)

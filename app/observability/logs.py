@@ -86,8 +86,9 @@ class Repeats(logging.Filter):
 
 def configure(level: str = "INFO", json_format: bool = True) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if json_format else logging.Formatter(
-        "%(asctime)s %(levelname)s %(name)s %(message)s"))
+    handler.setFormatter(
+        JsonFormatter() if json_format else logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
+    )
     handler.addFilter(Repeats("aiokafka"))
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -11,29 +11,43 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
-COMMANDS = Counter("eventline_commands", "Commands answered by the API, by type and outcome.",
-                   ["type", "outcome"], registry=REGISTRY)
+COMMANDS = Counter(
+    "eventline_commands", "Commands answered by the API, by type and outcome.", ["type", "outcome"], registry=REGISTRY
+)
 COMMAND_SECONDS = Histogram(
-    "eventline_command_seconds", "Time from receiving a command to answering it.", ["type"], registry=REGISTRY,
-    buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10))
-EVENTS_APPENDED = Counter("eventline_events_appended", "Events committed to the event store.",
-                          ["aggregate_type"], registry=REGISTRY)
-BATCHES = Counter("eventline_processor_batches", "Processor transactions, by outcome.", ["outcome"],
-                  registry=REGISTRY)
-PROJECTED = Counter("eventline_projected_messages", "Messages applied by projections.", ["projection"],
-                    registry=REGISTRY)
-DEPENDENCY_ERRORS = Counter("eventline_dependency_errors", "Errors talking to Kafka or PostgreSQL.",
-                            ["dependency"], registry=REGISTRY)
-BAD_RECORDS = Counter("eventline_bad_records", "Unreadable records skipped, by consumer and topic.",
-                      ["consumer", "topic"], registry=REGISTRY)
-SAGA_COMMANDS = Counter("eventline_saga_commands", "Commands sent by the payment saga.", ["type"],
-                        registry=REGISTRY)
-PROJECTION_LAG = Gauge("eventline_projection_lag", "Messages not yet applied, per projection and partition.",
-                       ["projection", "topic", "partition"], registry=REGISTRY)
-PROJECTION_FAILURES = Gauge("eventline_projection_failures", "Open projection failures.", ["projection"],
-                            registry=REGISTRY)
-SAGA_PENDING = Gauge("eventline_saga_pending_messages", "Messages waiting for their payment.",
-                     registry=REGISTRY)
+    "eventline_command_seconds",
+    "Time from receiving a command to answering it.",
+    ["type"],
+    registry=REGISTRY,
+    buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10),
+)
+EVENTS_APPENDED = Counter(
+    "eventline_events_appended", "Events committed to the event store.", ["aggregate_type"], registry=REGISTRY
+)
+BATCHES = Counter("eventline_processor_batches", "Processor transactions, by outcome.", ["outcome"], registry=REGISTRY)
+PROJECTED = Counter(
+    "eventline_projected_messages", "Messages applied by projections.", ["projection"], registry=REGISTRY
+)
+DEPENDENCY_ERRORS = Counter(
+    "eventline_dependency_errors", "Errors talking to Kafka or PostgreSQL.", ["dependency"], registry=REGISTRY
+)
+BAD_RECORDS = Counter(
+    "eventline_bad_records",
+    "Unreadable records skipped, by consumer and topic.",
+    ["consumer", "topic"],
+    registry=REGISTRY,
+)
+SAGA_COMMANDS = Counter("eventline_saga_commands", "Commands sent by the payment saga.", ["type"], registry=REGISTRY)
+PROJECTION_LAG = Gauge(
+    "eventline_projection_lag",
+    "Messages not yet applied, per projection and partition.",
+    ["projection", "topic", "partition"],
+    registry=REGISTRY,
+)
+PROJECTION_FAILURES = Gauge(
+    "eventline_projection_failures", "Open projection failures.", ["projection"], registry=REGISTRY
+)
+SAGA_PENDING = Gauge("eventline_saga_pending_messages", "Messages waiting for their payment.", registry=REGISTRY)
 
 
 def exposition() -> bytes:

@@ -48,7 +48,7 @@ def reference_for(message_id: str) -> str:
 def message_of(reference: str | None) -> str | None:
     """The message a charge reference pays for, or None when the charge is not the saga's."""
     if reference and reference.startswith(REFERENCE_PREFIX):
-        return reference[len(REFERENCE_PREFIX):]
+        return reference[len(REFERENCE_PREFIX) :]
     return None
 
 
@@ -58,23 +58,46 @@ def react(event: EventEnvelope) -> list[CommandEnvelope]:
         case "MessageSubmitted" if event.data["price"] == 0:
             return [command(event, "deliver", messages.MESSAGE_TYPE, event.aggregate_id, "DeliverMessage", {})]
         case "MessageSubmitted":
-            return [command(event, "charge", accounts.AGGREGATE_TYPE, event.data["sender"], "Charge",
-                            {"amount": event.data["price"], "reference": reference_for(event.aggregate_id)})]
-        case "AccountCharged" if (message_id := message_of(event.data.get("reference"))):
+            return [
+                command(
+                    event,
+                    "charge",
+                    accounts.AGGREGATE_TYPE,
+                    event.data["sender"],
+                    "Charge",
+                    {"amount": event.data["price"], "reference": reference_for(event.aggregate_id)},
+                )
+            ]
+        case "AccountCharged" if message_id := message_of(event.data.get("reference")):
             return [command(event, "deliver", messages.MESSAGE_TYPE, message_id, "DeliverMessage", {})]
-        case "ChargeDeclined" if (message_id := message_of(event.data.get("reference"))):
-            return [command(event, "reject", messages.MESSAGE_TYPE, message_id, "RejectMessage",
-                            {"reason": event.data["reason"]})]
+        case "ChargeDeclined" if message_id := message_of(event.data.get("reference")):
+            return [
+                command(
+                    event,
+                    "reject",
+                    messages.MESSAGE_TYPE,
+                    message_id,
+                    "RejectMessage",
+                    {"reason": event.data["reason"]},
+                )
+            ]
         case _:
             return []
 
 
-def command(cause: EventEnvelope, step: str, aggregate_type: str, aggregate_id: str, kind: str,
-            data: dict[str, object]) -> CommandEnvelope:
+def command(
+    cause: EventEnvelope, step: str, aggregate_type: str, aggregate_id: str, kind: str, data: dict[str, object]
+) -> CommandEnvelope:
     command_id = str(uuid.uuid5(SAGA_NAMESPACE, f"{step}:{cause.event_id}"))
     return CommandEnvelope(
-        command_id=command_id, type=kind, aggregate_type=aggregate_type, aggregate_id=aggregate_id,
-        data=data, issued_at=utc_now(), correlation_id=cause.correlation_id, causation_id=cause.event_id,
+        command_id=command_id,
+        type=kind,
+        aggregate_type=aggregate_type,
+        aggregate_id=aggregate_id,
+        data=data,
+        issued_at=utc_now(),
+        correlation_id=cause.correlation_id,
+        causation_id=cause.event_id,
         fingerprint=command_id,
     )
 
@@ -83,15 +106,20 @@ class PaymentSaga:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.consumer = AIOKafkaConsumer(
-            settings.topic("events"), bootstrap_servers=settings.kafka_bootstrap,
-            group_id=settings.saga_group, isolation_level="read_committed", enable_auto_commit=False,
-            auto_offset_reset="earliest", fetch_max_wait_ms=100,
+            settings.topic("events"),
+            bootstrap_servers=settings.kafka_bootstrap,
+            group_id=settings.saga_group,
+            isolation_level="read_committed",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=100,
         )
         self.producer = self.new_producer()
 
     def new_producer(self) -> AIOKafkaProducer:
-        return AIOKafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap, acks="all",
-                                enable_idempotence=True, linger_ms=2)
+        return AIOKafkaProducer(
+            bootstrap_servers=self.settings.kafka_bootstrap, acks="all", enable_idempotence=True, linger_ms=2
+        )
 
     async def run(self) -> None:
         await self.producer.start()
@@ -145,8 +173,11 @@ class PaymentSaga:
     async def send(self, commands: list[CommandEnvelope]) -> None:
         sent = [
             await self.producer.send(
-                self.settings.topic("commands"), c.encode(), key=c.aggregate_id.encode(),
-                partition=partition_for(c.aggregate_id, self.settings.partitions))
+                self.settings.topic("commands"),
+                c.encode(),
+                key=c.aggregate_id.encode(),
+                partition=partition_for(c.aggregate_id, self.settings.partitions),
+            )
             for c in commands
         ]
         await asyncio.gather(*sent)

@@ -99,6 +99,12 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("command_status", "event_log", "account_ledger", "accounts",
-                  "projection_status", "projection_failures"):
+    for table in (
+        "command_status",
+        "event_log",
+        "account_ledger",
+        "accounts",
+        "projection_status",
+        "projection_failures",
+    ):
         op.drop_table(table)

@@ -73,7 +73,9 @@ async def server(settings: Settings) -> AsyncIterator[Server]:
     api_key = "el_e2e_" + secrets.token_urlsafe(24)
     port = free_port()
     ns = await fresh_namespace(
-        settings, own_database=True, api_port=port,
+        settings,
+        own_database=True,
+        api_port=port,
         api_keys=f"dev:admin:{hashlib.sha256(api_key.encode()).hexdigest()}",
         command_timeout_s=30,  # the first command of a cold processor on a busy machine still gets its 201
     )
@@ -81,6 +83,7 @@ async def server(settings: Settings) -> AsyncIterator[Server]:
     url = f"http://127.0.0.1:{port}"
     try:
         async with httpx.AsyncClient(base_url=url, timeout=5) as http:
+
             async def ready() -> int:
                 return (await http.get("/health/ready")).status_code
 
@@ -101,9 +104,17 @@ def driver(browser_installed: None) -> Iterator[webdriver.Chrome]:
         options = webdriver.ChromeOptions()
         options.binary_location = CHROMIUM
         for argument in (
-            "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-            "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            "--window-size=1280,1400", f"--user-data-dir={profile}",
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--window-size=1280,1400",
+            f"--user-data-dir={profile}",
             # A closed network: no name but the loopback address resolves.
             "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
         ):
@@ -125,7 +136,8 @@ def wait(browser: WebDriver) -> WebDriverWait[WebDriver]:
 def loaded_from_elsewhere(browser: WebDriver, origin: str) -> list[str]:
     """Every resource the page tried to load from anywhere but `origin` (blocked attempts included)."""
     names: list[str] = browser.execute_script(
-        "return performance.getEntriesByType('resource').map(entry => entry.name)")
+        "return performance.getEntriesByType('resource').map(entry => entry.name)"
+    )
     return [name for name in names if not name.startswith(origin + "/") and not name.startswith("data:")]
 
 
@@ -159,10 +171,14 @@ def test_swagger_ui_authorizes_with_an_api_key_and_opens_an_account(driver: WebD
         modal = wait(driver).until(ec.visibility_of_element_located((By.CSS_SELECTOR, ".modal-ux")))
         assert "HTTPBearer" in modal.text
         wait(driver).until(ec.element_to_be_clickable((By.CSS_SELECTOR, "input#auth-bearer-value"))).send_keys(
-            server.api_key)
+            server.api_key
+        )
         modal.find_element(By.CSS_SELECTOR, ".auth-btn-wrapper button.authorize").click()
-        wait(driver).until(ec.visibility_of_element_located(
-            (By.XPATH, "//div[@class='auth-container']//h6[normalize-space()='Authorized']")))
+        wait(driver).until(
+            ec.visibility_of_element_located(
+                (By.XPATH, "//div[@class='auth-container']//h6[normalize-space()='Authorized']")
+            )
+        )
         wait(driver).until(ec.element_to_be_clickable((By.CSS_SELECTOR, ".auth-btn-wrapper button.btn-done"))).click()
         wait(driver).until(ec.invisibility_of_element_located((By.CSS_SELECTOR, ".modal-ux")))
 
@@ -172,7 +188,8 @@ def test_swagger_ui_authorizes_with_an_api_key_and_opens_an_account(driver: WebD
         summary.click()
         wait(driver).until(ec.element_to_be_clickable((By.CSS_SELECTOR, f"{block} button.try-out__btn"))).click()
         body: WebElement = wait(driver).until(
-            ec.element_to_be_clickable((By.CSS_SELECTOR, f"{block} textarea.body-param__text")))
+            ec.element_to_be_clickable((By.CSS_SELECTOR, f"{block} textarea.body-param__text"))
+        )
         body.send_keys(Keys.CONTROL, "a")
         body.send_keys(Keys.DELETE)
         body.send_keys(json.dumps(NEW_ACCOUNT))
@@ -180,11 +197,15 @@ def test_swagger_ui_authorizes_with_an_api_key_and_opens_an_account(driver: WebD
         wait(driver).until(ec.element_to_be_clickable((By.CSS_SELECTOR, f"{block} button.execute"))).click()
 
         # The live response, and the request that got it.
-        status = wait(driver).until(ec.visibility_of_element_located(
-            (By.CSS_SELECTOR, f"{block} .live-responses-table tr.response td.response-col_status")))
+        status = wait(driver).until(
+            ec.visibility_of_element_located(
+                (By.CSS_SELECTOR, f"{block} .live-responses-table tr.response td.response-col_status")
+            )
+        )
         driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", status)
         response = driver.find_element(
-            By.CSS_SELECTOR, f"{block} .live-responses-table tr.response td.response-col_description")
+            By.CSS_SELECTOR, f"{block} .live-responses-table tr.response td.response-col_description"
+        )
         curl = driver.find_element(By.CSS_SELECTOR, f"{block} .curl-command").text
         print(f"\n/docs: from page load to the response shown: {time.monotonic() - started:.1f}s")
     finally:
@@ -209,6 +230,9 @@ def test_redoc_renders_without_the_network(driver: WebDriver, server: Server) ->
     assert urlsplit(driver.current_url).path == "/redoc"
     # ReDoc 2's "API docs by Redocly" footer has an <img> on cdn.redoc.ly: the page's policy refuses it,
     # so whatever the page tried to fetch from elsewhere must be exactly what the policy blocked.
-    wait(driver).until(lambda d: {f"img-src {url}" for url in loaded_from_elsewhere(d, server.url)}
-                       <= set(blocked_by_the_page_policy(d)))
+    wait(driver).until(
+        lambda d: (
+            {f"img-src {url}" for url in loaded_from_elsewhere(d, server.url)} <= set(blocked_by_the_page_policy(d))
+        )
+    )
     assert all(entry.startswith("img-src ") for entry in blocked_by_the_page_policy(driver))

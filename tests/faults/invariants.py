@@ -37,8 +37,12 @@ class Verdict:
 
 
 # The one event each kind of operation writes when it succeeds.
-EFFECT = {"open": "AccountOpened", "deposit": "FundsDeposited", "withdraw": "FundsWithdrawn",
-          "message": "MessageSubmitted"}
+EFFECT = {
+    "open": "AccountOpened",
+    "deposit": "FundsDeposited",
+    "withdraw": "FundsWithdrawn",
+    "message": "MessageSubmitted",
+}
 
 
 def check_operations(operations: list[Operation], events: list[EventEnvelope]) -> dict[str, int]:
@@ -52,13 +56,18 @@ def check_operations(operations: list[Operation], events: list[EventEnvelope]) -
         expected = 1 if op.succeeded else 0 if op.refused else None  # None: never decided, 0 or 1
         if len(found) > 1 or (expected is not None and len(found) != expected):
             wrong.append(f"{op.kind} {op.key} answered {op.statuses}: {len(found)} events")
-        elif found and (found[0].type != EFFECT[op.kind] or found[0].data.get("amount", op.body.get("amount"))
-                        != op.body.get("amount")):
+        elif found and (
+            found[0].type != EFFECT[op.kind]
+            or found[0].data.get("amount", op.body.get("amount")) != op.body.get("amount")
+        ):
             wrong.append(f"{op.kind} {op.key}: wrote {found[0].type} {found[0].data}")
     assert not wrong, f"{len(wrong)} operations without exactly their effect: " + "; ".join(wrong[:10])
-    return {"operations": len(operations), "succeeded": sum(op.succeeded for op in operations),
-            "refused": sum(op.refused for op in operations),
-            "ambiguous": sum(not op.decided for op in operations)}
+    return {
+        "operations": len(operations),
+        "succeeded": sum(op.succeeded for op in operations),
+        "refused": sum(op.refused for op in operations),
+        "ambiguous": sum(not op.decided for op in operations),
+    }
 
 
 def check_messages_settled(events: list[EventEnvelope]) -> None:
@@ -76,8 +85,9 @@ async def settle(ns: Settings, acknowledged: set[str], timeout: float = 120) -> 
     deadline = time.monotonic() + timeout
     while True:
         decided = {CommandResult.decode(r.value).command_id for r in await read_topic(ns, "command-results")}
-        behind = (await lag(ns, ns.processor_group, "commands", transactional=False)
-                  + await lag(ns, ns.saga_group, "events", transactional=True))
+        behind = await lag(ns, ns.processor_group, "commands", transactional=False) + await lag(
+            ns, ns.saga_group, "events", transactional=True
+        )
         if acknowledged <= decided and behind == 0 and await projections_caught_up(ns):
             return
         if time.monotonic() > deadline:
@@ -91,8 +101,9 @@ async def lag(ns: Settings, group: str, topic: str, transactional: bool) -> int:
     A transactional topic ends with a commit marker the group never needs to consume, so
     one record per partition does not count there; the commands topic has no markers.
     """
-    consumer = AIOKafkaConsumer(bootstrap_servers=ns.kafka_bootstrap, group_id=group, enable_auto_commit=False,
-                                isolation_level="read_committed")
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=ns.kafka_bootstrap, group_id=group, enable_auto_commit=False, isolation_level="read_committed"
+    )
     await consumer.start()
     try:
         tps = [TopicPartition(ns.topic(topic), p) for p in range(ns.partitions)]
@@ -118,8 +129,7 @@ async def projections_caught_up(ns: Settings) -> bool:
         await engine.dispose()
 
 
-async def check_invariants(ns: Settings, acknowledged: set[str], operations: list[Operation] | None = None
-                           ) -> Verdict:
+async def check_invariants(ns: Settings, acknowledged: set[str], operations: list[Operation] | None = None) -> Verdict:
     events = await read_events(ns)
     per_operation = check_operations(operations, events) if operations is not None else {}
     check_messages_settled(events)
@@ -127,25 +137,39 @@ async def check_invariants(ns: Settings, acknowledged: set[str], operations: lis
     doubles = [e for e in events if _is_single(e) and per_command[e.command_id] > 1]
     duplicated = len(doubles)
     assert duplicated == 0, "commands applied twice: " + "; ".join(
-        f"{e.type} v{e.version} of {e.aggregate_id} by command {e.command_id} at {e.occurred_at}" for e in doubles)
+        f"{e.type} v{e.version} of {e.aggregate_id} by command {e.command_id} at {e.occurred_at}" for e in doubles
+    )
     assert_versions_gapless(events)
     engine = create_engine(ns)
     try:
         async with engine.connect() as connection:
-            undecided = (await connection.execute(
-                select(func.count()).select_from(command_status)
-                .where(command_status.c.command_id.in_(acknowledged), command_status.c.status == "accepted")
-            )).scalar_one()
-            decided = (await connection.execute(
-                select(func.count()).select_from(command_status)
-                .where(command_status.c.command_id.in_(acknowledged), command_status.c.status != "accepted")
-            )).scalar_one()
-            total_balance = (await connection.execute(select(func.coalesce(func.sum(accounts.c.balance), 0))))
-            delivered = (await connection.execute(
-                select(func.count(), func.coalesce(func.sum(messages.c.price), 0))
-                .where(messages.c.status == "delivered"))).one()
-            pending = (await connection.execute(
-                select(func.count()).select_from(messages).where(messages.c.status == "pending_payment"))).scalar_one()
+            undecided = (
+                await connection.execute(
+                    select(func.count())
+                    .select_from(command_status)
+                    .where(command_status.c.command_id.in_(acknowledged), command_status.c.status == "accepted")
+                )
+            ).scalar_one()
+            decided = (
+                await connection.execute(
+                    select(func.count())
+                    .select_from(command_status)
+                    .where(command_status.c.command_id.in_(acknowledged), command_status.c.status != "accepted")
+                )
+            ).scalar_one()
+            total_balance = await connection.execute(select(func.coalesce(func.sum(accounts.c.balance), 0)))
+            delivered = (
+                await connection.execute(
+                    select(func.count(), func.coalesce(func.sum(messages.c.price), 0)).where(
+                        messages.c.status == "delivered"
+                    )
+                )
+            ).one()
+            pending = (
+                await connection.execute(
+                    select(func.count()).select_from(messages).where(messages.c.status == "pending_payment")
+                )
+            ).scalar_one()
         assert pending == 0, f"{pending} messages left in pending_payment"
         lost = len(acknowledged) - decided
         assert undecided == 0 and lost == 0, f"{lost} acknowledged commands were never decided"
@@ -160,11 +184,18 @@ async def check_invariants(ns: Settings, acknowledged: set[str], operations: lis
             assert report.swapped and not report.differs, report
     finally:
         await engine.dispose()
-    return Verdict(len(events), len(acknowledged), lost, duplicated, checks=8 + len(PROJECTIONS) - 1,
-                   **per_operation)
+    return Verdict(len(events), len(acknowledged), lost, duplicated, checks=8 + len(PROJECTIONS) - 1, **per_operation)
 
 
 def _is_single(event: EventEnvelope) -> bool:
     """Commands of these kinds write exactly one event; a second one would be a double apply."""
-    return event.type in {"FundsDeposited", "FundsWithdrawn", "AccountOpened", "MessageSubmitted",
-                          "AccountCharged", "ChargeDeclined", "MessageDelivered", "MessageRejected"}
+    return event.type in {
+        "FundsDeposited",
+        "FundsWithdrawn",
+        "AccountOpened",
+        "MessageSubmitted",
+        "AccountCharged",
+        "ChargeDeclined",
+        "MessageDelivered",
+        "MessageRejected",
+    }

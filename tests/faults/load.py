@@ -98,19 +98,36 @@ class MixedLoad:
         roll, key = self.rng.random(), f"load-{uuid.uuid4()}"
         if roll < 0.05:
             account_id = scoped_id(ANONYMOUS, "account", "", key)
-            return Operation("open", key, "OpenAccount", account_id, "/accounts",
-                             {"owner": "Load", "currency": "EUR"})
+            return Operation("open", key, "OpenAccount", account_id, "/accounts", {"owner": "Load", "currency": "EUR"})
         if roll < 0.55:
             account_id = self.rng.choice(self.accounts)
-            return Operation("deposit", key, "Deposit", account_id, f"/accounts/{account_id}/deposits",
-                             {"amount": self.rng.randint(1, 50)})
+            return Operation(
+                "deposit",
+                key,
+                "Deposit",
+                account_id,
+                f"/accounts/{account_id}/deposits",
+                {"amount": self.rng.randint(1, 50)},
+            )
         if roll < 0.85:
             account_id = self.rng.choice(self.accounts)
-            return Operation("withdraw", key, "Withdraw", account_id, f"/accounts/{account_id}/withdrawals",
-                             {"amount": self.rng.randint(1, 60)})
+            return Operation(
+                "withdraw",
+                key,
+                "Withdraw",
+                account_id,
+                f"/accounts/{account_id}/withdrawals",
+                {"amount": self.rng.randint(1, 60)},
+            )
         conversation_id, sender = self.rng.choice(self.conversations)
-        return Operation("message", key, "SubmitMessage", scoped_id(ANONYMOUS, "message", "", key),
-                         f"/conversations/{conversation_id}/messages", {"sender": sender, "body": "under load"})
+        return Operation(
+            "message",
+            key,
+            "SubmitMessage",
+            scoped_id(ANONYMOUS, "message", "", key),
+            f"/conversations/{conversation_id}/messages",
+            {"sender": sender, "body": "under load"},
+        )
 
     async def complete(self, op: Operation) -> None:
         """Send until a definitive answer, backing off between sends, as a well-behaved client does."""
@@ -131,8 +148,11 @@ class MixedLoad:
             op.statuses.append(0)
             return False
         seconds = time.monotonic() - started
-        body = response.json() if response.headers.get("content-type", "").startswith(
-            ("application/json", PROBLEM)) else {}
+        body = (
+            response.json()
+            if response.headers.get("content-type", "").startswith(("application/json", PROBLEM))
+            else {}
+        )
         command_id = body.get("command_id")
         self.answers.append(Answer(op.kind, response.status_code, seconds, command_id))
         op.statuses.append(response.status_code)

@@ -58,8 +58,9 @@ class System:
 
 @pytest.fixture(scope="module")
 async def system(settings: Settings) -> AsyncIterator[System]:
-    ns = await fresh_namespace(settings, own_database=True, processor_session_timeout_ms=6000,
-                               command_timeout_s=1.5, consistency_timeout_s=15)
+    ns = await fresh_namespace(
+        settings, own_database=True, processor_session_timeout_ms=6000, command_timeout_s=1.5, consistency_timeout_s=15
+    )
     async with api_client(ns) as client:
         system = System(ns, client)
         for kind in ("processor", "processor", "projector", "saga"):
@@ -82,12 +83,16 @@ async def seed(system: System) -> None:
         system.accounts.append(account_id)
         tokens.append(funded.json().get("position", ""))
     for a, b in zip(system.accounts[::2], system.accounts[1::2], strict=True):
-        started = await client.post("/conversations", json={"participants": [a, b]},
-                                    headers={"X-Consistent-With": ",".join(filter(None, tokens))})
+        started = await client.post(
+            "/conversations",
+            json={"participants": [a, b]},
+            headers={"X-Consistent-With": ",".join(filter(None, tokens))},
+        )
         assert started.status_code == 201, started.text
         system.conversations.append((started.json()["conversation_id"], a))
     # Posting checks the conversation in its read model: wait until it is there.
     for conversation_id, _ in system.conversations:
+
         async def known(conversation_id: str = conversation_id) -> int:
             return (await client.get(f"/conversations/{conversation_id}/messages")).status_code
 
@@ -111,9 +116,18 @@ async def verify(system: System, name: str, load: MixedLoad, rounds: int, **extr
     statuses = load.statuses()
     assert not [s for s in statuses if s >= 500 and s != 503], statuses
     outage = [a.seconds for a in load.answers if a.status == 503]
-    record(name, {"rounds": rounds, "requests": len(load.answers), "retries": load.retries(),
-                  "statuses": dict(statuses), "max_503_seconds": max(outage, default=0.0), **asdict(verdict),
-                  **extra})
+    record(
+        name,
+        {
+            "rounds": rounds,
+            "requests": len(load.answers),
+            "retries": load.retries(),
+            "statuses": dict(statuses),
+            "max_503_seconds": max(outage, default=0.0),
+            **asdict(verdict),
+            **extra,
+        },
+    )
 
 
 def record(name: str, figures: dict[str, Any]) -> None:
@@ -144,8 +158,9 @@ async def test_a_paused_processor_is_fenced_and_the_load_goes_on(system: System)
             seen = len(survivor.log())
             victim.pause()
             # Past the 6 s session the group moves the victim's partitions to the survivor.
-            await wait_for_log(survivor, re.escape(f"owning partitions {list(range(system.ns.partitions))}"),
-                               after=seen, timeout=60)
+            await wait_for_log(
+                survivor, re.escape(f"owning partitions {list(range(system.ns.partitions))}"), after=seen, timeout=60
+            )
             victim.resume()
         await asyncio.sleep(4.0)
 
@@ -153,8 +168,9 @@ async def test_a_paused_processor_is_fenced_and_the_load_goes_on(system: System)
     await verify(system, "sigstop processor", load, 2)
 
 
-@pytest.mark.parametrize(("service", "stop"), [("kafka", "down"), ("kafka", "kill"), ("postgres", "down"),
-                                              ("postgres", "kill")])
+@pytest.mark.parametrize(
+    ("service", "stop"), [("kafka", "down"), ("kafka", "kill"), ("postgres", "down"), ("postgres", "kill")]
+)
 async def test_a_restarted_dependency_means_fast_503s_then_recovery(
     system: System, service: str, stop: str, infra: Callable[..., None]
 ) -> None:
@@ -177,6 +193,7 @@ async def test_a_restarted_dependency_means_fast_503s_then_recovery(
     outage = [a for a in load.answers if a.status == 503]
     assert outage, "the outage was not noticed"
     assert max(a.seconds for a in outage) < budget
+
     async def deposit() -> bool:
         answer = await system.client.post(f"/accounts/{system.accounts[0]}/deposits", json={"amount": 1})
         return answer.status_code in (200, 202)

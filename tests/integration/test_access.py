@@ -18,8 +18,9 @@ KEYS = {"reader": "key-of-the-reader", "writer": "key-of-the-writer", "admin": "
 @pytest.fixture(scope="module")
 async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     configured = ",".join(f"{role}-client:{role}:{hash_key(key)}" for role, key in KEYS.items())
-    ns = await fresh_namespace(settings, api_keys=configured, cors_origins="https://app.example", command_timeout_s=0.5,
-                               max_body_bytes=2048)
+    ns = await fresh_namespace(
+        settings, api_keys=configured, cors_origins="https://app.example", command_timeout_s=0.5, max_body_bytes=2048
+    )
     async with api_client(ns) as http:
         yield http
 
@@ -41,8 +42,9 @@ ROUTES = [  # (method, path, body, least role)
 
 
 @pytest.mark.parametrize(("method", "path", "body", "least"), ROUTES)
-async def test_each_route_needs_its_role(client: httpx.AsyncClient, method: str, path: str, body: object,
-                                         least: str) -> None:
+async def test_each_route_needs_its_role(
+    client: httpx.AsyncClient, method: str, path: str, body: object, least: str
+) -> None:
     anonymous = await client.request(method, path, json=body)
     wrong = await client.request(method, path, json=body, headers={"Authorization": "Bearer not-a-key"})
     assert anonymous.status_code == wrong.status_code == 401
@@ -67,16 +69,20 @@ async def test_no_key_appears_in_an_error_body(client: httpx.AsyncClient) -> Non
 
 
 async def test_an_oversized_body_is_refused_with_413(client: httpx.AsyncClient) -> None:
-    response = await client.post("/accounts", content=b'{"owner": "' + b"x" * 4096 + b'", "currency": "EUR"}',
-                                 headers={**as_role("writer"), "content-type": "application/json"})
+    response = await client.post(
+        "/accounts",
+        content=b'{"owner": "' + b"x" * 4096 + b'", "currency": "EUR"}',
+        headers={**as_role("writer"), "content-type": "application/json"},
+    )
     assert response.status_code == 413 and response.headers["content-type"] == "application/problem+json"
 
     async def chunks() -> AsyncIterator[bytes]:
         for _ in range(8):
             yield b" " * 1024
 
-    streamed = await client.post("/accounts", content=chunks(),
-                                 headers={**as_role("writer"), "content-type": "application/json"})
+    streamed = await client.post(
+        "/accounts", content=chunks(), headers={**as_role("writer"), "content-type": "application/json"}
+    )
     assert streamed.status_code == 413
 
 

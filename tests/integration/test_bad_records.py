@@ -75,8 +75,9 @@ async def test_junk_in_every_topic_stops_no_consumer(
     deposit = await client.post(f"/accounts/{ada}/deposits", json={"amount": 1})
     assert deposit.status_code == 200, deposit.text
     # The saga read past the junk event: a paid message after it is charged and delivered.
-    started = await client.post("/conversations", json={"participants": [ada, bob]},
-                                headers={"X-Consistent-With": f"{ada_token},{bob_token}"})
+    started = await client.post(
+        "/conversations", json={"participants": [ada, bob]}, headers={"X-Consistent-With": f"{ada_token},{bob_token}"}
+    )
     assert started.status_code == 201, started.text
     conversation = started.json()["conversation_id"]
     await eventually(lambda: _status(client, f"/conversations/{conversation}/messages"), 200)

@@ -29,8 +29,9 @@ def compose_cli() -> list[str]:
 
 def test_the_compose_cli_accepts_the_file() -> None:
     cli = compose_cli()
-    result = subprocess.run([*cli, "-f", str(COMPOSE_FILE), "config", "-q"], cwd=ROOT, capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run(
+        [*cli, "-f", str(COMPOSE_FILE), "config", "-q"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, f"`{shlex.join(cli)} config -q` failed:\n{result.stderr}{result.stdout}"
 
 

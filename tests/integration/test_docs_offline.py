@@ -67,8 +67,7 @@ async def docs_pages(settings: Settings) -> Pages:
 
 
 @pytest.mark.parametrize("page", ["/docs", "/redoc"])
-async def test_the_page_references_nothing_outside_the_api(
-        docs_pages: Pages, page: str) -> None:
+async def test_the_page_references_nothing_outside_the_api(docs_pages: Pages, page: str) -> None:
     html, served = docs_pages[page]
     assert served, f"{page} references no assets at all"
     assert [url for url in served if not same_origin(url)] == []
@@ -77,8 +76,7 @@ async def test_the_page_references_nothing_outside_the_api(
 
 
 @pytest.mark.parametrize("page", ["/docs", "/redoc"])
-async def test_every_referenced_asset_is_served_with_a_sensible_type(
-        docs_pages: Pages, page: str) -> None:
+async def test_every_referenced_asset_is_served_with_a_sensible_type(docs_pages: Pages, page: str) -> None:
     _, served = docs_pages[page]
     for url, (status, content_type) in served.items():
         assert status == 200, f"{url}: {status}"
@@ -86,13 +84,12 @@ async def test_every_referenced_asset_is_served_with_a_sensible_type(
         if path.endswith(".json"):
             assert content_type.startswith("application/json"), f"{url}: {content_type}"
             continue
-        suffix = path[path.rfind("."):]
+        suffix = path[path.rfind(".") :]
         assert suffix in EXPECTED_TYPES, f"{url}: an unexpected kind of asset"
         assert EXPECTED_TYPES[suffix] in content_type, f"{url}: {content_type}"
 
 
-async def test_swagger_ui_and_redoc_are_both_referenced(
-        docs_pages: Pages) -> None:
+async def test_swagger_ui_and_redoc_are_both_referenced(docs_pages: Pages) -> None:
     docs = set(docs_pages["/docs"][1])
     redoc = set(docs_pages["/redoc"][1])
     assert {"/static/docs/swagger-ui-bundle.js", "/static/docs/swagger-ui.css", "/openapi.json"} <= docs

@@ -32,8 +32,9 @@ async def client(ns: Settings) -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def open_accounts(client: httpx.AsyncClient, count: int) -> list[str]:
-    opened = await asyncio.gather(*(client.post("/accounts", json={"owner": "Position", "currency": "EUR"})
-                                    for _ in range(count)))
+    opened = await asyncio.gather(
+        *(client.post("/accounts", json={"owner": "Position", "currency": "EUR"}) for _ in range(count))
+    )
     assert all(r.status_code == 201 for r in opened), [r.text for r in opened]
     return [r.json()["aggregate_id"] for r in opened]
 
@@ -53,8 +54,9 @@ async def last_event_of_each_command(ns: Settings) -> dict[str, str]:
 async def test_every_answered_position_is_where_the_events_are(client: httpx.AsyncClient, ns: Settings) -> None:
     accounts = await open_accounts(client, 12)
     # Concurrent commands on few aggregates: batches of several commands, many in a row per partition.
-    answers = await asyncio.gather(*(client.post(f"/accounts/{accounts[n % len(accounts)]}/deposits",
-                                                 json={"amount": 1 + n}) for n in range(240)))
+    answers = await asyncio.gather(
+        *(client.post(f"/accounts/{accounts[n % len(accounts)]}/deposits", json={"amount": 1 + n}) for n in range(240))
+    )
     assert all(a.status_code == 200 for a in answers), {a.status_code for a in answers}
     logged = await last_event_of_each_command(ns)
     for answer in answers:

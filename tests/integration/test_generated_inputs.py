@@ -52,8 +52,13 @@ NOT_FUZZED = {"GET /notifications/stream"}
 # With no API keys configured (the default, and this test's) authentication is off: a request without
 # a key is valid, so negative cases that only drop the documented Bearer header are not generated.
 CONFIG = SchemathesisConfig.from_dict({"generation": {"with-security-parameters": False}})
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
-          response_schema_conformance]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+]
 
 
 @pytest.fixture(scope="module")
@@ -110,10 +115,18 @@ def seed(client: requests.Session) -> dict[str, list[str]]:
     post(f"/accounts/{ada['aggregate_id']}/deposits", {"amount": 1000}, 200)
     accounts = [ada["aggregate_id"], bob["aggregate_id"]]
     started = post("/conversations", {"participants": accounts}, 201, token=bob["position"])
-    message = post(f"/conversations/{started['conversation_id']}/messages",
-                   {"sender": accounts[0], "body": "hello"}, 202, token=started["position"])
-    return {"account_id": accounts, "conversation_id": [started["conversation_id"]],
-            "message_id": [message["message_id"]], "command_id": [ada["command_id"]]}
+    message = post(
+        f"/conversations/{started['conversation_id']}/messages",
+        {"sender": accounts[0], "body": "hello"},
+        202,
+        token=started["position"],
+    )
+    return {
+        "account_id": accounts,
+        "conversation_id": [started["conversation_id"]],
+        "message_id": [message["message_id"]],
+        "command_id": [ada["command_id"]],
+    }
 
 
 def strategy_for(operation: Any, mode: GenerationMode, known: dict[str, list[str]]) -> st.SearchStrategy[Any]:
@@ -122,20 +135,32 @@ def strategy_for(operation: Any, mode: GenerationMode, known: dict[str, list[str
     names = [p.name for p in operation.path_parameters]
     if mode is not GenerationMode.POSITIVE or len(names) != 1 or names[0] not in known:
         return generated
-    seeded = [operation.as_strategy(generation_mode=mode, path_parameters={names[0]: value})
-              for value in known[names[0]]]
+    seeded = [
+        operation.as_strategy(generation_mode=mode, path_parameters={names[0]: value}) for value in known[names[0]]
+    ]
     combined: st.SearchStrategy[Any] = st.one_of(generated, *seeded)
     return combined
 
 
-def run_operation(operation: Any, mode: GenerationMode, known: dict[str, list[str]], tally: Tally,
-                  client: requests.Session) -> None:
+def run_operation(
+    operation: Any, mode: GenerationMode, known: dict[str, list[str]], tally: Tally, client: requests.Session
+) -> None:
     checks = [*CHECKS, negative_data_rejection] if mode is GenerationMode.NEGATIVE else CHECKS
 
-    @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
-              phases=[Phase.explicit, Phase.generate], print_blob=False,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
-                                     HealthCheck.data_too_large, HealthCheck.large_base_example])
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        phases=[Phase.explicit, Phase.generate],
+        print_blob=False,
+        suppress_health_check=[
+            HealthCheck.too_slow,
+            HealthCheck.filter_too_much,
+            HealthCheck.data_too_large,
+            HealthCheck.large_base_example,
+        ],
+    )
     @given(case=strategy_for(operation, mode, known))
     def test(case: Any) -> None:
         response = case.call(session=client)
@@ -176,8 +201,10 @@ def test_generated_requests_get_documented_answers_and_never_a_5xx(fuzz_ns: Sett
         asgi.shutdown_lifespans()
     elapsed = time.monotonic() - started
     statuses = dict(sorted(tally.statuses.items()))
-    print(f"\n[generated inputs] {tally.requests} generated requests, {tally.server_errors} 5xx, "
-          f"{EXAMPLES} examples per operation and mode, {elapsed:.1f} s; statuses {statuses}")
+    print(
+        f"\n[generated inputs] {tally.requests} generated requests, {tally.server_errors} 5xx, "
+        f"{EXAMPLES} examples per operation and mode, {elapsed:.1f} s; statuses {statuses}"
+    )
     assert not tally.failures, "\n\n".join(tally.failures)
     assert tally.server_errors == 0
     assert tally.requests > 0
@@ -200,8 +227,11 @@ async def targets(edge_client: httpx.AsyncClient) -> dict[str, str]:
         response = await edge_client.post("/accounts", json={"owner": owner, "currency": "EUR"})
         assert response.status_code == 201, response.text
         accounts.append(response.json())
-    started = await edge_client.post("/conversations", json={"participants": [a["aggregate_id"] for a in accounts]},
-                                     headers={"X-Consistent-With": accounts[1]["position"]})
+    started = await edge_client.post(
+        "/conversations",
+        json={"participants": [a["aggregate_id"] for a in accounts]},
+        headers={"X-Consistent-With": accounts[1]["position"]},
+    )
     assert started.status_code == 201, started.text
     return {
         "open_account": "/accounts",
@@ -224,11 +254,14 @@ def valid_body(endpoint: str, t: dict[str, str]) -> dict[str, Any]:
 
 
 # The one free-text field of each endpoint, for the string edge cases.
-TEXT_FIELD = {"open_account": "owner", "deposit": "reference", "start_conversation": "title",
-              "submit_message": "body"}
+TEXT_FIELD = {"open_account": "owner", "deposit": "reference", "start_conversation": "title", "submit_message": "body"}
 # The one numeric (or, where there is none, typed) field of each endpoint, for the number edge cases.
-NUMBER_FIELD = {"open_account": "currency", "deposit": "amount", "start_conversation": "participants",
-                "submit_message": "sender"}
+NUMBER_FIELD = {
+    "open_account": "currency",
+    "deposit": "amount",
+    "start_conversation": "participants",
+    "submit_message": "sender",
+}
 
 ENDPOINTS = ["open_account", "deposit", "start_conversation", "submit_message"]
 
@@ -264,8 +297,10 @@ CASES: list[tuple[str, Request]] = [
     ("NUL in text", lambda e, t: (with_field(valid_body(e, t), TEXT_FIELD[e], "Ada\x00"), JSON)),
     ("lone surrogate", lambda e, t: (raw_text(valid_body(e, t), TEXT_FIELD[e], "Ada\\ud800"), JSON)),
     ("low surrogate first", lambda e, t: (raw_text(valid_body(e, t), TEXT_FIELD[e], "\\udc00\\ud800"), JSON)),
-    ("invalid UTF-8", lambda e, t: (raw_text(valid_body(e, t), TEXT_FIELD[e], "x").replace(b'"x"', b'"\xff\xfe"'),
-                                    JSON)),
+    (
+        "invalid UTF-8",
+        lambda e, t: (raw_text(valid_body(e, t), TEXT_FIELD[e], "x").replace(b'"x"', b'"\xff\xfe"'), JSON),
+    ),
     ("5000 characters", lambda e, t: (with_field(valid_body(e, t), TEXT_FIELD[e], "x" * 5000), JSON)),
     ("5000 emoji", lambda e, t: (with_field(valid_body(e, t), TEXT_FIELD[e], "😀" * 5000), JSON)),
     ("only RTL marks", lambda e, t: (with_field(valid_body(e, t), TEXT_FIELD[e], "\u200f\u202e\u200f"), JSON)),
@@ -277,7 +312,11 @@ CASES: list[tuple[str, Request]] = [
 @pytest.mark.parametrize("endpoint", ENDPOINTS)
 @pytest.mark.parametrize(("case", "build"), CASES, ids=[name for name, _ in CASES])
 async def test_refused_inputs_are_problems_and_write_nothing(
-    edge_client: httpx.AsyncClient, edge_ns: Settings, targets: dict[str, str], endpoint: str, case: str,
+    edge_client: httpx.AsyncClient,
+    edge_ns: Settings,
+    targets: dict[str, str],
+    endpoint: str,
+    case: str,
     build: Request,
 ) -> None:
     content, headers = build(endpoint, targets)
@@ -289,8 +328,14 @@ async def test_refused_inputs_are_problems_and_write_nothing(
     assert await end_offsets(edge_ns) == before
 
 
-BAD_PATHS = ["not-a-uuid", "00000000-0000-0000-0000-00000000000", "%00", "😀", "1" * 5000,
-             "00000000-0000-0000-0000-000000000000%0A"]
+BAD_PATHS = [
+    "not-a-uuid",
+    "00000000-0000-0000-0000-00000000000",
+    "%00",
+    "😀",
+    "1" * 5000,
+    "00000000-0000-0000-0000-000000000000%0A",
+]
 
 
 @pytest.mark.parametrize("path_id", BAD_PATHS, ids=["word", "short", "nul", "emoji", "long", "newline"])
@@ -308,8 +353,9 @@ async def test_invalid_ids_in_paths_are_problems_and_write_nothing(
 
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS)
-async def test_odd_but_valid_unicode_is_kept_exactly(edge_client: httpx.AsyncClient, targets: dict[str, str],
-                                                     endpoint: str) -> None:
+async def test_odd_but_valid_unicode_is_kept_exactly(
+    edge_client: httpx.AsyncClient, targets: dict[str, str], endpoint: str
+) -> None:
     """The control case: emoji and RTL text inside a valid body is accepted, so refusals above are not blanket."""
     text = "שלום \u200f😀 Ada"
     body = {**valid_body(endpoint, targets), TEXT_FIELD[endpoint]: text}

@@ -56,24 +56,27 @@ async def balance_events(settings: Settings, account_id: str) -> list[tuple[str,
 
 
 async def test_a_retry_after_many_other_commands_is_answered_and_not_applied_again(
-    client: httpx.AsyncClient, ns: Settings,
+    client: httpx.AsyncClient,
+    ns: Settings,
 ) -> None:
     """The 33-command reproduction: 40 keyed commands in between, 20 of them refused for a stale If-Match."""
     account_id = await open_account(client)
     key = f"inv-42-{uuid.uuid4()}"
-    first = await client.post(f"/accounts/{account_id}/deposits", json={"amount": 42},
-                              headers={"Idempotency-Key": key})
+    first = await client.post(f"/accounts/{account_id}/deposits", json={"amount": 42}, headers={"Idempotency-Key": key})
     assert first.status_code == 200, first.text
     for n in range(20):
-        other = await client.post(f"/accounts/{account_id}/deposits", json={"amount": 1},
-                                  headers={"Idempotency-Key": f"other-{n}-{key}"})
+        other = await client.post(
+            f"/accounts/{account_id}/deposits", json={"amount": 1}, headers={"Idempotency-Key": f"other-{n}-{key}"}
+        )
         assert other.status_code == 200
-        stale = await client.post(f"/accounts/{account_id}/deposits", json={"amount": 1},
-                                  headers={"If-Match": '"1"', "Idempotency-Key": f"stale-{n}-{key}"})
+        stale = await client.post(
+            f"/accounts/{account_id}/deposits",
+            json={"amount": 1},
+            headers={"If-Match": '"1"', "Idempotency-Key": f"stale-{n}-{key}"},
+        )
         assert stale.status_code == 412
 
-    retry = await client.post(f"/accounts/{account_id}/deposits", json={"amount": 42},
-                              headers={"Idempotency-Key": key})
+    retry = await client.post(f"/accounts/{account_id}/deposits", json={"amount": 42}, headers={"Idempotency-Key": key})
 
     assert retry.status_code == 200 and retry.json() == first.json()
     deposits = [amount for kind, amount in await balance_events(ns, account_id) if kind == "FundsDeposited"]
@@ -98,8 +101,9 @@ async def test_two_callers_with_one_key_send_two_commands(client: httpx.AsyncCli
     key = f"order-{uuid.uuid4()}"
 
     shop = await client.post(f"/accounts/{account_id}/deposits", json={"amount": 5}, headers=as_caller("shop", key))
-    billing = await client.post(f"/accounts/{account_id}/deposits", json={"amount": 5},
-                                headers=as_caller("billing", key))
+    billing = await client.post(
+        f"/accounts/{account_id}/deposits", json={"amount": 5}, headers=as_caller("billing", key)
+    )
 
     assert shop.status_code == billing.status_code == 200
     assert shop.json()["command_id"] != billing.json()["command_id"]
@@ -111,15 +115,17 @@ async def test_one_key_on_two_accounts_is_two_commands(client: httpx.AsyncClient
     first, second = await open_account(client), await open_account(client)
     key = {"Idempotency-Key": f"k-{uuid.uuid4()}"}
 
-    answers = await asyncio.gather(*(client.post(f"/accounts/{account}/deposits", json={"amount": 3}, headers=key)
-                                     for account in (first, second)))
+    answers = await asyncio.gather(
+        *(client.post(f"/accounts/{account}/deposits", json={"amount": 3}, headers=key) for account in (first, second))
+    )
 
     assert [a.status_code for a in answers] == [200, 200]
     assert {a.json()["aggregate_id"] for a in answers} == {first, second}  # each got its own answer
 
 
 async def test_the_same_key_with_another_body_is_refused_and_writes_nothing(
-    client: httpx.AsyncClient, ns: Settings,
+    client: httpx.AsyncClient,
+    ns: Settings,
 ) -> None:
     account_id = await open_account(client)
     key = {"Idempotency-Key": f"k-{uuid.uuid4()}"}
@@ -135,8 +141,9 @@ async def test_concurrent_duplicates_all_get_the_one_result(client: httpx.AsyncC
     account_id = await open_account(client, balance=100)
     key = {"Idempotency-Key": f"k-{uuid.uuid4()}"}
 
-    answers = await asyncio.gather(*(client.post(f"/accounts/{account_id}/withdrawals", json={"amount": 60},
-                                                 headers=key) for _ in range(8)))
+    answers = await asyncio.gather(
+        *(client.post(f"/accounts/{account_id}/withdrawals", json={"amount": 60}, headers=key) for _ in range(8))
+    )
 
     assert {a.status_code for a in answers} == {200}
     assert len({a.text for a in answers}) == 1  # same version, same position, same command
@@ -163,8 +170,9 @@ async def test_a_key_is_forgotten_after_its_retention_and_tombstoned(settings: S
         account_id = await open_account(client)
         key = {"Idempotency-Key": f"k-{uuid.uuid4()}"}
         first = await client.post(f"/accounts/{account_id}/deposits", json={"amount": 9}, headers=key)
-        assert (await client.post(f"/accounts/{account_id}/deposits", json={"amount": 9},
-                                  headers=key)).json() == first.json()
+        assert (
+            await client.post(f"/accounts/{account_id}/deposits", json={"amount": 9}, headers=key)
+        ).json() == first.json()
 
         async def applied_again() -> int:
             again = await client.post(f"/accounts/{account_id}/deposits", json={"amount": 9}, headers=key)

@@ -49,13 +49,15 @@ async def open_account(client: httpx.AsyncClient, balance: int) -> tuple[str, st
 
 async def start_conversation(client: httpx.AsyncClient, *participants: tuple[str, str]) -> str:
     token = ",".join(p[1] for p in participants)
-    started = await client.post("/conversations", json={"participants": [p[0] for p in participants]},
-                                headers={"X-Consistent-With": token})
+    started = await client.post(
+        "/conversations", json={"participants": [p[0] for p in participants]}, headers={"X-Consistent-With": token}
+    )
     assert started.status_code == 201, started.text
     conversation_id = str(started.json()["conversation_id"])
     # Posting checks the conversation in Messaging's read model: a client carries the token.
-    seen = await client.get(f"/conversations/{conversation_id}/messages",
-                            headers={"X-Consistent-With": started.json()["position"]})
+    seen = await client.get(
+        f"/conversations/{conversation_id}/messages", headers={"X-Consistent-With": started.json()["position"]}
+    )
     assert seen.status_code == 200, seen.text
     return conversation_id
 
@@ -74,8 +76,9 @@ async def test_a_paid_message_is_delivered_once_and_charged_once(
 ) -> None:
     ada, bob = await open_account(client, 100), await open_account(client, 0)
     conversation_id = await start_conversation(client, ada, bob)
-    sent = await client.post(f"/conversations/{conversation_id}/messages",
-                             json={"sender": ada[0], "body": "Hello, Bob"})
+    sent = await client.post(
+        f"/conversations/{conversation_id}/messages", json={"sender": ada[0], "body": "Hello, Bob"}
+    )
     assert sent.status_code == 202, sent.text
     body = sent.json()
     assert (body["status"], body["price"], body["currency"]) == ("pending_payment", PRICE_TWO_PARTY, "EUR")
@@ -88,11 +91,13 @@ async def test_a_paid_message_is_delivered_once_and_charged_once(
     await eventually(lambda: balance_of(client, ada[0]), 100 - PRICE_TWO_PARTY)
     charges = [e for e in await read_events(ns) if e.type == "AccountCharged"]
     assert [(c.aggregate_id, c.data["amount"], c.data["reference"]) for c in charges] == [
-        (ada[0], PRICE_TWO_PARTY, reference_for(body["message_id"]))]
+        (ada[0], PRICE_TWO_PARTY, reference_for(body["message_id"]))
+    ]
     read = await client.post(f"/messages/{body['message_id']}/read", json={"reader": bob[0]})
     assert read.status_code == 200
-    unread = await client.get(f"/accounts/{bob[0]}/inbox?unread_only=true",
-                              headers={"X-Consistent-With": read.json()["position"]})
+    unread = await client.get(
+        f"/accounts/{bob[0]}/inbox?unread_only=true", headers={"X-Consistent-With": read.json()["position"]}
+    )
     assert unread.json()["items"] == []
 
 
@@ -114,10 +119,12 @@ async def test_only_participants_post_and_only_to_existing_conversations(client:
     ada, bob, eve = [await open_account(client, 10) for _ in range(3)]
     conversation_id = await start_conversation(client, ada, bob)
     outsider = await client.post(f"/conversations/{conversation_id}/messages", json={"sender": eve[0], "body": "x"})
-    nowhere = await client.post("/conversations/6f1c1f9e-0000-4000-8000-000000000000/messages",
-                                json={"sender": ada[0], "body": "x"})
-    unknown = await client.post("/conversations", json={
-        "participants": [ada[0], "6f1c1f9e-0000-4000-8000-00000000abcd"]})
+    nowhere = await client.post(
+        "/conversations/6f1c1f9e-0000-4000-8000-000000000000/messages", json={"sender": ada[0], "body": "x"}
+    )
+    unknown = await client.post(
+        "/conversations", json={"participants": [ada[0], "6f1c1f9e-0000-4000-8000-00000000abcd"]}
+    )
     assert outsider.status_code == 403 and outsider.headers["content-type"] == "application/problem+json"
     assert nowhere.status_code == 404
     assert unknown.status_code == 422 and unknown.json()["unknown"] == ["6f1c1f9e-0000-4000-8000-00000000abcd"]
@@ -132,8 +139,9 @@ async def test_messages_wait_while_the_saga_is_down_and_settle_when_it_returns(
 
     async def send(n: int) -> str:
         async with gate:
-            sent = await client.post(f"/conversations/{conversation_id}/messages",
-                                     json={"sender": ada[0], "body": f"message {n}"})
+            sent = await client.post(
+                f"/conversations/{conversation_id}/messages", json={"sender": ada[0], "body": f"message {n}"}
+            )
             assert sent.status_code == 202, sent.text
             return str(sent.json()["message_id"])
 
@@ -142,6 +150,7 @@ async def test_messages_wait_while_the_saga_is_down_and_settle_when_it_returns(
     assert statuses == {"pending_payment": 10}
     saga = Process(ns, "saga").start()
     try:
+
         async def settled() -> int:
             events = await read_events(ns)
             return sum(1 for e in events if e.type in ("MessageDelivered", "MessageRejected"))

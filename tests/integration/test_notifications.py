@@ -56,6 +56,7 @@ async def test_a_resumed_stream_misses_nothing_and_repeats_nothing(
     server: str, writer: httpx.AsyncClient, ns: Settings
 ) -> None:
     async with httpx.AsyncClient(base_url=server, timeout=30) as http:
+
         async def up() -> int:
             return (await http.get("/health/ready")).status_code
 
@@ -92,6 +93,7 @@ async def test_a_resumed_stream_misses_nothing_and_repeats_nothing(
 
 async def test_an_idle_stream_sends_heartbeats(server: str) -> None:
     async with httpx.AsyncClient(base_url=server, timeout=30) as http:
+
         async def up() -> int:
             return (await http.get("/health/ready")).status_code
 

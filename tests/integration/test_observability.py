@@ -67,8 +67,12 @@ async def test_a_correlation_id_travels_from_the_request_into_events_and_another
     try:
         async with api_client(other) as http:
             correlation = f"trace-{uuid.uuid4()}"
-            opened = await http.post("/accounts", json={"owner": "Traced", "currency": "EUR"},
-                                     headers={"X-Correlation-ID": correlation}, timeout=60)
+            opened = await http.post(
+                "/accounts",
+                json={"owner": "Traced", "currency": "EUR"},
+                headers={"X-Correlation-ID": correlation},
+                timeout=60,
+            )
             assert opened.headers["x-correlation-id"] == correlation
             assert opened.status_code in (201, 202)
 

@@ -134,8 +134,9 @@ async def check_exactly_once(ns: Settings, acknowledged: set[str], timeout: floa
     return events
 
 
-async def two_processors_under_load(ns: Settings, processors: list[Process], client: httpx.AsyncClient
-                                    ) -> tuple[Process, Process, Load, asyncio.Task[None]]:
+async def two_processors_under_load(
+    ns: Settings, processors: list[Process], client: httpx.AsyncClient
+) -> tuple[Process, Process, Load, asyncio.Task[None]]:
     """The first owns every partition, then a second joins while deposits keep coming."""
     first = await started_processor(ns, processors)
     second = Process(ns, "processor").start()
@@ -209,12 +210,18 @@ async def test_a_restart_restores_every_aggregate(
 def open_account_record(ns: Settings, partition: int, owner: str) -> tuple[str, ConsumerRecord[bytes, bytes]]:
     """An OpenAccount command as the processor would fetch it from partition `partition`, at offset 0."""
     command = CommandEnvelope(
-        command_id=str(uuid.uuid4()), type="OpenAccount", aggregate_type="Account",
-        aggregate_id=str(uuid.uuid4()), data={"owner": owner, "currency": "EUR"},
-        issued_at=utc_now(), correlation_id="c", causation_id="c",
+        command_id=str(uuid.uuid4()),
+        type="OpenAccount",
+        aggregate_type="Account",
+        aggregate_id=str(uuid.uuid4()),
+        data={"owner": owner, "currency": "EUR"},
+        issued_at=utc_now(),
+        correlation_id="c",
+        causation_id="c",
     )
-    return command.command_id, ConsumerRecord(ns.topic("commands"), partition, 0, 0, 0, None, command.encode(),
-                                              None, 0, 0, [])
+    return command.command_id, ConsumerRecord(
+        ns.topic("commands"), partition, 0, 0, 0, None, command.encode(), None, 0, 0, []
+    )
 
 
 async def test_a_fenced_writer_cannot_commit_its_open_transaction(ns: Settings) -> None:

@@ -61,11 +61,17 @@ async def read_models_match_the_events(ns: Settings) -> None:
     try:
         async with engine.connect() as connection:
             rows = {r.account_id: r.balance for r in await connection.execute(select(accounts))}
-            counts: dict[str, int] = dict((await connection.execute(
-                select(ledger.c.account_id, func.count()).group_by(ledger.c.account_id))).all())
-            duplicates = await connection.scalar(text(
-                "SELECT count(*) FROM (SELECT account_id, version FROM account_ledger "
-                "GROUP BY 1, 2 HAVING count(*) > 1) d"))
+            counts: dict[str, int] = dict(
+                (
+                    await connection.execute(select(ledger.c.account_id, func.count()).group_by(ledger.c.account_id))
+                ).all()
+            )
+            duplicates = await connection.scalar(
+                text(
+                    "SELECT count(*) FROM (SELECT account_id, version FROM account_ledger "
+                    "GROUP BY 1, 2 HAVING count(*) > 1) d"
+                )
+            )
     finally:
         await engine.dispose()
     opened = {e.aggregate_id for e in events if e.type == "AccountOpened"}
@@ -80,16 +86,18 @@ async def test_read_your_writes_a_hundred_times_in_a_row(ns: Settings) -> None:
         account_id, _ = await open_funded(client, 10)
         for n in range(100):
             written = await client.post(f"/accounts/{account_id}/deposits", json={"amount": 1})
-            read = await client.get(f"/accounts/{account_id}",
-                                    headers={"X-Consistent-With": written.json()["position"]})
+            read = await client.get(
+                f"/accounts/{account_id}", headers={"X-Consistent-With": written.json()["position"]}
+            )
             assert read.status_code == 200
             assert (read.json()["balance"], read.json()["version"]) == (11 + n, written.json()["version"])
             assert read.headers["etag"] == f'"{written.json()["version"]}"'
 
 
 async def test_queries_without_a_token_answer_at_once_and_with_an_unreached_one_say_503(ns: Settings) -> None:
-    async with api_client(ns.model_copy(update={"consistency_timeout_s": 0.5}),
-                          workers={"processor": run_processor}) as client:
+    async with api_client(
+        ns.model_copy(update={"consistency_timeout_s": 0.5}), workers={"processor": run_processor}
+    ) as client:
         account_id, token = await open_funded(client)
         missing = await client.get(f"/accounts/{account_id}")  # no projector runs here
         waited = await client.get(f"/accounts/{account_id}", headers={"X-Consistent-With": token})
@@ -103,8 +111,10 @@ async def test_requests_waiting_for_a_projection_hold_no_database_connection(ns:
     tight = ns.model_copy(update={"consistency_timeout_s": 2.0, "database_pool_size": 1})
     async with api_client(tight, workers={"processor": run_processor}) as client:
         account_id, token = await open_funded(client)
-        waiting = [asyncio.create_task(client.get(f"/accounts/{account_id}", headers={"X-Consistent-With": token}))
-                   for _ in range(12)]
+        waiting = [
+            asyncio.create_task(client.get(f"/accounts/{account_id}", headers={"X-Consistent-With": token}))
+            for _ in range(12)
+        ]
         await asyncio.sleep(0.5)
         plain = await client.get(f"/accounts/{account_id}")
         assert plain.status_code == 404  # answered while the others wait, from a free connection
@@ -137,8 +147,11 @@ async def test_ledger_pages_newest_first_and_events_page_by_version(ns: Settings
             last = await client.post(f"/accounts/{account_id}/withdrawals", json={"amount": amount})
         token = {"X-Consistent-With": last.json()["position"]}
         first = (await client.get(f"/accounts/{account_id}/transactions?limit=3", headers=token)).json()
-        second = (await client.get(f"/accounts/{account_id}/transactions?limit=3&cursor={first['next_cursor']}",
-                                   headers=token)).json()
+        second = (
+            await client.get(
+                f"/accounts/{account_id}/transactions?limit=3&cursor={first['next_cursor']}", headers=token
+            )
+        ).json()
         assert [t["version"] for t in first["items"] + second["items"]] == [6, 5, 4, 3, 2]
         assert second["next_cursor"] is None
         assert first["items"][0] == {**first["items"][0], "kind": "withdrawal", "amount": 4, "balance_after": 90}
@@ -283,6 +296,7 @@ async def test_a_halted_projection_holds_back_no_other_projection_of_its_runner(
         broken = {"value": True}
         await client.post(f"/accounts/{account_id}/withdrawals", json={"amount": 30})
         async with projector_with(ns, poisoned(deposit.event_id, broken), PROJECTIONS["ledger"]):
+
             async def ledger_versions() -> list[int]:
                 page = (await client.get(f"/accounts/{account_id}/transactions")).json()
                 return [t["version"] for t in page["items"]]
@@ -308,6 +322,7 @@ async def test_an_undecodable_record_is_a_poison_event_not_a_stopped_projector(n
         await write_foreign_record(ns, account_id, b"\xff not json")
         await client.post(f"/accounts/{account_id}/withdrawals", json={"amount": 30})
         async with projector_with(ns, ACCOUNTS, PROJECTIONS["ledger"]):
+
             async def balance() -> int | None:
                 answer = await client.get(f"/accounts/{account_id}")
                 return int(answer.json()["balance"]) if answer.status_code == 200 else None

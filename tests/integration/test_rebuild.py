@@ -68,8 +68,11 @@ async def test_rebuild_under_load_swaps_without_failing_a_query_and_equals_a_fre
             n = 0
             while not stop.is_set():
                 account_id = ids[n % len(ids)]
-                for path in (f"/accounts/{account_id}", f"/accounts/{account_id}/transactions?limit=5",
-                             f"/events?aggregate_id={account_id}&limit=5"):
+                for path in (
+                    f"/accounts/{account_id}",
+                    f"/accounts/{account_id}/transactions?limit=5",
+                    f"/events?aggregate_id={account_id}&limit=5",
+                ):
                     queries[(await client.get(path)).status_code] += 1
                 n += 1
 
@@ -87,8 +90,9 @@ async def test_rebuild_under_load_swaps_without_failing_a_query_and_equals_a_fre
         # one replay for the three, shared by partition between two processes.
         together = [PROJECTIONS[name] for name in ("accounts", "ledger", "event_log")]
         shown: list[tuple[int, int]] = []
-        for report in await rebuild_together(ns, engine, together, verify=True, workers=2,
-                                             progress=lambda done, total: shown.append((done, total))):
+        for report in await rebuild_together(
+            ns, engine, together, verify=True, workers=2, progress=lambda done, total: shown.append((done, total))
+        ):
             assert [t.differs for t in report.tables] == [False] * len(report.tables), report
             assert report.tables[0].live_rows > 0 and report.events > 0
         assert shown and shown[-1][0] == shown[-1][1] > 0, shown
@@ -102,8 +106,11 @@ def rebuild_processes(parent: int | None = None) -> list[int]:
     for pid in filter(str.isdigit, os.listdir("/proc")):
         with contextlib.suppress(OSError):
             state, ppid = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[:2]
-            if (state != "Z" and parent in (0, int(ppid))
-                    and b"projections.rebuild_worker" in Path(f"/proc/{pid}/cmdline").read_bytes()):
+            if (
+                state != "Z"
+                and parent in (0, int(ppid))
+                and b"projections.rebuild_worker" in Path(f"/proc/{pid}/cmdline").read_bytes()
+            ):
                 found.append(int(pid))
     return found
 
@@ -137,8 +144,16 @@ async def test_killing_a_rebuild_takes_its_processes_with_it(ns: Settings) -> No
         await eventually(lambda: all_caught_up(client), True, timeout=60)
         await blocker.execute(text("SELECT pg_advisory_lock(:key)"), {"key": lock_key("accounts@rebuild")})
         command = await asyncio.create_subprocess_exec(
-            str(ROOT / ".venv/bin/eventline"), "rebuild", "accounts", "--workers", "2", env=environment(ns),
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+            str(ROOT / ".venv/bin/eventline"),
+            "rebuild",
+            "accounts",
+            "--workers",
+            "2",
+            env=environment(ns),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
 
         async def started() -> int:
             return len(rebuild_processes(command.pid))
@@ -169,8 +184,9 @@ def doubled() -> Projection:
         await ACCOUNTS.apply(connection, messages)
         ids = {m.event.aggregate_id for m in messages}
         if ids:
-            await connection.execute(accounts.update().where(accounts.c.account_id.in_(ids))
-                                     .values(balance=accounts.c.balance * 2))
+            await connection.execute(
+                accounts.update().where(accounts.c.account_id.in_(ids)).values(balance=accounts.c.balance * 2)
+            )
 
     return Projection(name="accounts", tables=ACCOUNTS.tables, apply=apply)
 

@@ -46,10 +46,15 @@ class Server:
 @pytest.fixture
 def server(settings: Settings) -> Iterator[Server]:
     port = free_port()
-    env = {**os.environ, "EVENTLINE_NAMESPACE": settings.namespace,
-           "EVENTLINE_DATABASE_URL": settings.database_url, "EVENTLINE_API_PORT": str(port)}
-    process = subprocess.Popen([str(ROOT / ".venv/bin/eventline"), "api"], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    env = {
+        **os.environ,
+        "EVENTLINE_NAMESPACE": settings.namespace,
+        "EVENTLINE_DATABASE_URL": settings.database_url,
+        "EVENTLINE_API_PORT": str(port),
+    }
+    process = subprocess.Popen(
+        [str(ROOT / ".venv/bin/eventline"), "api"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     running = Server(f"http://127.0.0.1:{port}", process)
     yield running
     running.stop()
@@ -57,6 +62,7 @@ def server(settings: Settings) -> Iterator[Server]:
 
 async def test_the_api_process_serves_docs_and_is_ready(server: Server) -> None:
     async with httpx.AsyncClient(base_url=server.url, timeout=5) as http:
+
         async def status(path: str) -> int:
             return (await http.get(path)).status_code
 

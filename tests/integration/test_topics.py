@@ -39,9 +39,7 @@ async def test_topic_creation_is_idempotent(admin: AIOKafkaAdminClient) -> None:
     await verify_topics(admin, fresh)
 
 
-async def test_events_are_kept_forever_and_states_are_compacted(
-    admin: AIOKafkaAdminClient, settings: Settings
-) -> None:
+async def test_events_are_kept_forever_and_states_are_compacted(admin: AIOKafkaAdminClient, settings: Settings) -> None:
     events = await topic_config(admin, settings.topic("events"))
     aggregates = await topic_config(admin, settings.topic("aggregates"))
     assert (events["retention.ms"], events["retention.bytes"], events["cleanup.policy"]) == ("-1", "-1", "delete")
@@ -56,9 +54,7 @@ async def test_a_different_partition_count_is_refused(admin: AIOKafkaAdminClient
         await verify_topics(admin, changed)
 
 
-async def test_the_api_refuses_to_start_on_a_partition_mismatch(
-    admin: AIOKafkaAdminClient, settings: Settings
-) -> None:
+async def test_the_api_refuses_to_start_on_a_partition_mismatch(admin: AIOKafkaAdminClient, settings: Settings) -> None:
     deployed = new_settings(partitions=2, database_url=settings.database_url)
     await create_topics(admin, deployed)
     app = create_app(deployed.model_copy(update={"partitions": 5}))
@@ -69,10 +65,18 @@ async def test_the_api_refuses_to_start_on_a_partition_mismatch(
 
 def test_the_cli_reports_a_mismatch_and_exits_non_zero(settings: Settings) -> None:
     env_base = {"EVENTLINE_NAMESPACE": new_settings().namespace, "PATH": "/usr/bin:/bin"}
-    create = subprocess.run([str(ROOT / ".venv/bin/eventline"), "topics", "create"],
-                            env={**env_base, "EVENTLINE_PARTITIONS": "2"}, capture_output=True, text=True)
+    create = subprocess.run(
+        [str(ROOT / ".venv/bin/eventline"), "topics", "create"],
+        env={**env_base, "EVENTLINE_PARTITIONS": "2"},
+        capture_output=True,
+        text=True,
+    )
     assert create.returncode == 0, create.stdout + create.stderr
-    again = subprocess.run([str(ROOT / ".venv/bin/eventline"), "topics", "create"],
-                           env={**env_base, "EVENTLINE_PARTITIONS": "6"}, capture_output=True, text=True)
+    again = subprocess.run(
+        [str(ROOT / ".venv/bin/eventline"), "topics", "create"],
+        env={**env_base, "EVENTLINE_PARTITIONS": "6"},
+        capture_output=True,
+        text=True,
+    )
     assert again.returncode == 1
     assert "has 2 partitions but the settings say 6" in again.stdout

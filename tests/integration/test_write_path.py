@@ -55,9 +55,9 @@ async def test_opening_an_account_answers_with_its_first_version(client: httpx.A
 
 async def test_concurrent_withdrawals_never_overdraw(client: httpx.AsyncClient, ns: Settings) -> None:
     account_id = await open_account(client, balance=100)
-    responses = await asyncio.gather(*(
-        client.post(f"/accounts/{account_id}/withdrawals", json={"amount": 1}) for _ in range(200)
-    ))
+    responses = await asyncio.gather(
+        *(client.post(f"/accounts/{account_id}/withdrawals", json={"amount": 1}) for _ in range(200))
+    )
     statuses = Counter(r.status_code for r in responses)
     assert statuses == {200: 100, 422: 100}
     refused = [r for r in responses if r.status_code == 422]
@@ -66,8 +66,7 @@ async def test_concurrent_withdrawals_never_overdraw(client: httpx.AsyncClient, 
     assert_versions_gapless(await read_events(ns))
     events = await events_of(ns, account_id)
     assert [version for version, _, _ in events] == list(range(1, 103))
-    assert Counter(kind for _, kind, _ in events) == {"AccountOpened": 1, "FundsDeposited": 1,
-                                                      "FundsWithdrawn": 100}
+    assert Counter(kind for _, kind, _ in events) == {"AccountOpened": 1, "FundsDeposited": 1, "FundsWithdrawn": 100}
 
 
 async def test_if_match_guards_the_version(client: httpx.AsyncClient) -> None:
@@ -107,8 +106,9 @@ async def test_unknown_account_is_404(client: httpx.AsyncClient) -> None:
 
 async def test_respond_async_answers_202_with_a_location(client: httpx.AsyncClient) -> None:
     account_id = await open_account(client)
-    response = await client.post(f"/accounts/{account_id}/deposits", json={"amount": 1},
-                                 headers={"Prefer": "respond-async"})
+    response = await client.post(
+        f"/accounts/{account_id}/deposits", json={"amount": 1}, headers={"Prefer": "respond-async"}
+    )
     assert response.status_code == 202
     assert response.headers["location"] == f"/commands/{response.json()['command_id']}"
 
@@ -148,9 +148,7 @@ async def test_bad_input_is_refused_and_nothing_is_written(client: httpx.AsyncCl
     assert await end_offsets(ns) == before
 
 
-async def test_kafka_down_is_a_fast_503(
-    client: httpx.AsyncClient, ns: Settings, infra: Callable[..., None]
-) -> None:
+async def test_kafka_down_is_a_fast_503(client: httpx.AsyncClient, ns: Settings, infra: Callable[..., None]) -> None:
     account_id = await open_account(client)
     infra("down", "kafka")
     started = time.monotonic()

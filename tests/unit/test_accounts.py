@@ -226,9 +226,7 @@ def test_refund_of_unknown_charge_is_refused() -> None:
 
 
 def test_refund_of_a_declined_charge_is_refused_as_unknown() -> None:
-    state = given(
-        OPENED, ChargeDeclined(amount=10, reference="order-1", reason="insufficient funds", balance=0)
-    )
+    state = given(OPENED, ChargeDeclined(amount=10, reference="order-1", reason="insufficient funds", balance=0))
 
     with pytest.raises(ChargeNotFound):
         decide(state, Refund(reference="order-1"))

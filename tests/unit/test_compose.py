@@ -65,11 +65,15 @@ def test_services_exist() -> None:
 NOT_YET_BUILT: dict[str, str] = {}
 
 
-@pytest.mark.parametrize("name", [
-    pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=NOT_YET_BUILT[name]))
-    if name in NOT_YET_BUILT else name
-    for name in sorted(PROCESSES)
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=NOT_YET_BUILT[name]))
+        if name in NOT_YET_BUILT
+        else name
+        for name in sorted(PROCESSES)
+    ],
+)
 def test_process_runs_its_cli_subcommand(name: str) -> None:
     service = services()[name]
     # The image's ENTRYPOINT is `eventline`; the service's command is the subcommand.

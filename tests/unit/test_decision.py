@@ -138,7 +138,11 @@ def test_an_accepted_command_succeeds_with_the_new_version_and_its_event_ids() -
     decision = decide(None, open_account("c-open"), new_event_id=event_ids())
 
     assert decision.result == CommandResult(
-        command_id="c-open", aggregate_id=ACCOUNT_ID, outcome="succeeded", version=1, event_ids=["evt-1"],
+        command_id="c-open",
+        aggregate_id=ACCOUNT_ID,
+        outcome="succeeded",
+        version=1,
+        event_ids=["evt-1"],
         decided_at=NOW,
     )
     assert decision.result.position == {}

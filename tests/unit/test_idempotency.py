@@ -12,8 +12,11 @@ T0 = 1_800_000_000_000
 
 
 def entry(command_id: str, version: int = 1) -> RememberedCommand:
-    return RememberedCommand(command_id, f"fp-{command_id}",
-                             CommandResult(command_id, "acc-1", "succeeded", version, position={"2": 40 + version}))
+    return RememberedCommand(
+        command_id,
+        f"fp-{command_id}",
+        CommandResult(command_id, "acc-1", "succeeded", version, position={"2": 40 + version}),
+    )
 
 
 def memory_with(*command_ids: str, at: int = T0, retention_ms: int = 24 * HOUR_MS) -> IdempotencyMemory:
@@ -106,8 +109,11 @@ def test_two_callers_with_one_key_send_two_commands() -> None:
 
 
 def test_one_key_on_two_resources_or_two_kinds_names_two_commands() -> None:
-    ids = {scoped_id("shop", "Deposit", "acc-1", "k"), scoped_id("shop", "Deposit", "acc-2", "k"),
-           scoped_id("shop", "Withdraw", "acc-1", "k")}
+    ids = {
+        scoped_id("shop", "Deposit", "acc-1", "k"),
+        scoped_id("shop", "Deposit", "acc-2", "k"),
+        scoped_id("shop", "Withdraw", "acc-1", "k"),
+    }
 
     assert len(ids) == 3
 

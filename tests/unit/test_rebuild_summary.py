@@ -6,8 +6,9 @@ from projections.rebuild import RebuildReport, TableDiff, summary
 
 
 def report(projection: str, only_live: int) -> RebuildReport:
-    table = TableDiff(projection, live_rows=10, rebuilt_rows=10 - only_live, only_live=only_live,
-                      only_rebuilt=0, changed=0)
+    table = TableDiff(
+        projection, live_rows=10, rebuilt_rows=10 - only_live, only_live=only_live, only_rebuilt=0, changed=0
+    )
     return RebuildReport(projection, events=40, seconds=2.0, checkpoints={}, tables=[table], swapped=not only_live)
 
 

@@ -25,8 +25,9 @@ COMMANDS: dict[str, Callable[[str], BaseModel]] = {
     "charge reference": lambda text: Charge(amount=1, reference=text),
     "refund reference": lambda text: Refund(reference=text),
     "title": lambda text: StartConversation(participants=[ADA, BOB], title=text),
-    "body": lambda text: SubmitMessage(conversation_id=CHAT, sender=ADA, recipients=[BOB], body=text,
-                                       currency="EUR", tariff=DEFAULT_TARIFF),
+    "body": lambda text: SubmitMessage(
+        conversation_id=CHAT, sender=ADA, recipients=[BOB], body=text, currency="EUR", tariff=DEFAULT_TARIFF
+    ),
 }
 
 # Right-to-left marks, a zero-width space, a byte-order mark, and whitespace around them.
