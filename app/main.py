@@ -18,13 +18,14 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.routing import APIRoute
 from starlette.types import ASGIApp
 
 from app.api import admin, asyncapi, commands, health, messaging, metrics, notifications, queries
 from app.api.consistency import ConsistencyWaiter
 from app.api.correlation import CorrelationMiddleware
 from app.api.docs import install_docs
-from app.api.errors import install_error_handlers
+from app.api.errors import install_error_handlers, with_problem_component
 from app.api.limits import DeclaredBodyLimit
 from app.api.security import require
 from app.api_keys import parse_api_keys
@@ -50,6 +51,16 @@ class EventlineAPI(FastAPI):
     def build_middleware_stack(self) -> ASGIApp:
         stack = super().build_middleware_stack()
         return stack if self.max_body_size is None else DeclaredBodyLimit(stack, self.max_body_size)
+
+    def openapi(self) -> dict[str, Any]:
+        if self.openapi_schema is None:
+            self.openapi_schema = with_problem_component(super().openapi())
+        return self.openapi_schema
+
+
+def operation_id(route: APIRoute) -> str:
+    """The route's function name (`deposit`, `open_account`): what a generated client calls it."""
+    return route.name
 
 
 def create_app(settings: Settings | None = None, workers: Mapping[str, Worker] | None = None) -> FastAPI:
@@ -85,6 +96,7 @@ def create_app(settings: Settings | None = None, workers: Mapping[str, Worker] |
         max_body_size=settings.max_body_bytes,
         docs_url=None,
         redoc_url=None,
+        generate_unique_id_function=operation_id,
     )
     install_error_handlers(app)
     install_docs(app)
@@ -110,7 +122,7 @@ def create_app(settings: Settings | None = None, workers: Mapping[str, Worker] |
     app.include_router(health.router)
     app.include_router(commands.router, dependencies=[require("writer")])
     app.include_router(queries.router, dependencies=[require("reader")])
-    app.include_router(messaging.router)
+    app.include_router(messaging.router, dependencies=[require("reader")])
     app.include_router(notifications.router, dependencies=[require("reader")])
     app.include_router(admin.router, dependencies=[require("admin")])
     app.include_router(metrics.router, dependencies=[require("reader")])

@@ -37,9 +37,21 @@ class ProblemDetails(BaseModel):
     detail: str | None = None
 
 
+# Every error response refers to one schema component (added by `with_problem_component`): a client
+# generator then makes one Problem type, instead of refusing forty identical inline copies.
+PROBLEM_REF = {"$ref": "#/components/schemas/ProblemDetails"}
+
+
 def problem_doc(description: str) -> dict[str, Any]:
     """OpenAPI `responses` entry of an error: problem+json, as every error here is answered."""
-    return {"description": description, "content": {PROBLEM_JSON: {"schema": ProblemDetails.model_json_schema()}}}
+    return {"description": description, "content": {PROBLEM_JSON: {"schema": PROBLEM_REF}}}
+
+
+def with_problem_component(schema: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAPI document with the ProblemDetails component the error responses refer to."""
+    schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+    schemas["ProblemDetails"] = ProblemDetails.model_json_schema(ref_template="#/components/schemas/{model}")
+    return schema
 
 
 class Problem(Exception):
