@@ -32,7 +32,7 @@ from app.config import Settings
 from app.db import is_outage
 from app.observability.metrics import DEPENDENCY_ERRORS, PROJECTED
 from projections import checkpoints, failures
-from projections.base import Decode, Message, Projection, decode_record
+from projections.base import Decode, Message, Projection, UndecodableRecord, decode_record
 from projections.checkpoints import CheckpointMoved, Slot
 
 log = logging.getLogger(__name__)
@@ -374,17 +374,21 @@ class ProjectionRunner(ConsumerRebalanceListener):  # type: ignore[misc]
         """Record the failure; skip past the message, or halt the member. Returns whether to go on."""
         member, [message] = single.member, single.messages
         name = member.checkpoint_name
+        # A record that is not an event at all (a foreign producer's junk) is skipped in either mode:
+        # no fix of a handler could ever apply it, so halting there would stop the projection for good
+        # (and make every rebuild fail). It is recorded like any failure.
+        skip = self.options.failure_mode == "skip" or isinstance(error, UndecodableRecord)
         log.error("%s: giving up on %s[%d]@%d: %r", name, message.topic, message.partition, message.offset, error)
         async with self.engine.begin() as connection:
             await self.hold_locks(connection, [name])
             await failures.record(connection, name, message, error, self.options.retries + 1)
-            if self.options.failure_mode == "skip":
+            if skip:
                 await checkpoints.advance(connection, name, single.moves)
             else:
                 await failures.halt(
                     connection, name, f"{type(error).__name__} at {message.topic}[{message.partition}]@{message.offset}"
                 )
-        if self.options.failure_mode == "skip":
+        if skip:
             for slot, (_, new) in single.moves.items():
                 member.positions[slot] = new
             return True
