@@ -28,7 +28,7 @@ from app.eventstore.idempotency import now_ms, record_key
 from app.eventstore.partitioner import partition_for
 from app.eventstore.restore import restore_partitions
 from bench.ceiling import deposit_command
-from bench.setup import read_to_end
+from bench.setup import bench_settings, delete_namespace_topics, drop_database, read_to_end
 
 
 def template(account_id: str) -> bytes:
@@ -153,3 +153,22 @@ async def measure_idempotency(settings: Settings, count: int) -> dict[str, Any]:
         "resident_bytes": held,
         "bytes_per_entry": held / count,
     }
+
+
+async def idempotency_only(count: int) -> dict[str, Any]:
+    """The idempotency figure alone: `python -m bench.restore [count]` (Kafka and PostgreSQL up)."""
+    settings = await bench_settings()
+    try:
+        return await measure_idempotency(settings, count)
+    finally:
+        await delete_namespace_topics(settings)
+        await drop_database(settings)
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    import uvloop
+
+    print(json.dumps(uvloop.run(idempotency_only(int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000)), indent=2))

@@ -20,6 +20,7 @@ from aiokafka.structs import ConsumerRecord
 from alembic import command
 
 from app.config import Settings
+from app.eventstore.bad_records import UNREADABLE
 from app.eventstore.envelope import EventEnvelope
 from app.eventstore.kafka import admin_client
 from app.eventstore.partitioner import partition_for
@@ -165,7 +166,15 @@ async def read_topic(settings: Settings, name: str) -> list[ConsumerRecord[bytes
 
 
 async def read_events(settings: Settings) -> list[EventEnvelope]:
-    return [EventEnvelope.decode(record.value) for record in await read_topic(settings, "events")]
+    """Every event in the log; records that are not events (a foreign producer's junk) are left out."""
+    return [event for record in await read_topic(settings, "events") if (event := decoded(record.value)) is not None]
+
+
+def decoded(raw: bytes | None) -> EventEnvelope | None:
+    try:
+        return EventEnvelope.decode(raw or b"")
+    except UNREADABLE:
+        return None
 
 
 async def write_foreign_record(settings: Settings, aggregate_id: str, value: bytes) -> None:

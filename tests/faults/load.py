@@ -74,6 +74,8 @@ class MixedLoad:
     operations: list[Operation] = field(default_factory=list)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     rng: random.Random = field(default_factory=lambda: random.Random(7))
+    # Other API processes: after a dropped connection the next send goes to the next one.
+    fallbacks: list[httpx.AsyncClient] = field(default_factory=list)
 
     @property
     def acknowledged(self) -> set[str]:
@@ -141,8 +143,9 @@ class MixedLoad:
     async def send(self, op: Operation) -> bool:
         """One send; True when its answer is definitive."""
         started = time.monotonic()
+        client = self.client_for(op)
         try:
-            response = await self.client.post(op.path, json=op.body, headers={"Idempotency-Key": op.key})
+            response = await client.post(op.path, json=op.body, headers={"Idempotency-Key": op.key})
         except httpx.TransportError:
             self.answers.append(Answer(op.kind, 0, time.monotonic() - started, None))
             op.statuses.append(0)
@@ -164,6 +167,11 @@ class MixedLoad:
         if op.decided and op.kind == "open" and response.status_code == 201:
             self.accounts.append(op.aggregate_id)
         return op.decided
+
+    def client_for(self, op: Operation) -> httpx.AsyncClient:
+        """The first API, or after each dropped connection of this operation the next one."""
+        clients = [self.client, *self.fallbacks]
+        return clients[op.statuses.count(0) % len(clients)]
 
     @staticmethod
     def definitive(op: Operation, status: int, body: dict[str, object]) -> bool:

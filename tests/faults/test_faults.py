@@ -13,6 +13,7 @@ import asyncio
 import json
 import os
 import re
+import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass, field
@@ -20,6 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from app.config import Settings
 from tests.conftest import ROOT
@@ -28,6 +30,7 @@ from tests.faults.load import MixedLoad
 from tests.support import Process, api_client, fresh_namespace, wait_for_log
 from tests.waiting import eventually
 
+JUNK = b'{"not":"an event"'  # not even JSON, as any foreign or buggy producer could write
 ROUNDS = int(os.environ.get("EVENTLINE_SOAK_ROUNDS", "5"))
 RESTARTS = max(2, ROUNDS // 2)  # a dependency restart takes longer than a kill: fewer of them
 REPORT = ROOT / "artifacts" / "reliability.json"
@@ -168,6 +171,29 @@ async def test_a_paused_processor_is_fenced_and_the_load_goes_on(system: System)
     await verify(system, "sigstop processor", load, 2)
 
 
+async def test_junk_records_in_every_topic_under_load_stop_nothing(system: System) -> None:
+    """A foreign producer writes `{"not":"an event"` into every partition of every topic while clients work."""
+    producer = AIOKafkaProducer(bootstrap_servers=system.ns.kafka_bootstrap)
+    await producer.start()
+
+    async def faults() -> None:
+        for _ in range(2):
+            await asyncio.sleep(2.0)
+            for topic in ("commands", "events", "aggregates", "notifications"):
+                for partition in range(system.ns.partitions):
+                    await producer.send_and_wait(system.ns.topic(topic), JUNK, key=b"junk", partition=partition)
+            for partition in range(system.ns.result_partitions):
+                await producer.send_and_wait(system.ns.topic("command-results"), JUNK, partition=partition)
+        await asyncio.sleep(2.0)
+
+    try:
+        load = await under_load(system, faults)
+    finally:
+        await producer.stop()
+    assert all(p.popen is not None and p.popen.poll() is None for ps in system.processes.values() for p in ps)
+    await verify(system, "junk records", load, 2)
+
+
 @pytest.mark.parametrize(
     ("service", "stop"), [("kafka", "down"), ("kafka", "kill"), ("postgres", "down"), ("postgres", "kill")]
 )
@@ -201,3 +227,89 @@ async def test_a_restarted_dependency_means_fast_503s_then_recovery(
     await eventually(deposit, True, timeout=60)  # recovered by itself, nothing restarted
     name = f"restart {service}" if stop == "down" else f"crash {service} (SIGKILL)"
     await verify(system, name, load, RESTARTS, outage_answers=len(outage))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class ApiProcess:
+    """A real `eventline api` (uvicorn over TCP) on a port of its own."""
+
+    ns: Settings
+    process: Process | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.ns.api_port}"
+
+    async def start(self) -> None:
+        self.process = Process(self.ns, "api").start()
+        async with httpx.AsyncClient(base_url=self.url, timeout=5) as http:
+
+            async def ready() -> int:
+                return (await http.get("/health/ready")).status_code
+
+            await eventually(ready, 200, timeout=60, interval=0.2)
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.kill()
+
+
+@pytest.fixture(scope="module")
+async def api_system(settings: Settings) -> AsyncIterator[tuple[System, list[ApiProcess], httpx.AsyncClient]]:
+    ns = await fresh_namespace(
+        settings, own_database=True, processor_session_timeout_ms=6000, command_timeout_s=1.5, consistency_timeout_s=15
+    )
+    apis = [ApiProcess(ns.model_copy(update={"api_port": free_port()})) for _ in range(2)]
+    async with (
+        httpx.AsyncClient(base_url=apis[0].url, timeout=30) as first,
+        httpx.AsyncClient(base_url=apis[1].url, timeout=30) as second,
+    ):
+        system = System(ns, second)
+        for kind in ("processor", "projector", "saga"):
+            system.start(kind)
+        try:
+            for api in apis:
+                await api.start()
+            await seed(system)
+            yield system, apis, first
+        finally:
+            for api in apis:
+                if api.process is not None:
+                    api.process.stop()
+            system.stop_all()
+
+
+async def test_a_killed_api_process_loses_nothing_while_clients_retry_through_another(
+    api_system: tuple[System, list[ApiProcess], httpx.AsyncClient],
+) -> None:
+    """SIGKILL the API the clients use, with requests in flight; they resend through the second one."""
+    system, apis, first = api_system
+    load = MixedLoad(first, list(system.accounts), list(system.conversations), fallbacks=[system.client])
+    running = asyncio.create_task(load.run())
+    try:
+        for _ in range(ROUNDS):
+            await load_progressed(load, by=10)
+            apis[0].kill()
+            await load_progressed(load, by=10)  # through the second API meanwhile
+            await apis[0].start()
+    finally:
+        load.stopping.set()
+        await running
+    dropped = load.statuses()[0]
+    assert dropped > 0, "no request was in flight when the API died"
+    await verify(system, "sigkill api", load, ROUNDS, dropped_connections=dropped)
+
+
+async def load_progressed(load: MixedLoad, by: int, timeout: float = 60) -> None:
+    wanted = sum(op.decided for op in load.operations) + by
+
+    async def enough() -> bool:
+        return sum(op.decided for op in load.operations) >= wanted
+
+    await eventually(enough, True, timeout=timeout)
