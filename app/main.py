@@ -28,6 +28,7 @@ from app.api.docs import install_docs
 from app.api.errors import install_error_handlers, with_problem_component
 from app.api.limits import DeclaredBodyLimit
 from app.api.security import require
+from app.api.state import AppState, Clients, install_state
 from app.api_keys import parse_api_keys
 from app.config import Settings, get_settings
 from app.db import create_engine
@@ -78,12 +79,12 @@ def create_app(settings: Settings | None = None, workers: Mapping[str, Worker] |
         await consistency.start()
         offsets = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, isolation_level="read_committed")
         await offsets.start()
-        app.state.settings, app.state.engine, app.state.consistency = settings, engine, consistency
-        app.state.command_bus, app.state.offsets = bus, offsets
+        state.clients = Clients(engine=engine, command_bus=bus, consistency=consistency, offsets=offsets)
         tasks = [start_worker(name, worker, settings) for name, worker in (workers or {}).items()]
         try:
             yield
         finally:
+            state.clients = None
             await stop_workers(tasks)
             for close in (offsets.stop, consistency.stop, bus.stop, bus.producer.stop, engine.dispose):
                 await close_quietly(close)
@@ -100,7 +101,8 @@ def create_app(settings: Settings | None = None, workers: Mapping[str, Worker] |
     )
     install_error_handlers(app)
     install_docs(app)
-    app.state.api_keys = parse_api_keys(settings.api_keys)
+    state = AppState(settings, parse_api_keys(settings.api_keys))
+    install_state(app, state)
     if settings.cors_origins:
         origins = [origin.strip() for origin in settings.cors_origins.split(",") if origin.strip()]
         app.add_middleware(

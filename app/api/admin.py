@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Request
 
 from app.api.errors import problem_doc
 from app.api.schemas import FailureView, ProjectionView
+from app.api.state import app_state, clients
 from projections import failures
 from projections.status import projection_status
 
@@ -20,8 +21,8 @@ NAME = "^[A-Za-z0-9_.-]+$"
 @router.get("/projections", response_model=list[ProjectionView])
 async def list_projections(request: Request) -> Any:
     """Each projection's state, checkpoints, lag per partition, open failures and last rebuild."""
-    state = request.app.state
-    return await projection_status(state.settings, state.engine, state.offsets)
+    state = clients(request)
+    return await projection_status(app_state(request).settings, state.engine, state.offsets)
 
 
 @router.get("/projections/failures", response_model=list[FailureView], responses={422: problem_doc("Invalid request")})
@@ -29,5 +30,5 @@ async def list_failures(
     request: Request, projection: str | None = Query(default=None, max_length=100, pattern=NAME)
 ) -> Any:
     """Open failures: events a projection could not apply after its retries."""
-    rows = await failures.open_failures(request.app.state.engine, projection)
+    rows = await failures.open_failures(clients(request).engine, projection)
     return [FailureView.model_validate(row._mapping) for row in rows]

@@ -11,6 +11,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from app.api.state import app_state
 from app.config import Settings
 from app.domain.base import Event
 from app.domain.registry import AGGREGATES
@@ -130,7 +131,7 @@ NOTIFICATION: dict[str, Any] = {
 
 @router.get("/asyncapi.json", include_in_schema=False)
 async def asyncapi_document(request: Request) -> dict[str, Any]:
-    return asyncapi(request.app.state.settings)
+    return asyncapi(app_state(request).settings)
 
 
 @router.get("/schemas/events")

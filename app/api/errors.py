@@ -72,6 +72,12 @@ class Problem(Exception):
         self.extras = extras
 
 
+def not_found(what: str, identifier: object, *, known_yet: bool = False) -> Problem:
+    """The one 404: `account 1b2… does not exist` (or, for what may still be coming, `is not known (yet)`)."""
+    detail = f"{what} {identifier} is not known (yet)" if known_yet else f"{what} {identifier} does not exist"
+    return Problem(404, "not-found", "Not found", detail=detail)
+
+
 def problem_response(request: Request, problem: Problem) -> Response:
     body: dict[str, Any] = {
         "type": PROBLEM_BASE + problem.slug,

@@ -11,6 +11,8 @@ from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.api.state import app_state, clients
+
 router = APIRouter(prefix="/health", tags=["health"])
 
 
@@ -35,8 +37,8 @@ async def ready(request: Request, response: Response) -> Readiness:
     Each check has its own time budget and they run concurrently, so a hung
     dependency cannot hold the probe past that budget.
     """
-    state = request.app.state
-    budget = state.settings.readiness_timeout_s
+    state = clients(request)
+    budget = app_state(request).settings.readiness_timeout_s
     kafka, postgres = await asyncio.gather(
         _probe(lambda: state.command_bus.producer.client.fetch_all_metadata(), budget),
         _probe(lambda: _ping_postgres(state.engine), budget),

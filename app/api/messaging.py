@@ -15,7 +15,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.api.errors import Problem, problem_doc
+from app.api.errors import Problem, not_found, problem_doc
 from app.api.queries import (
     QUERY_RESPONSES,
     ConsistentWith,
@@ -40,6 +40,7 @@ from app.api.schemas import (
     SubmitMessageRequest,
 )
 from app.api.security import require
+from app.api.state import app_state
 from app.api.submission import COMMAND_RESPONSES, BusDep, CommandContextDep, pending, submit
 from app.api.submission import decide as decide_command
 from app.config import Settings
@@ -61,7 +62,7 @@ WRITER = require("writer")
 @router.get("/pricing", response_model=Pricing)
 async def pricing(request: Request) -> Pricing:
     """The tariff: what a message costs its sender."""
-    current = tariff(request.app.state.settings)
+    current = tariff(app_state(request).settings)
     return Pricing(base_fee=current.base_fee, fee_per_recipient=current.fee_per_recipient)
 
 
@@ -132,7 +133,7 @@ async def submit_message(
         conversation = await queries.conversation(db, str(conversation_id))
         account = await queries.messaging_account(db, body.sender)
     if conversation is None:
-        raise Problem(404, "not-found", "Not found", detail=f"conversation {conversation_id} does not exist")
+        raise not_found("conversation", conversation_id)
     if body.sender not in conversation.participants:
         raise Problem(
             403, "not-a-participant", "Not a participant", detail="only the conversation's participants may post to it"
@@ -140,7 +141,7 @@ async def submit_message(
     if account is None:
         raise Problem(422, "unknown-participants", "Unknown sender", detail=f"no account {body.sender}")
     recipients = [p for p in conversation.participants if p != body.sender]
-    current = tariff(request.app.state.settings)
+    current = tariff(app_state(request).settings)
     message_id = context.new_id("message")
     command = context.envelope(
         messages.SubmitMessage(
@@ -181,7 +182,7 @@ async def get_message(message_id: uuid.UUID, db: Annotated[AsyncConnection, read
     """A message and its payment status: pending_payment, delivered or rejected (with the reason)."""
     row = await queries.message(db, str(message_id))
     if row is None:
-        raise Problem(404, "not-found", "Not found", detail=f"message {message_id} does not exist")
+        raise not_found("message", message_id)
     return MessageView.model_validate(row._mapping)
 
 
@@ -198,7 +199,7 @@ async def conversation_messages(
 ) -> Any:
     """The conversation's delivered messages, in delivery order."""
     if await queries.conversation(db, str(conversation_id)) is None:
-        raise Problem(404, "not-found", "Not found", detail=f"conversation {conversation_id} does not exist")
+        raise not_found("conversation", conversation_id)
     rows = await queries.conversation_messages(db, str(conversation_id), limit, time_cursor(cursor))
     items = [MessageView.model_validate(row._mapping) for row in rows[:limit]]
     last = rows[limit - 1] if len(rows) > limit else None

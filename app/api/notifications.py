@@ -20,6 +20,7 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
 from app.api.errors import Problem, problem_doc
+from app.api.state import app_state
 from app.config import Settings
 from app.eventstore import position
 from app.eventstore.bad_records import UNREADABLE, skip_bad_record
@@ -44,7 +45,7 @@ async def stream(
     ] = "now",
 ) -> StreamingResponse:
     """Thin notifications (type, aggregate, version, link to the event) as they are published."""
-    settings: Settings = request.app.state.settings
+    settings = app_state(request).settings
     try:
         resume = position.decode(last_event_id) if last_event_id else None
     except position.InvalidPosition as error:

@@ -12,9 +12,9 @@ import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.api.consistency import ConsistencyWaiter
-from app.api.errors import Problem, problem_doc
+from app.api.errors import Problem, not_found, problem_doc
 from app.api.schemas import AccountView, CommandStatus, EventPage, EventView, Transaction, TransactionPage
+from app.api.state import clients
 from app.db import is_outage
 from projections import queries
 
@@ -45,9 +45,9 @@ async def read_model(
 ) -> AsyncIterator[AsyncConnection]:
     """A connection for reading only (queries never write), lent once `projections` reflect
     `consistent_with`. Waiting comes first, so a waiting request holds none of the pool's connections."""
-    consistency: ConsistencyWaiter = request.app.state.consistency
-    await consistency.wait(projections, consistent_with)
-    connection = await request.app.state.engine.connect()
+    open_clients = clients(request)
+    await open_clients.consistency.wait(projections, consistent_with)
+    connection = await open_clients.engine.connect()
     try:
         yield connection
     finally:
@@ -80,7 +80,7 @@ async def get_account(
     """An account's owner, currency, balance and version (also as ETag)."""
     row = await queries.account(db, str(account_id))
     if row is None:
-        raise Problem(404, "not-found", "Not found", detail=f"account {account_id} does not exist")
+        raise not_found("account", account_id)
     response.headers["ETag"] = f'"{row.version}"'
     return AccountView.model_validate(row._mapping)
 
@@ -93,7 +93,7 @@ async def get_transactions(
     before = decode_cursor(cursor)[0] if cursor else None
     rows = await queries.transactions(db, str(account_id), limit, before)
     if not rows and not await queries.account_exists(db, str(account_id)):
-        raise Problem(404, "not-found", "Not found", detail=f"account {account_id} does not exist")
+        raise not_found("account", account_id)
     items = [Transaction.model_validate(row._mapping) for row in rows[:limit]]
     next_cursor = encode_cursor(items[-1].version) if len(rows) > limit else None
     return TransactionPage(items=items, next_cursor=next_cursor)
@@ -131,7 +131,7 @@ async def get_event(event_id: uuid.UUID, db: ReadDep) -> Any:
     """One event's full envelope (what a notification links to)."""
     row = await queries.event(db, str(event_id))
     if row is None:
-        raise Problem(404, "not-found", "Not found", detail=f"event {event_id} does not exist")
+        raise not_found("event", event_id)
     return event_view(row)
 
 
@@ -140,7 +140,7 @@ async def get_command(command_id: uuid.UUID, db: ReadDep) -> Any:
     """What became of a command: accepted, succeeded (version, position) or rejected (problem)."""
     row = await queries.command(db, str(command_id))
     if row is None:
-        raise Problem(404, "not-found", "Not found", detail=f"command {command_id} is not known (yet)")
+        raise not_found("command", command_id, known_yet=True)
     return CommandStatus.model_validate(row._mapping)
 
 

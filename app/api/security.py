@@ -17,6 +17,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.api.errors import Problem
+from app.api.state import app_state
 from app.api_keys import RANK, ApiKey, Role
 
 bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer <key>`.")
@@ -37,7 +38,7 @@ def require(role: Role) -> Any:
     async def check(
         request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
     ) -> None:
-        keys: tuple[ApiKey, ...] = request.app.state.api_keys
+        keys = app_state(request).api_keys
         if not keys:
             return
         key = identify(keys, credentials.credentials) if credentials else None

@@ -20,6 +20,7 @@ from pydantic import BaseModel
 
 from app.api.errors import Problem, problem_doc, problem_for_rejection
 from app.api.schemas import CommandAccepted, CommandPending
+from app.api.state import clients
 from app.eventstore import position
 from app.eventstore.command_bus import CommandBus, CommandNotAccepted
 from app.eventstore.envelope import CommandEnvelope, CommandResult, utc_now
@@ -41,8 +42,7 @@ COMMAND_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 # async: FastAPI runs a plain `def` dependency in its thread pool, a thread hop per request.
 async def get_bus(request: Request) -> CommandBus:
-    bus: CommandBus = request.app.state.command_bus
-    return bus
+    return clients(request).command_bus
 
 
 BusDep = Annotated[CommandBus, Depends(get_bus)]

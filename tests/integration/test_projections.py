@@ -127,7 +127,7 @@ async def test_requests_waiting_for_a_projection_hold_no_database_connection(ns:
 async def test_an_exhausted_connection_pool_is_a_503_not_a_500(ns: Settings) -> None:
     app = create_app(ns.model_copy(update={"database_pool_size": 1}))
     async with app.router.lifespan_context(app):
-        engine = app.state.engine
+        engine = app.state.eventline.clients.engine
         held = [await engine.connect(), await engine.connect()]  # the pool and its overflow
         try:
             async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://eventline") as client:

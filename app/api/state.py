@@ -1,0 +1,52 @@
+"""What the API's routes read from the application, typed: one object instead of untyped `app.state.*`.
+
+`create_app` sets it with what it knows at once (settings, API keys); the
+lifespan adds the clients it opens and takes them away when it closes them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer
+from fastapi import FastAPI, Request
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.api.consistency import ConsistencyWaiter
+from app.api_keys import ApiKey
+from app.config import Settings
+from app.eventstore.command_bus import CommandBus
+
+
+@dataclass(frozen=True, slots=True)
+class Clients:
+    """The connections the lifespan opens: Kafka, PostgreSQL, and what is built on them."""
+
+    engine: AsyncEngine
+    command_bus: CommandBus
+    consistency: ConsistencyWaiter
+    offsets: AIOKafkaConsumer  # reads end offsets for the projection lag
+
+
+@dataclass(slots=True)
+class AppState:
+    settings: Settings
+    api_keys: tuple[ApiKey, ...]
+    clients: Clients | None = None
+
+
+def install_state(app: FastAPI, state: AppState) -> None:
+    app.state.eventline = state
+
+
+def app_state(request: Request) -> AppState:
+    state: AppState = request.app.state.eventline
+    return state
+
+
+def clients(request: Request) -> Clients:
+    """The open clients; only a request served outside the lifespan finds none, which is a bug."""
+    found = app_state(request).clients
+    if found is None:
+        raise RuntimeError("the API's clients are not open: is the app served without its lifespan?")
+    return found
