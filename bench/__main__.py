@@ -228,7 +228,7 @@ def flatten(results: dict[str, Any]) -> dict[str, float | None]:
     seconds, count = get("restore", "seconds"), get("restore", "aggregates")
     if seconds is not None and count:
         flat["restore_100k_s"] = seconds * 100_000 / count
-    memory = get("restore", "idempotency")
+    memory: dict[str, float] | None = (results.get("restore") or {}).get("idempotency")
     if memory:
         flat["idempotency_restore_1m_s"] = memory["seconds"] * 1_000_000 / memory["remembered"]
         flat["idempotency_mib_per_1m"] = memory["bytes_per_entry"] * 1_000_000 / 2**20

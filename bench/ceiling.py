@@ -41,7 +41,7 @@ TOOLS_LIBS = ROOT / ".local" / "bench-kafka-tools"
 
 def deposit_command(account_id: str) -> CommandEnvelope:
     """A deposit of 1 exactly as the API builds it."""
-    return envelope(accounts.Deposit(amount=1, reference=None), accounts.AGGREGATE_TYPE, account_id)
+    return envelope(accounts.Deposit(amount=1, reference=None), accounts.NAME, account_id)
 
 
 def deposit_size() -> int:

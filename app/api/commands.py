@@ -19,7 +19,7 @@ async def open_account(body: OpenAccountRequest, bus: BusDep, context: CommandCo
     """Open an account for an owner in one currency."""
     account_id = context.new_id("account")
     command = context.envelope(
-        accounts.OpenAccount(owner=body.owner, currency=body.currency), accounts.AGGREGATE_TYPE, account_id
+        accounts.OpenAccount(owner=body.owner, currency=body.currency), accounts.NAME, account_id
     )
     return await submit(bus, command, context.waits, created=f"/accounts/{account_id}")
 
@@ -28,7 +28,7 @@ async def open_account(body: OpenAccountRequest, bus: BusDep, context: CommandCo
 async def deposit(account_id: uuid.UUID, body: AmountRequest, bus: BusDep, context: CommandContextDep) -> JSONResponse:
     """Deposit money into an account."""
     command = context.envelope(
-        accounts.Deposit(amount=body.amount, reference=body.reference), accounts.AGGREGATE_TYPE, str(account_id)
+        accounts.Deposit(amount=body.amount, reference=body.reference), accounts.NAME, str(account_id)
     )
     return await submit(bus, command, context.waits)
 
@@ -37,6 +37,6 @@ async def deposit(account_id: uuid.UUID, body: AmountRequest, bus: BusDep, conte
 async def withdraw(account_id: uuid.UUID, body: AmountRequest, bus: BusDep, context: CommandContextDep) -> JSONResponse:
     """Withdraw money from an account; refused beyond its balance."""
     command = context.envelope(
-        accounts.Withdraw(amount=body.amount, reference=body.reference), accounts.AGGREGATE_TYPE, str(account_id)
+        accounts.Withdraw(amount=body.amount, reference=body.reference), accounts.NAME, str(account_id)
     )
     return await submit(bus, command, context.waits)

@@ -24,9 +24,10 @@ from .errors import (
     DuplicateCharge,
     InsufficientFunds,
 )
+from .kind import AggregateKind
 from .money import Amount, Currency, Owner, Reference
 
-AGGREGATE_TYPE: Final = "Account"
+NAME: Final = "Account"
 
 # Far above any real account, low enough that balances stay bounded ints.
 MAX_BALANCE: Final = 10**15
@@ -124,23 +125,6 @@ AccountEvent = Annotated[
     Field(discriminator="type"),
 ]
 
-# Each class's ``type`` literal equals its class name (enforced by a unit test).
-EVENT_TYPES: Final[dict[str, type[Event]]] = {
-    cls.__name__: cls
-    for cls in (
-        AccountOpened,
-        FundsDeposited,
-        FundsWithdrawn,
-        AccountCharged,
-        ChargeDeclined,
-        ChargeRefunded,
-    )
-}
-
-COMMAND_TYPES: Final[dict[str, type[Command]]] = {
-    cls.__name__: cls for cls in (OpenAccount, Deposit, Withdraw, Charge, Refund)
-}
-
 
 # --- State --------------------------------------------------------------------
 
@@ -190,7 +174,7 @@ def _existing(state: Account | None) -> Account:
 
 def _open(state: Account | None, command: OpenAccount) -> list[AccountEvent]:
     if state is not None:
-        raise AggregateAlreadyExists(aggregate_type=AGGREGATE_TYPE)
+        raise AggregateAlreadyExists(aggregate_type=NAME)
     return [AccountOpened(owner=command.owner, currency=command.currency)]
 
 
@@ -339,3 +323,14 @@ def restore(data: Mapping[str, object]) -> Account:
         refunded=frozenset(parsed.refunded),
         declined=frozenset(parsed.declined),
     )
+
+
+KIND: Final[AggregateKind[Account, AccountCommand, AccountEvent]] = AggregateKind(
+    name=NAME,
+    command_union=AccountCommand,
+    event_union=AccountEvent,
+    decide=decide,
+    evolve=evolve,
+    snapshot=snapshot,
+    restore=restore,
+)

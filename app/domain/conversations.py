@@ -10,10 +10,11 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, Strin
 
 from .base import Command, Event
 from .errors import AggregateAlreadyExists
+from .kind import AggregateKind
 from .messaging import MAX_PARTICIPANTS, MIN_PARTICIPANTS, AccountId, distinct
 from .text import no_control_characters, visible
 
-CONVERSATION_TYPE: Final = "Conversation"
+NAME: Final = "Conversation"
 
 
 # --- Vocabulary ---------------------------------------------------------------------
@@ -53,10 +54,6 @@ class ConversationStarted(Event):
 
 ConversationEvent = Annotated[ConversationStarted, Field(discriminator="type")]
 
-CONVERSATION_EVENT_TYPES: Final[dict[str, type[Event]]] = {cls.__name__: cls for cls in (ConversationStarted,)}
-
-CONVERSATION_COMMAND_TYPES: Final[dict[str, type[Command]]] = {cls.__name__: cls for cls in (StartConversation,)}
-
 
 # --- State, decide, evolve ----------------------------------------------------------
 
@@ -67,7 +64,7 @@ class Conversation:
     title: str | None = None
 
 
-def decide_conversation(state: Conversation | None, command: ConversationCommand) -> list[ConversationEvent]:
+def decide(state: Conversation | None, command: ConversationCommand) -> list[ConversationEvent]:
     match command:
         case StartConversation():
             return _start(state, command)
@@ -77,11 +74,11 @@ def decide_conversation(state: Conversation | None, command: ConversationCommand
 
 def _start(state: Conversation | None, command: StartConversation) -> list[ConversationEvent]:
     if state is not None:
-        raise AggregateAlreadyExists(aggregate_type=CONVERSATION_TYPE)
+        raise AggregateAlreadyExists(aggregate_type=NAME)
     return [ConversationStarted(participants=list(command.participants), title=command.title)]
 
 
-def evolve_conversation(state: Conversation | None, event: ConversationEvent) -> Conversation:
+def evolve(state: Conversation | None, event: ConversationEvent) -> Conversation:
     match event:
         case ConversationStarted():
             return Conversation(participants=tuple(event.participants), title=event.title)
@@ -103,7 +100,7 @@ class _ConversationSnapshot(BaseModel):
     title: str | None
 
 
-def snapshot_conversation(state: Conversation) -> dict[str, object]:
+def snapshot(state: Conversation) -> dict[str, object]:
     """JSON-safe dict; participants keep their order (it is the order they were given in)."""
     return {
         "snapshot_version": SNAPSHOT_VERSION,
@@ -112,6 +109,17 @@ def snapshot_conversation(state: Conversation) -> dict[str, object]:
     }
 
 
-def restore_conversation(data: Mapping[str, object]) -> Conversation:
+def restore(data: Mapping[str, object]) -> Conversation:
     parsed = _ConversationSnapshot.model_validate(dict(data))
     return Conversation(participants=tuple(parsed.participants), title=parsed.title)
+
+
+KIND: Final[AggregateKind[Conversation, ConversationCommand, ConversationEvent]] = AggregateKind(
+    name=NAME,
+    command_union=ConversationCommand,
+    event_union=ConversationEvent,
+    decide=decide,
+    evolve=evolve,
+    snapshot=snapshot,
+    restore=restore,
+)

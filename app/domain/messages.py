@@ -16,11 +16,12 @@ from .errors import (
     MessageNotPending,
     NotARecipient,
 )
+from .kind import AggregateKind
 from .messaging import MAX_RECIPIENTS, AccountId, distinct
 from .money import Currency
 from .text import is_unprintable, visible
 
-MESSAGE_TYPE: Final = "Message"
+NAME: Final = "Message"
 
 MAX_BODY_LENGTH: Final = 4000
 MAX_FEE: Final = 10**9
@@ -153,14 +154,6 @@ MessageEvent = Annotated[
     Field(discriminator="type"),
 ]
 
-MESSAGE_EVENT_TYPES: Final[dict[str, type[Event]]] = {
-    cls.__name__: cls for cls in (MessageSubmitted, MessageDelivered, MessageRejected, MessageRead)
-}
-
-MESSAGE_COMMAND_TYPES: Final[dict[str, type[Command]]] = {
-    cls.__name__: cls for cls in (SubmitMessage, DeliverMessage, RejectMessage, MarkRead)
-}
-
 
 # --- State --------------------------------------------------------------------------
 
@@ -183,7 +176,7 @@ class Message:
 # --- Decide -------------------------------------------------------------------------
 
 
-def decide_message(state: Message | None, command: MessageCommand) -> list[MessageEvent]:
+def decide(state: Message | None, command: MessageCommand) -> list[MessageEvent]:
     match command:
         case SubmitMessage():
             return _submit(state, command)
@@ -205,7 +198,7 @@ def _existing(state: Message | None) -> Message:
 
 def _submit(state: Message | None, command: SubmitMessage) -> list[MessageEvent]:
     if state is not None:
-        raise AggregateAlreadyExists(aggregate_type=MESSAGE_TYPE)
+        raise AggregateAlreadyExists(aggregate_type=NAME)
     return [
         MessageSubmitted(
             conversation_id=command.conversation_id,
@@ -262,7 +255,7 @@ def _mark_read(state: Message, command: MarkRead) -> list[MessageEvent]:
 # --- Evolve -------------------------------------------------------------------------
 
 
-def evolve_message(state: Message | None, event: MessageEvent) -> Message:
+def evolve(state: Message | None, event: MessageEvent) -> Message:
     match event:
         case MessageSubmitted():
             return Message(
@@ -310,7 +303,7 @@ class _MessageSnapshot(BaseModel):
     read_by: list[str]
 
 
-def snapshot_message(state: Message) -> dict[str, object]:
+def snapshot(state: Message) -> dict[str, object]:
     """JSON-safe dict; read_by is sorted so equal states give equal snapshots."""
     return {
         "snapshot_version": SNAPSHOT_VERSION,
@@ -325,7 +318,7 @@ def snapshot_message(state: Message) -> dict[str, object]:
     }
 
 
-def restore_message(data: Mapping[str, object]) -> Message:
+def restore(data: Mapping[str, object]) -> Message:
     parsed = _MessageSnapshot.model_validate(dict(data))
     return Message(
         conversation_id=parsed.conversation_id,
@@ -337,3 +330,14 @@ def restore_message(data: Mapping[str, object]) -> Message:
         reason=parsed.reason,
         read_by=frozenset(parsed.read_by),
     )
+
+
+KIND: Final[AggregateKind[Message, MessageCommand, MessageEvent]] = AggregateKind(
+    name=NAME,
+    command_union=MessageCommand,
+    event_union=MessageEvent,
+    decide=decide,
+    evolve=evolve,
+    snapshot=snapshot,
+    restore=restore,
+)

@@ -15,7 +15,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from app.domain.errors import DomainError
-from app.domain.registry import AGGREGATES, AggregateKind
+from app.domain.kind import AggregateKind
+from app.domain.registry import AGGREGATES
 from app.eventstore.envelope import (
     AggregateRecord,
     CommandEnvelope,
@@ -29,7 +30,7 @@ from app.eventstore.envelope import (
 class Aggregate:
     """An aggregate as the processor holds it: live domain state and its version."""
 
-    kind: AggregateKind
+    kind: AggregateKind[Any, Any, Any]
     aggregate_id: str
     version: int
     state: Any
@@ -128,7 +129,7 @@ def decide_command(
 
 def _accept(
     aggregate: Aggregate | None,
-    kind: AggregateKind,
+    kind: AggregateKind[Any, Any, Any],
     command: CommandEnvelope,
     domain_events: list[Any],
     *,

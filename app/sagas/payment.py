@@ -56,26 +56,26 @@ def react(event: EventEnvelope) -> list[CommandEnvelope]:
     """What the saga does about one event: pure, so replaying an event repeats the same commands."""
     match event.type:
         case "MessageSubmitted" if event.data["price"] == 0:
-            return [command(event, "deliver", messages.MESSAGE_TYPE, event.aggregate_id, "DeliverMessage", {})]
+            return [command(event, "deliver", messages.NAME, event.aggregate_id, "DeliverMessage", {})]
         case "MessageSubmitted":
             return [
                 command(
                     event,
                     "charge",
-                    accounts.AGGREGATE_TYPE,
+                    accounts.NAME,
                     event.data["sender"],
                     "Charge",
                     {"amount": event.data["price"], "reference": reference_for(event.aggregate_id)},
                 )
             ]
         case "AccountCharged" if message_id := message_of(event.data.get("reference")):
-            return [command(event, "deliver", messages.MESSAGE_TYPE, message_id, "DeliverMessage", {})]
+            return [command(event, "deliver", messages.NAME, message_id, "DeliverMessage", {})]
         case "ChargeDeclined" if message_id := message_of(event.data.get("reference")):
             return [
                 command(
                     event,
                     "reject",
-                    messages.MESSAGE_TYPE,
+                    messages.NAME,
                     message_id,
                     "RejectMessage",
                     {"reason": event.data["reason"]},

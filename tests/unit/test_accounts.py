@@ -11,10 +11,9 @@ import pytest
 from pydantic import TypeAdapter, ValidationError
 
 from app.domain.accounts import (
-    AGGREGATE_TYPE,
-    COMMAND_TYPES,
-    EVENT_TYPES,
+    KIND,
     MAX_BALANCE,
+    NAME,
     Account,
     AccountCharged,
     AccountCommand,
@@ -75,7 +74,7 @@ def test_an_account_is_opened_only_once() -> None:
         decide(given(OPENED), OpenAccount(owner="Ada", currency="EUR"))
 
     assert caught.value.code == "already-exists"
-    assert caught.value.extras() == {"aggregate_type": AGGREGATE_TYPE}
+    assert caught.value.extras() == {"aggregate_type": NAME}
 
 
 @pytest.mark.parametrize(
@@ -410,10 +409,10 @@ def test_stored_events_load_without_command_constraints() -> None:
 
 
 def test_type_registries_map_each_discriminator_to_its_class() -> None:
-    for registry in (EVENT_TYPES, COMMAND_TYPES):
+    for registry in (KIND.events, KIND.commands):
         for name, cls in registry.items():
             assert cls.model_fields["type"].default == name
-    assert set(EVENT_TYPES) == {
+    assert set(KIND.events) == {
         "AccountOpened",
         "FundsDeposited",
         "FundsWithdrawn",
@@ -421,8 +420,8 @@ def test_type_registries_map_each_discriminator_to_its_class() -> None:
         "ChargeDeclined",
         "ChargeRefunded",
     }
-    assert set(COMMAND_TYPES) == {"OpenAccount", "Deposit", "Withdraw", "Charge", "Refund"}
-    assert all(cls.schema_version == 1 for cls in EVENT_TYPES.values())
+    assert set(KIND.commands) == {"OpenAccount", "Deposit", "Withdraw", "Charge", "Refund"}
+    assert all(cls.schema_version == 1 for cls in KIND.events.values())
 
 
 def test_evolve_refuses_events_before_the_account_is_opened() -> None:

@@ -11,17 +11,11 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 
+from app.domain import conversations, messages
 from app.domain.conversations import (
-    CONVERSATION_COMMAND_TYPES,
-    CONVERSATION_EVENT_TYPES,
-    CONVERSATION_TYPE,
     Conversation,
     ConversationStarted,
     StartConversation,
-    decide_conversation,
-    evolve_conversation,
-    restore_conversation,
-    snapshot_conversation,
 )
 from app.domain.errors import (
     AggregateAlreadyExists,
@@ -34,9 +28,6 @@ from app.domain.errors import (
 )
 from app.domain.messages import (
     DEFAULT_TARIFF,
-    MESSAGE_COMMAND_TYPES,
-    MESSAGE_EVENT_TYPES,
-    MESSAGE_TYPE,
     DeliverMessage,
     MarkRead,
     Message,
@@ -49,10 +40,6 @@ from app.domain.messages import (
     RejectMessage,
     SubmitMessage,
     Tariff,
-    decide_message,
-    evolve_message,
-    restore_message,
-    snapshot_message,
 )
 from app.domain.registry import AGGREGATES
 
@@ -71,7 +58,7 @@ DELIVERED_EVENT = MessageDelivered(conversation_id=CHAT, sender=ADA, recipients=
 def given(*events: MessageEvent) -> Message | None:
     state: Message | None = None
     for event in events:
-        state = evolve_message(state, event)
+        state = messages.evolve(state, event)
     return state
 
 
@@ -95,14 +82,14 @@ def ids(count: int) -> list[str]:
 
 
 def test_starting_a_conversation_records_its_participants_and_title() -> None:
-    events = decide_conversation(None, StartConversation(participants=[ADA, BOB], title="  Lunch  "))
+    events = conversations.decide(None, StartConversation(participants=[ADA, BOB], title="  Lunch  "))
 
     assert events == [ConversationStarted(participants=[ADA, BOB], title="Lunch")]
-    assert evolve_conversation(None, events[0]) == Conversation(participants=(ADA, BOB), title="Lunch")
+    assert conversations.evolve(None, events[0]) == Conversation(participants=(ADA, BOB), title="Lunch")
 
 
 def test_a_conversation_needs_no_title() -> None:
-    assert decide_conversation(None, StartConversation(participants=[ADA, BOB])) == [
+    assert conversations.decide(None, StartConversation(participants=[ADA, BOB])) == [
         ConversationStarted(participants=[ADA, BOB], title=None)
     ]
 
@@ -111,9 +98,9 @@ def test_a_conversation_is_started_only_once() -> None:
     state = Conversation(participants=(ADA, BOB))
 
     with pytest.raises(AggregateAlreadyExists) as caught:
-        decide_conversation(state, StartConversation(participants=[ADA, CY]))
+        conversations.decide(state, StartConversation(participants=[ADA, CY]))
 
-    assert caught.value.extras() == {"aggregate_type": CONVERSATION_TYPE}
+    assert caught.value.extras() == {"aggregate_type": conversations.NAME}
 
 
 @pytest.mark.parametrize("count", [0, 1, 51], ids=["none", "one", "fifty-one"])
@@ -157,20 +144,20 @@ def test_invalid_titles_are_refused(title: str) -> None:
 def test_conversation_snapshot_round_trip_is_exact() -> None:
     state = Conversation(participants=(BOB, ADA, CY), title="Plans")
 
-    data = snapshot_conversation(state)
+    data = conversations.snapshot(state)
 
     assert data == {"snapshot_version": 1, "participants": [BOB, ADA, CY], "title": "Plans"}
-    assert restore_conversation(json.loads(json.dumps(data))) == state
-    assert restore_conversation(snapshot_conversation(Conversation(participants=(ADA, BOB)))).title is None
+    assert conversations.restore(json.loads(json.dumps(data))) == state
+    assert conversations.restore(conversations.snapshot(Conversation(participants=(ADA, BOB)))).title is None
     with pytest.raises(ValidationError):
-        restore_conversation({**data, "snapshot_version": 2})
+        conversations.restore({**data, "snapshot_version": 2})
 
 
 # --- Submitting a message -----------------------------------------------------------
 
 
 def test_submitting_a_message_prices_it_by_the_tariff() -> None:
-    events = decide_message(None, submit(tariff=Tariff(base_fee=5, fee_per_recipient=2)))
+    events = messages.decide(None, submit(tariff=Tariff(base_fee=5, fee_per_recipient=2)))
 
     assert events == [SUBMITTED]
     assert given(*events) == Message(conversation_id=CHAT, sender=ADA, recipients=(BOB, CY), price=9, currency="EUR")
@@ -186,7 +173,7 @@ def test_the_price_is_the_base_fee_plus_a_fee_per_recipient(
     tariff = Tariff(base_fee=base_fee, fee_per_recipient=per_recipient)
     command = submit(recipients=ids(recipients), tariff=tariff)
 
-    events = decide_message(None, command)
+    events = messages.decide(None, command)
 
     assert isinstance(events[0], MessageSubmitted)
     assert events[0].price == price == tariff.price(recipients)
@@ -202,9 +189,9 @@ def test_invalid_tariff_fees_are_refused(fee: object) -> None:
 
 def test_a_message_id_is_submitted_only_once() -> None:
     with pytest.raises(AggregateAlreadyExists) as caught:
-        decide_message(given(SUBMITTED), submit())
+        messages.decide(given(SUBMITTED), submit())
 
-    assert caught.value.extras() == {"aggregate_type": MESSAGE_TYPE}
+    assert caught.value.extras() == {"aggregate_type": messages.NAME}
 
 
 def test_the_sender_cannot_be_among_the_recipients() -> None:
@@ -262,40 +249,40 @@ REJECTED = given(SUBMITTED, MessageRejected(reason="insufficient funds"))
 
 
 def test_a_pending_message_is_delivered() -> None:
-    events = decide_message(given(SUBMITTED), DeliverMessage())
+    events = messages.decide(given(SUBMITTED), DeliverMessage())
 
     assert events == [DELIVERED_EVENT]
-    after = evolve_message(given(SUBMITTED), events[0])
+    after = messages.evolve(given(SUBMITTED), events[0])
     assert after.status == "delivered" and after.reason is None
 
 
 def test_delivering_again_changes_nothing() -> None:
-    assert decide_message(DELIVERED, DeliverMessage()) == []
+    assert messages.decide(DELIVERED, DeliverMessage()) == []
 
 
 def test_a_rejected_message_cannot_be_delivered() -> None:
     with pytest.raises(MessageNotPending) as caught:
-        decide_message(REJECTED, DeliverMessage())
+        messages.decide(REJECTED, DeliverMessage())
 
     assert caught.value.code == "message-not-pending"
     assert caught.value.extras() == {"status": "rejected"}
 
 
 def test_a_pending_message_is_rejected_with_a_reason() -> None:
-    events = decide_message(given(SUBMITTED), RejectMessage(reason="  insufficient funds "))
+    events = messages.decide(given(SUBMITTED), RejectMessage(reason="  insufficient funds "))
 
     assert events == [MessageRejected(reason="insufficient funds")]
-    after = evolve_message(given(SUBMITTED), events[0])
+    after = messages.evolve(given(SUBMITTED), events[0])
     assert after.status == "rejected" and after.reason == "insufficient funds"
 
 
 def test_rejecting_again_changes_nothing() -> None:
-    assert decide_message(REJECTED, RejectMessage(reason="again")) == []
+    assert messages.decide(REJECTED, RejectMessage(reason="again")) == []
 
 
 def test_a_delivered_message_cannot_be_rejected() -> None:
     with pytest.raises(MessageNotPending) as caught:
-        decide_message(DELIVERED, RejectMessage(reason="too late"))
+        messages.decide(DELIVERED, RejectMessage(reason="too late"))
 
     assert caught.value.extras() == {"status": "delivered"}
 
@@ -307,22 +294,22 @@ def test_invalid_reasons_are_refused(reason: str) -> None:
 
 
 def test_a_recipient_marks_a_delivered_message_read() -> None:
-    events = decide_message(DELIVERED, MarkRead(reader=BOB.upper()))
+    events = messages.decide(DELIVERED, MarkRead(reader=BOB.upper()))
 
     assert events == [MessageRead(reader=BOB)]
-    after = evolve_message(DELIVERED, events[0])
+    after = messages.evolve(DELIVERED, events[0])
     assert after.read_by == frozenset({BOB})
-    assert decide_message(after, MarkRead(reader=CY)) == [MessageRead(reader=CY)]
+    assert messages.decide(after, MarkRead(reader=CY)) == [MessageRead(reader=CY)]
 
 
 def test_reading_again_changes_nothing() -> None:
-    assert decide_message(given(SUBMITTED, DELIVERED_EVENT, MessageRead(reader=BOB)), MarkRead(reader=BOB)) == []
+    assert messages.decide(given(SUBMITTED, DELIVERED_EVENT, MessageRead(reader=BOB)), MarkRead(reader=BOB)) == []
 
 
 @pytest.mark.parametrize("state", [given(SUBMITTED), REJECTED], ids=["pending", "rejected"])
 def test_only_a_delivered_message_can_be_read(state: Message | None) -> None:
     with pytest.raises(MessageNotDelivered) as caught:
-        decide_message(state, MarkRead(reader=BOB))
+        messages.decide(state, MarkRead(reader=BOB))
 
     assert state is not None
     assert caught.value.code == "message-not-delivered"
@@ -333,7 +320,7 @@ def test_only_a_delivered_message_can_be_read(state: Message | None) -> None:
 def test_only_a_recipient_can_mark_a_message_read(reader: str) -> None:
     for state in (DELIVERED, given(SUBMITTED)):
         with pytest.raises(NotARecipient) as caught:
-            decide_message(state, MarkRead(reader=reader))
+            messages.decide(state, MarkRead(reader=reader))
 
         assert caught.value.code == "not-a-recipient"
         assert caught.value.extras() == {"reader": reader}
@@ -346,16 +333,16 @@ def test_only_a_recipient_can_mark_a_message_read(reader: str) -> None:
 )
 def test_commands_on_an_unsubmitted_message_are_refused_as_not_found(command: MessageCommand) -> None:
     with pytest.raises(MessageNotFound) as caught:
-        decide_message(None, command)
+        messages.decide(None, command)
 
     assert isinstance(caught.value, AggregateNotFound)
     assert caught.value.code == "not-found"
-    assert caught.value.extras() == {"aggregate_type": MESSAGE_TYPE}
+    assert caught.value.extras() == {"aggregate_type": messages.NAME}
 
 
 def test_evolve_refuses_events_before_the_message_is_submitted() -> None:
     with pytest.raises(ValueError):
-        evolve_message(None, DELIVERED_EVENT)
+        messages.evolve(None, DELIVERED_EVENT)
 
 
 def test_every_new_error_has_a_distinct_code_and_title() -> None:
@@ -386,17 +373,17 @@ def test_every_new_error_has_a_distinct_code_and_title() -> None:
 def test_message_snapshot_round_trip_is_exact(state: Message | None) -> None:
     assert state is not None
 
-    data = snapshot_message(state)
+    data = messages.snapshot(state)
 
-    assert restore_message(data) == state
-    assert restore_message(json.loads(json.dumps(data))) == state
+    assert messages.restore(data) == state
+    assert messages.restore(json.loads(json.dumps(data))) == state
 
 
 def test_message_snapshot_lists_readers_in_sorted_order() -> None:
     state = given(SUBMITTED, DELIVERED_EVENT, MessageRead(reader=CY), MessageRead(reader=BOB))
     assert state is not None
 
-    assert snapshot_message(state) == {
+    assert messages.snapshot(state) == {
         "snapshot_version": 1,
         "conversation_id": CHAT,
         "sender": ADA,
@@ -412,11 +399,11 @@ def test_message_snapshot_lists_readers_in_sorted_order() -> None:
 def test_a_corrupt_message_snapshot_is_refused() -> None:
     state = given(SUBMITTED)
     assert state is not None
-    data = snapshot_message(state)
+    data = messages.snapshot(state)
 
     for corrupt in ({"price": "9"}, {"status": "sent"}, {"snapshot_version": 2}, {"extra": 1}):
         with pytest.raises(ValidationError):
-            restore_message({**data, **corrupt})
+            messages.restore({**data, **corrupt})
 
 
 # --- Registries and serialisation ----------------------------------------------------
@@ -440,20 +427,20 @@ def test_commands_parse_by_their_type_discriminator() -> None:
 
 
 def test_type_registries_map_each_discriminator_to_its_class() -> None:
-    registries = (CONVERSATION_COMMAND_TYPES, CONVERSATION_EVENT_TYPES, MESSAGE_COMMAND_TYPES, MESSAGE_EVENT_TYPES)
+    registries = (conversations.KIND.commands, conversations.KIND.events, messages.KIND.commands, messages.KIND.events)
     for registry in registries:
         for name, cls in registry.items():
             assert cls.model_fields["type"].default == name
-    assert set(MESSAGE_COMMAND_TYPES) == {"SubmitMessage", "DeliverMessage", "RejectMessage", "MarkRead"}
-    assert set(MESSAGE_EVENT_TYPES) == {"MessageSubmitted", "MessageDelivered", "MessageRejected", "MessageRead"}
-    assert set(CONVERSATION_COMMAND_TYPES) == {"StartConversation"}
-    assert set(CONVERSATION_EVENT_TYPES) == {"ConversationStarted"}
+    assert set(messages.KIND.commands) == {"SubmitMessage", "DeliverMessage", "RejectMessage", "MarkRead"}
+    assert set(messages.KIND.events) == {"MessageSubmitted", "MessageDelivered", "MessageRejected", "MessageRead"}
+    assert set(conversations.KIND.commands) == {"StartConversation"}
+    assert set(conversations.KIND.events) == {"ConversationStarted"}
 
 
 def test_both_aggregates_are_registered() -> None:
-    assert AGGREGATES[CONVERSATION_TYPE].decide is decide_conversation
-    assert AGGREGATES[MESSAGE_TYPE].evolve is evolve_message
-    assert AGGREGATES[MESSAGE_TYPE].commands is MESSAGE_COMMAND_TYPES
+    assert AGGREGATES[conversations.NAME].decide is conversations.decide
+    assert AGGREGATES[messages.NAME].evolve is messages.evolve
+    assert AGGREGATES[messages.NAME].commands is messages.KIND.commands
 
 
 # --- Properties ---------------------------------------------------------------------
@@ -480,23 +467,23 @@ ALLOWED_MOVES = {
 def test_status_only_moves_forward_from_pending_and_refusals_are_domain_errors(
     script: list[MessageCommand],
 ) -> None:
-    state = evolve_message(None, decide_message(None, submit())[0])
+    state = messages.evolve(None, messages.decide(None, submit())[0])
     reached = {state.status}
 
     for command in script:
         before = state
         try:
-            events = decide_message(state, command)
+            events = messages.decide(state, command)
         except DomainError as error:
             assert error.code and error.title and error.detail
             continue  # any other exception fails the test
         for event in events:
-            state = evolve_message(state, event)
+            state = messages.evolve(state, event)
         assert (before.status, state.status) in ALLOWED_MOVES
         assert state.read_by <= set(state.recipients)
         assert not state.read_by or state.status == "delivered"
         reached.add(state.status)
-        assert restore_message(snapshot_message(state)) == state
+        assert messages.restore(messages.snapshot(state)) == state
 
     # Never both settled outcomes in one message's life.
     assert not {"delivered", "rejected"} <= reached
