@@ -29,9 +29,8 @@ from typing import Any
 import uvloop
 from aiokafka import AIOKafkaProducer
 
-from app.api.submission import envelope
 from app.domain import accounts
-from app.eventstore.envelope import CommandEnvelope
+from app.eventstore.envelope import CommandEnvelope, new_command
 from app.eventstore.partitioner import partition_for
 from bench.paths import ROOT
 
@@ -41,7 +40,7 @@ TOOLS_LIBS = ROOT / ".local" / "bench-kafka-tools"
 
 def deposit_command(account_id: str) -> CommandEnvelope:
     """A deposit of 1 exactly as the API builds it."""
-    return envelope(accounts.Deposit(amount=1, reference=None), accounts.NAME, account_id)
+    return new_command(accounts.Deposit(amount=1, reference=None), account_id)
 
 
 def deposit_size() -> int:

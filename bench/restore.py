@@ -19,11 +19,10 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from app.api.submission import envelope
 from app.config import Settings
 from app.domain import accounts
 from app.eventstore.decision import Aggregate, decide_command
-from app.eventstore.envelope import RememberedCommand, utc_now
+from app.eventstore.envelope import RememberedCommand, new_command, utc_now
 from app.eventstore.idempotency import now_ms, record_key
 from app.eventstore.partitioner import partition_for
 from app.eventstore.restore import restore_partitions
@@ -33,7 +32,7 @@ from bench.setup import bench_settings, delete_namespace_topics, drop_database, 
 
 def template(account_id: str) -> bytes:
     """An account's record after OpenAccount and one Deposit, through the processor's own decision code."""
-    opened = envelope(accounts.OpenAccount(owner="Bench Owner", currency="EUR"), accounts.NAME, account_id)
+    opened = new_command(accounts.OpenAccount(owner="Bench Owner", currency="EUR"), account_id)
     aggregate: Aggregate | None = None
     for command in (opened, deposit_command(account_id)):
         decision = decide_command(aggregate, command, now=utc_now(), new_event_id=lambda: str(uuid.uuid4()))
@@ -45,7 +44,7 @@ def template(account_id: str) -> bytes:
 def remembered_template(command_id: str) -> bytes:
     """A deposit's remembered answer, as the writer puts it on the changelog."""
     account_id = str(uuid.uuid4())
-    opened = envelope(accounts.OpenAccount(owner="Bench Owner", currency="EUR"), accounts.NAME, account_id)
+    opened = new_command(accounts.OpenAccount(owner="Bench Owner", currency="EUR"), account_id)
     now = utc_now()
     aggregate = decide_command(None, opened, now=now, new_event_id=lambda: str(uuid.uuid4())).aggregate
     decision = decide_command(aggregate, deposit_command(account_id), now=now, new_event_id=lambda: str(uuid.uuid4()))

@@ -18,25 +18,19 @@ router = APIRouter(tags=["accounts"])
 async def open_account(body: OpenAccountRequest, bus: BusDep, context: CommandContextDep) -> JSONResponse:
     """Open an account for an owner in one currency."""
     account_id = context.new_id("account")
-    command = context.envelope(
-        accounts.OpenAccount(owner=body.owner, currency=body.currency), accounts.NAME, account_id
-    )
+    command = context.envelope(accounts.OpenAccount(owner=body.owner, currency=body.currency), account_id)
     return await submit(bus, command, context.waits, created=f"/accounts/{account_id}")
 
 
 @router.post("/accounts/{account_id}/deposits", response_model=CommandAccepted, responses=COMMAND_RESPONSES)
 async def deposit(account_id: uuid.UUID, body: AmountRequest, bus: BusDep, context: CommandContextDep) -> JSONResponse:
     """Deposit money into an account."""
-    command = context.envelope(
-        accounts.Deposit(amount=body.amount, reference=body.reference), accounts.NAME, str(account_id)
-    )
+    command = context.envelope(accounts.Deposit(amount=body.amount, reference=body.reference), str(account_id))
     return await submit(bus, command, context.waits)
 
 
 @router.post("/accounts/{account_id}/withdrawals", response_model=CommandAccepted, responses=COMMAND_RESPONSES)
 async def withdraw(account_id: uuid.UUID, body: AmountRequest, bus: BusDep, context: CommandContextDep) -> JSONResponse:
     """Withdraw money from an account; refused beyond its balance."""
-    command = context.envelope(
-        accounts.Withdraw(amount=body.amount, reference=body.reference), accounts.NAME, str(account_id)
-    )
+    command = context.envelope(accounts.Withdraw(amount=body.amount, reference=body.reference), str(account_id))
     return await submit(bus, command, context.waits)

@@ -96,7 +96,6 @@ async def start_conversation(
     conversation_id = context.new_id("conversation")
     command = context.envelope(
         conversations.StartConversation(participants=body.participants, title=body.title),
-        conversations.NAME,
         conversation_id,
     )
     result = await decide_command(bus, command, context.waits)
@@ -152,7 +151,6 @@ async def submit_message(
             currency=account.currency,
             tariff=current,
         ),
-        messages.NAME,
         message_id,
     )
     result = await decide_command(bus, command, context.waits)
@@ -173,7 +171,7 @@ async def mark_read(
     message_id: uuid.UUID, body: MarkReadRequest, bus: BusDep, context: CommandContextDep
 ) -> JSONResponse:
     """Mark a delivered message as read by one of its recipients."""
-    command = context.envelope(messages.MarkRead(reader=body.reader), messages.NAME, str(message_id))
+    command = context.envelope(messages.MarkRead(reader=body.reader), str(message_id))
     return await submit(bus, command, context.waits)
 
 

@@ -7,23 +7,21 @@ wait for the result, and the mapping of a refusal to problem+json.
 
 from __future__ import annotations
 
-import hashlib
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-import orjson
 from fastapi import Depends, Header, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
 
 from app.api.errors import Problem, problem_doc, problem_for_rejection
 from app.api.schemas import CommandAccepted, CommandPending
 from app.api.state import clients
+from app.domain.base import Command
 from app.eventstore import position
 from app.eventstore.command_bus import CommandBus, CommandNotAccepted
-from app.eventstore.envelope import CommandEnvelope, CommandResult, utc_now
+from app.eventstore.envelope import CommandEnvelope, CommandResult, new_command
 from app.observability.logs import correlation_id as current_correlation
 from app.observability.metrics import COMMAND_SECONDS, COMMANDS, DEPENDENCY_ERRORS
 
@@ -82,16 +80,15 @@ class CommandContext:
         """The id of an aggregate this command creates: fresh, or the one this caller's key always names."""
         return scoped_id(self.principal, kind, "", self.idempotency_key)
 
-    def envelope(self, command: BaseModel, aggregate_type: str, aggregate_id: str) -> CommandEnvelope:
+    def envelope(self, command: Command, aggregate_id: str) -> CommandEnvelope:
         kind: str = command.type  # type: ignore[attr-defined]
-        return envelope(
+        return new_command(
             command,
-            aggregate_type,
             aggregate_id,
             command_id=scoped_id(self.principal, kind, aggregate_id, self.idempotency_key),
+            correlation_id=self.correlation_id or current_correlation.get(),
+            expected_version=expected_version(self.if_match),
             idempotent=self.idempotency_key is not None,
-            if_match=self.if_match,
-            correlation_id=self.correlation_id,
         )
 
 
@@ -119,34 +116,6 @@ def scoped_id(principal: str, kind: str, target: str, idempotency_key: str | Non
     if idempotency_key is None:
         return str(uuid.uuid4())
     return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, "\x1f".join((principal, kind, target, idempotency_key))))
-
-
-def envelope(
-    command: BaseModel,
-    aggregate_type: str,
-    aggregate_id: str,
-    *,
-    command_id: str | None = None,
-    idempotent: bool = False,
-    if_match: str | None = None,
-    correlation_id: str | None = None,
-) -> CommandEnvelope:
-    data = command.model_dump(mode="json", exclude={"type"})
-    kind: str = command.type  # type: ignore[attr-defined]
-    command_id = command_id or str(uuid.uuid4())
-    return CommandEnvelope(
-        command_id=command_id,
-        type=kind,
-        aggregate_type=aggregate_type,
-        aggregate_id=aggregate_id,
-        data=data,
-        issued_at=utc_now(),
-        causation_id=command_id,
-        correlation_id=correlation_id or current_correlation.get() or command_id,
-        expected_version=expected_version(if_match),
-        fingerprint=fingerprint(kind, aggregate_id, data),
-        idempotent=idempotent,
-    )
 
 
 async def decide(bus: CommandBus, command: CommandEnvelope, wait: bool = True) -> CommandResult | None:
@@ -195,11 +164,6 @@ async def submit(
 def pending(command: CommandEnvelope) -> JSONResponse:
     body = CommandPending(command_id=command.command_id, aggregate_id=command.aggregate_id)
     return JSONResponse(body.model_dump(), status_code=202, headers={"Location": f"/commands/{command.command_id}"})
-
-
-def fingerprint(kind: str, aggregate_id: str, data: dict[str, Any]) -> str:
-    canonical = orjson.dumps([kind, aggregate_id, data], option=orjson.OPT_SORT_KEYS)
-    return hashlib.sha256(canonical).hexdigest()[:32]
 
 
 def expected_version(if_match: str | None) -> int | None:

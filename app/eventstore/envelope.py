@@ -9,11 +9,16 @@ aggregate shares a partition.
 
 from __future__ import annotations
 
+import hashlib
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 import orjson
+
+from app.domain.base import Command, Event
+from app.domain.registry import AGGREGATES
 
 Headers = list[tuple[str, bytes]]
 
@@ -187,3 +192,59 @@ class Notification:
             published_at,
             f"/events/{event.event_id}",
         )
+
+
+# --- Built from and read back into the domain's own types ------------------------------------------------
+
+
+def new_command(
+    command: Command,
+    aggregate_id: str,
+    *,
+    command_id: str | None = None,
+    correlation_id: str | None = None,
+    causation_id: str | None = None,
+    expected_version: int | None = None,
+    idempotent: bool = False,
+) -> CommandEnvelope:
+    """The one way to wrap a domain command for the commands topic, used by the API and the saga alike.
+
+    The aggregate type comes from the command's class, the data is the command's own fields, and the
+    fingerprint hashes what was asked, so a key reused for another request is told apart.
+    """
+    kind: str = command.type  # type: ignore[attr-defined]  # every concrete command has its literal
+    data = command.model_dump(mode="json", exclude={"type"})
+    command_id = command_id or str(uuid.uuid4())
+    return CommandEnvelope(
+        command_id=command_id,
+        type=kind,
+        aggregate_type=AGGREGATE_OF_COMMAND[type(command)],
+        aggregate_id=aggregate_id,
+        data=data,
+        issued_at=utc_now(),
+        correlation_id=correlation_id or command_id,
+        causation_id=causation_id or command_id,
+        expected_version=expected_version,
+        fingerprint=fingerprint(kind, aggregate_id, data),
+        idempotent=idempotent,
+    )
+
+
+def fingerprint(kind: str, aggregate_id: str, data: dict[str, Any]) -> str:
+    canonical = orjson.dumps([kind, aggregate_id, data], option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canonical).hexdigest()[:32]
+
+
+def domain_event(event: EventEnvelope) -> Event:
+    """The event as its domain class, so consumers match on classes, not on `type` strings and dict keys.
+
+    Raises KeyError for a type no aggregate has, and pydantic's ValidationError (a ValueError) for data
+    that is not that event's: both are an unreadable record to the consumer.
+    """
+    cls: type[Event] = AGGREGATES[event.aggregate_type].events[event.type]
+    return cls.model_validate({"type": event.type, **event.data})
+
+
+AGGREGATE_OF_COMMAND: dict[type[Command], str] = {
+    cls: kind.name for kind in AGGREGATES.values() for cls in kind.commands.values()
+}

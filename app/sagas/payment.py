@@ -26,8 +26,9 @@ from aiokafka.structs import ConsumerRecord
 
 from app.config import Settings
 from app.domain import accounts, messages
+from app.domain.base import Command
 from app.eventstore.bad_records import UNREADABLE, skip_bad_record
-from app.eventstore.envelope import CommandEnvelope, EventEnvelope, utc_now
+from app.eventstore.envelope import CommandEnvelope, EventEnvelope, domain_event, new_command
 from app.eventstore.kafka import producer_is_dead
 from app.eventstore.partitioner import partition_for
 from app.eventstore.upcasting import upcast
@@ -52,53 +53,36 @@ def message_of(reference: str | None) -> str | None:
     return None
 
 
+# The events the saga acts on; any other is passed over without being decoded.
+SAGA_EVENTS = frozenset({"MessageSubmitted", "AccountCharged", "ChargeDeclined"})
+
+
 def react(event: EventEnvelope) -> list[CommandEnvelope]:
     """What the saga does about one event: pure, so replaying an event repeats the same commands."""
-    match event.type:
-        case "MessageSubmitted" if event.data["price"] == 0:
-            return [command(event, "deliver", messages.NAME, event.aggregate_id, "DeliverMessage", {})]
-        case "MessageSubmitted":
-            return [
-                command(
-                    event,
-                    "charge",
-                    accounts.NAME,
-                    event.data["sender"],
-                    "Charge",
-                    {"amount": event.data["price"], "reference": reference_for(event.aggregate_id)},
-                )
-            ]
-        case "AccountCharged" if message_id := message_of(event.data.get("reference")):
-            return [command(event, "deliver", messages.NAME, message_id, "DeliverMessage", {})]
-        case "ChargeDeclined" if message_id := message_of(event.data.get("reference")):
-            return [
-                command(
-                    event,
-                    "reject",
-                    messages.NAME,
-                    message_id,
-                    "RejectMessage",
-                    {"reason": event.data["reason"]},
-                )
-            ]
+    if event.type not in SAGA_EVENTS:
+        return []
+    match domain_event(event):
+        case messages.MessageSubmitted(price=0):
+            return [command(event, "deliver", event.aggregate_id, messages.DeliverMessage())]
+        case messages.MessageSubmitted(sender=sender, price=price):
+            charge = accounts.Charge(amount=price, reference=reference_for(event.aggregate_id))
+            return [command(event, "charge", sender, charge)]
+        case accounts.AccountCharged(reference=reference) if message_id := message_of(reference):
+            return [command(event, "deliver", message_id, messages.DeliverMessage())]
+        case accounts.ChargeDeclined(reference=reference, reason=reason) if message_id := message_of(reference):
+            return [command(event, "reject", message_id, messages.RejectMessage(reason=reason))]
         case _:
             return []
 
 
-def command(
-    cause: EventEnvelope, step: str, aggregate_type: str, aggregate_id: str, kind: str, data: dict[str, object]
-) -> CommandEnvelope:
-    command_id = str(uuid.uuid5(SAGA_NAMESPACE, f"{step}:{cause.event_id}"))
-    return CommandEnvelope(
-        command_id=command_id,
-        type=kind,
-        aggregate_type=aggregate_type,
-        aggregate_id=aggregate_id,
-        data=data,
-        issued_at=utc_now(),
+def command(cause: EventEnvelope, step: str, aggregate_id: str, what: Command) -> CommandEnvelope:
+    """A saga command: its id derives from the causing event, so a replayed event repeats it exactly."""
+    return new_command(
+        what,
+        aggregate_id,
+        command_id=str(uuid.uuid5(SAGA_NAMESPACE, f"{step}:{cause.event_id}")),
         correlation_id=cause.correlation_id,
         causation_id=cause.event_id,
-        fingerprint=command_id,
     )
 
 

@@ -125,8 +125,8 @@ def test_without_a_key_every_id_is_new() -> None:
 def test_a_keyed_request_makes_an_idempotent_command_scoped_to_its_caller() -> None:
     shop, billing = CommandContext("shop", "k-1"), CommandContext("billing", "k-1")
 
-    opened = shop.envelope(accounts.OpenAccount(owner="Ada", currency="EUR"), "Account", shop.new_id("account"))
+    opened = shop.envelope(accounts.OpenAccount(owner="Ada", currency="EUR"), shop.new_id("account"))
 
     assert opened.idempotent
     assert shop.new_id("account") == opened.aggregate_id != billing.new_id("account")
-    assert not CommandContext("shop").envelope(accounts.Deposit(amount=1), "Account", "acc-1").idempotent
+    assert not CommandContext("shop").envelope(accounts.Deposit(amount=1), "acc-1").idempotent
