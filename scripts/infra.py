@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Local infrastructure for Eventline: a real PostgreSQL and a real Apache Kafka.
 
-    python3 scripts/infra.py up | down | kill | status | restart [kafka|postgres]
+    python3 scripts/infra.py up | down | kill | status | restart [kafka|postgres|cluster|cluster-N] [--brokers 3]
 
 Everything lives under `.local/` (git-ignored): PostgreSQL's data directory and
 Kafka's jars, storage and logs. Both servers listen on 127.0.0.1 only, on
@@ -351,11 +351,16 @@ def pg_answers() -> bool:
 
 @dataclass(frozen=True)
 class Kafka:
+    """The single-node broker (KRaft, broker and controller in one process); kafka_cluster.py extends it."""
+
     home: Path = LOCAL / "kafka"
+    port: int = KAFKA_PORT
+    controller_port: int = KAFKA_CONTROLLER_PORT
+    name: str = "kafka"
 
     @property
     def libs(self) -> Path:
-        return self.home / "libs"
+        return LOCAL / "kafka" / "libs"  # one copy of the jars, for every node
 
     @property
     def data(self) -> Path:
@@ -374,24 +379,34 @@ class Kafka:
         return self.home / "server.properties"
 
     def running(self) -> bool:
-        return kafka_answers()
+        return kafka_answers(self.port)
 
     def ours(self) -> bool:
         pid = read_pid(self.pid_file)
         return pid is not None and is_ours(pid, str(self.home))
 
     def up(self) -> None:
+        proc = self.start()
+        if proc is not None:
+            wait_until(self.running, self.name, self.logs / "server.log", proc)
+            say(f"{self.name}: ready")
+
+    def start(self) -> subprocess.Popen | None:  # type: ignore[type-arg]
+        """Launch the broker without waiting for it (a cluster starts all its nodes, then waits).
+
+        None when it is running already.
+        """
         if self.running():
             if not self.ours():
-                refuse_foreign("kafka", KAFKA_PORT, "EVENTLINE_KAFKA_PORT")
-            say(f"kafka: already running on {HOST}:{KAFKA_PORT}")
-            return
+                refuse_foreign(self.name, self.port, "EVENTLINE_KAFKA_PORT")
+            say(f"{self.name}: already running on {HOST}:{self.port}")
+            return None
         self.fetch_jars()
         self.write_config()
         self.format_storage()
         self.logs.mkdir(parents=True, exist_ok=True)
         out = self.logs / "kafka.out"
-        say(f"kafka: starting on {HOST}:{KAFKA_PORT} (log: {self.logs / 'server.log'})")
+        say(f"{self.name}: starting on {HOST}:{self.port} (log: {self.logs / 'server.log'})")
         with out.open("ab") as sink:
             proc = subprocess.Popen(
                 self.java_command(),
@@ -402,15 +417,14 @@ class Kafka:
                 cwd=self.home,
             )
         self.pid_file.write_text(str(proc.pid))
-        wait_until(self.running, "kafka", self.logs / "server.log", proc)
-        say("kafka: ready")
+        return proc
 
     def down(self) -> None:
-        stop_process("kafka", self.pid_file, str(self.home))
+        stop_process(self.name, self.pid_file, str(self.home))
 
     def kill(self) -> None:
         """A crash: SIGKILL the broker; the next start recovers its logs from disk."""
-        kill_process("kafka", self.pid_file, str(self.home))
+        kill_process(self.name, self.pid_file, str(self.home))
 
     def fetch_jars(self) -> None:
         stamp = self.libs / ".pom-stamp"
@@ -432,11 +446,16 @@ class Kafka:
 
     def write_config(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
-        listeners = f"PLAINTEXT://{HOST}:{KAFKA_PORT},CONTROLLER://{HOST}:{KAFKA_CONTROLLER_PORT}"
-        settings = {
+        settings = self.server_settings()
+        self.properties.write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
+        (self.home / "log4j2.properties").write_text(LOG4J2_PROPERTIES)
+
+    def server_settings(self) -> dict[str, str]:
+        listeners = f"PLAINTEXT://{HOST}:{self.port},CONTROLLER://{HOST}:{self.controller_port}"
+        return {
             "process.roles": "broker,controller",
             "node.id": "1",
-            "controller.quorum.bootstrap.servers": f"{HOST}:{KAFKA_CONTROLLER_PORT}",
+            "controller.quorum.bootstrap.servers": f"{HOST}:{self.controller_port}",
             "listeners": listeners,
             "advertised.listeners": listeners,
             "inter.broker.listener.name": "PLAINTEXT",
@@ -462,16 +481,11 @@ class Kafka:
             # Let a test's short-lived consumer groups and transactional ids expire sooner.
             "transaction.abort.timed.out.transaction.cleanup.interval.ms": "10000",
         }
-        self.properties.write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
-        (self.home / "log4j2.properties").write_text(LOG4J2_PROPERTIES)
 
     def format_storage(self) -> None:
         if (self.data / "meta.properties").exists():
             return
-        say(f"kafka: formatting storage in {self.data}")
-        cluster_id = base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=").replace("-", "A", 1)
-        if cluster_id.startswith("-"):
-            cluster_id = "A" + cluster_id[1:]
+        say(f"{self.name}: formatting storage in {self.data}")
         result = subprocess.run(
             [
                 "java",
@@ -479,9 +493,9 @@ class Kafka:
                 f"{self.libs}/*",
                 "kafka.tools.StorageTool",
                 "format",
-                "--standalone",
+                *self.quorum_flags(),
                 "-t",
-                cluster_id,
+                self.cluster_id(),
                 "-c",
                 str(self.properties),
                 "--ignore-formatted",
@@ -491,6 +505,12 @@ class Kafka:
         )
         if result.returncode != 0:
             raise InfraError(f"kafka storage format failed:\n{result.stdout}\n{result.stderr}")
+
+    def quorum_flags(self) -> list[str]:
+        return ["--standalone"]  # a quorum of one: this node
+
+    def cluster_id(self) -> str:
+        return new_cluster_id()
 
     def java_command(self) -> list[str]:
         heap = os.environ.get("EVENTLINE_KAFKA_HEAP", "-Xms512m -Xmx1g").split()
@@ -534,8 +554,14 @@ rootLogger.appenderRef.err.ref = STDERR
 """
 
 
-def kafka_answers() -> bool:
-    """True when the broker answers a Metadata request listing itself as a broker.
+def new_cluster_id() -> str:
+    """A KRaft cluster id: 16 random bytes, URL-safe base64, not starting with '-'."""
+    cluster_id = base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=").replace("-", "A", 1)
+    return "A" + cluster_id[1:] if cluster_id.startswith("-") else cluster_id
+
+
+def kafka_answers(port: int = KAFKA_PORT, brokers: int = 1) -> bool:
+    """True when the broker answers a Metadata request listing at least `brokers` brokers.
 
     A hand-built Metadata v4 request (no topics) keeps this script free of
     third-party clients. A listed broker means the controller has registered it,
@@ -546,14 +572,14 @@ def kafka_answers() -> bool:
     body = struct.pack("!i", 0) + b"\0"  # zero topics, allow_auto_topic_creation=false
     request = header + body
     try:
-        with socket.create_connection((HOST, KAFKA_PORT), timeout=2) as conn:
+        with socket.create_connection((HOST, port), timeout=2) as conn:
             conn.sendall(struct.pack("!i", len(request)) + request)
             size = struct.unpack("!i", recv_exactly(conn, 4))[0]
             response = recv_exactly(conn, size)
     except OSError:
         return False
     # correlation id (4), throttle time (4), broker array length (4)
-    return len(response) >= 12 and struct.unpack("!i", response[8:12])[0] > 0
+    return len(response) >= 12 and struct.unpack("!i", response[8:12])[0] >= brokers
 
 
 def recv_exactly(conn: socket.socket, size: int) -> bytes:
@@ -580,18 +606,27 @@ def status() -> int:
 
 
 def main(argv: list[str]) -> int:
+    import kafka_cluster  # beside this file; it builds on the classes above
+
+    services = {**SERVICES, **kafka_cluster.services()}
     parser = argparse.ArgumentParser(description="Start and stop Eventline's local Kafka and PostgreSQL.")
     parser.add_argument(
         "action",
         choices=["up", "down", "kill", "status", "restart"],
         help="kill: SIGKILL, a crash (for the fault tests); up starts it again",
     )
-    parser.add_argument("services", nargs="*", metavar="{postgres,kafka}", help="default: both")
+    parser.add_argument(
+        "services", nargs="*", metavar="SERVICE", help=f"{', '.join(services)}; default: postgres and kafka"
+    )
+    parser.add_argument("--brokers", type=int, choices=[1, 3], default=1, help="3: the three-node cluster for kafka")
     args = parser.parse_args(argv)
-    unknown = set(args.services) - set(SERVICES)
+    unknown = set(args.services) - set(services)
     if unknown:
         parser.error(f"unknown service(s): {', '.join(sorted(unknown))}")
-    chosen = [SERVICES[name] for name in (args.services or SERVICES)]
+    default = ["postgres", "kafka" if args.brokers == 1 else "cluster"]
+    if args.action == "down" and not args.services:
+        default = list(services)  # `down` stops everything this checkout started
+    chosen = [services[name] for name in (args.services or default)]
     try:
         if args.action == "status":
             return status()
@@ -604,7 +639,7 @@ def main(argv: list[str]) -> int:
         if args.action in ("up", "restart"):
             for service in chosen:
                 service.up()
-    except InfraError as error:
+    except (InfraError, kafka_cluster.InfraError) as error:
         print(f"[infra] ERROR: {error}", file=sys.stderr, flush=True)
         return 1
     return 0

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 # Each suite is marked by its folder: `pytest -m "not faults"`, say, leaves out the fault rounds.
-SUITES = ("unit", "integration", "faults", "e2e")
+SUITES = ("unit", "integration", "faults", "cluster", "e2e")
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
