@@ -34,7 +34,7 @@ from bench import ceiling, write_side
 from bench.paths import RESULTS, ROOT
 from bench.projection import consume_baseline, measure_rebuilds, produce_events
 from bench.report import FIGURES, write_markdown
-from bench.restore import measure_idempotency, measure_restore
+from bench.restore import idempotency_only, measure_restore
 from bench.setup import bench_settings, delete_namespace_topics, drop_database
 
 console = Console()
@@ -164,18 +164,9 @@ async def restore(p: dict[str, Any]) -> dict[str, Any]:
         with contextlib.suppress(Exception):
             await delete_namespace_topics(settings)
         await drop_database(settings)
-    settings = await bench_settings()
-    try:
-        say(f"  then {p['remembered']:,} remembered commands on one partition, restored")
-        result["idempotency"] = memory = await measure_idempotency(settings, p["remembered"])
-        say(
-            f"  restored {memory['remembered']:,} in {memory['seconds']:.2f}s, "
-            f"{memory['bytes_per_entry']:.0f} bytes each in memory"
-        )
-    finally:
-        with contextlib.suppress(Exception):
-            await delete_namespace_topics(settings)
-        await drop_database(settings)
+    say(f"  then {p['remembered']:,} remembered commands on one partition, restored")
+    result["idempotency"] = memory = await idempotency_only(p["remembered"])
+    say(f"  restored {memory['remembered']:,} in {memory['seconds']:.2f}s, {memory['bytes_per_entry']:.0f} bytes each")
     return result
 
 
