@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -63,14 +65,23 @@ def remembered_template(command_id: str) -> bytes:
     return RememberedCommand(command_id, "f" * 32, positioned).encode()
 
 
-async def produce_aggregates(settings: Settings, count: int) -> int:
-    model_id = str(uuid.uuid4())
-    model = template(model_id)
+@asynccontextmanager
+async def bulk_producer(settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
+    """A producer for loading a topic fast: large batches, a short linger."""
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=20, max_batch_size=512 * 1024
     )
     await producer.start()
     try:
+        yield producer
+    finally:
+        await producer.stop()
+
+
+async def produce_aggregates(settings: Settings, count: int) -> int:
+    model_id = str(uuid.uuid4())
+    model = template(model_id)
+    async with bulk_producer(settings) as producer:
         for _ in range(count):
             account_id = str(uuid.uuid4())
             await producer.send(
@@ -80,8 +91,6 @@ async def produce_aggregates(settings: Settings, count: int) -> int:
                 partition=partition_for(account_id, settings.partitions),
             )
         await producer.flush()
-    finally:
-        await producer.stop()
     return len(model)
 
 
@@ -119,11 +128,7 @@ async def measure_idempotency(settings: Settings, count: int) -> dict[str, Any]:
     """`count` remembered commands on partition 0, restored: seconds and bytes held per entry."""
     model_id = str(uuid.uuid4())
     model = remembered_template(model_id)
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=20, max_batch_size=512 * 1024
-    )
-    await producer.start()
-    try:
+    async with bulk_producer(settings) as producer:
         at = now_ms()
         for _ in range(count):
             command_id = str(uuid.uuid4())
@@ -135,8 +140,6 @@ async def measure_idempotency(settings: Settings, count: int) -> dict[str, Any]:
                 timestamp_ms=at,
             )
         await producer.flush()
-    finally:
-        await producer.stop()
     before = resident_bytes()
     started = time.monotonic()
     restored = await restore_partitions(settings, [0])

@@ -6,6 +6,7 @@ import asyncio
 import os
 import re
 import signal
+import socket
 import subprocess
 import tempfile
 import uuid
@@ -28,6 +29,13 @@ from app.eventstore.topics import create_topics
 from app.main import Worker, create_app
 from tests.conftest import ROOT, alembic_config, create_database, new_settings
 from tests.waiting import eventually
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now, for a server a test starts."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 async def fresh_namespace(settings: Settings, *, own_database: bool = False, **overrides: object) -> Settings:

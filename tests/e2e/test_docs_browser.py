@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-import socket
 import subprocess
 import tempfile
 import time
@@ -34,7 +33,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from app.config import Settings
 from tests.conftest import ROOT
-from tests.support import Process, fresh_namespace
+from tests.support import Process, free_port, fresh_namespace
 from tests.waiting import eventually
 
 CHROMIUM = "/usr/bin/chromium"
@@ -47,12 +46,6 @@ window.cspViolations = [];
 document.addEventListener("securitypolicyviolation",
                           event => window.cspViolations.push([event.violatedDirective, event.blockedURI]));
 """  # two shared cores: a cold Chromium rendering a 1.5 MB bundle can be slow
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")

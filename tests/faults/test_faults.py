@@ -13,7 +13,6 @@ import asyncio
 import json
 import os
 import re
-import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass, field
@@ -27,7 +26,7 @@ from app.config import Settings
 from tests.conftest import ROOT
 from tests.faults.invariants import check_invariants, settle
 from tests.faults.load import MixedLoad
-from tests.support import Process, api_client, fresh_namespace, wait_for_log
+from tests.support import Process, api_client, free_port, fresh_namespace, wait_for_log
 from tests.waiting import eventually
 
 JUNK = b'{"not":"an event"'  # not even JSON, as any foreign or buggy producer could write
@@ -229,12 +228,6 @@ async def test_a_restarted_dependency_means_fast_503s_then_recovery(
     await eventually(deposit, True, timeout=60)  # recovered by itself, nothing restarted
     name = f"restart {service}" if stop == "down" else f"crash {service} (SIGKILL)"
     await verify(system, name, load, rounds, outage_answers=len(outage))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

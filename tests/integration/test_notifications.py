@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
@@ -11,14 +10,8 @@ import pytest
 
 from app.config import Settings
 from app.eventstore.processor import run_processor
-from tests.support import Process, api_client, fresh_namespace, read_events
+from tests.support import Process, api_client, free_port, fresh_namespace, read_events
 from tests.waiting import eventually
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
