@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, ProducerFenced
 from aiokafka.structs import ConsumerRecord, RecordMetadata
 
 from app.config import Settings
@@ -105,8 +105,8 @@ class PartitionWriter:
         afresh. The abort is bounded too: when it cannot finish, the next owner's
         fencing finishes it.
         """
-        await self.producer.begin_transaction()
         try:
+            await self.producer.begin_transaction()
             async with asyncio.timeout(self.settings.processor_transaction_timeout_ms / 1000):
                 written = await self.write(batch, next_offset)
                 await self.producer.commit_transaction()
@@ -115,6 +115,8 @@ class PartitionWriter:
             await self.abort_quietly()
             if isinstance(failure, TimeoutError):
                 raise TransactionStuck(self.partition) from failure
+            if (cause := sender_failure(self.producer)) is not None and cause is not failure:
+                raise named_after(cause, self.partition) from failure
             raise
 
     async def abort_quietly(self) -> None:
@@ -186,18 +188,13 @@ class PartitionWriter:
         acks = []
         for decision in decisions:
             for event in decision.events:
-                ack = await self.producer.send(
-                    self.settings.topic("events"),
-                    event.encode(),
-                    key=event.aggregate_id.encode(),
-                    partition=self.partition,
-                    headers=event.headers(),
+                ack = await self.send(
+                    self.settings.topic("events"), event.aggregate_id.encode(), event.encode(), headers=event.headers()
                 )
-                ack.add_done_callback(retrieve_error)
                 acks.append((decision.command.command_id, ack))
                 await self.send(
                     self.settings.topic("notifications"),
-                    event.aggregate_id,
+                    event.aggregate_id.encode(),
                     Notification.of(event, published_at).encode(),
                 )
         return acks
@@ -223,32 +220,61 @@ class PartitionWriter:
         """
         changelog = self.settings.topic("aggregates")
         for aggregate in batch.touched.values():
-            await self.send(changelog, aggregate.aggregate_id, aggregate.to_record().encode())
+            await self.send(changelog, aggregate.aggregate_id.encode(), aggregate.to_record().encode())
         # Tombstones before the new entries: a key that expired and came back in this batch stays.
         for command_id in batch.expired:
             if command_id not in batch.remembered:
-                await self.producer.send(changelog, None, key=record_key(command_id), partition=self.partition)
+                await self.send(changelog, record_key(command_id), None)
         remembered_at = now_ms()
         for command_id, entry in batch.remembered.items():
-            await self.producer.send(
-                changelog,
-                entry.encode(),
-                key=record_key(command_id),
-                partition=self.partition,
-                timestamp_ms=remembered_at,
-            )
+            await self.send(changelog, record_key(command_id), entry.encode(), timestamp_ms=remembered_at)
         return remembered_at
 
-    async def send(self, topic: str, key: str, value: bytes) -> None:
-        await self.producer.send(topic, value, key=key.encode(), partition=self.partition)
+    async def send(self, topic: str, key: bytes, value: bytes | None, **options: Any) -> asyncio.Future[RecordMetadata]:
+        """Send into this partition of `topic`; an aborted batch's unawaited acks are not an error to log."""
+        ack: asyncio.Future[RecordMetadata] = await self.producer.send(
+            topic, value, key=key, partition=self.partition, **options
+        )
+        ack.add_done_callback(retrieve_error)
+        return ack
 
     async def send_result(self, result: CommandResult) -> None:
         # Every API process reads every result partition, so any partition will do: one per
         # command partition keeps a transaction to few partitions (fewer AddPartitionsToTxn).
         partition = self.partition % self.settings.result_partitions
-        await self.producer.send(
+        ack = await self.producer.send(
             self.settings.topic("command-results"), result.encode(), key=result.command_id.encode(), partition=partition
         )
+        ack.add_done_callback(retrieve_error)
+
+
+class ProducerStopped(KafkaError):  # type: ignore[misc]
+    """The producer's sender ended on an error other than fencing: take the partition over afresh."""
+
+    def __init__(self, partition: int, cause: BaseException) -> None:
+        super().__init__(f"partition {partition}: the producer stopped sending ({cause!r})")
+
+
+def sender_failure(producer: AIOKafkaProducer) -> BaseException | None:
+    """Why the producer's sender ended, if it did.
+
+    When aiokafka's sender task ends on an error (fenced by a newer owner; a connection
+    error it does not expect) the producer is finished for good, and what the writer
+    sees next does not name the cause: `send` raises IllegalOperation ("not in
+    transaction") and `begin_transaction` an AssertionError. The cause is the task's
+    exception; aiokafka 0.14 keeps the task on its private `_sender`.
+    """
+    task: asyncio.Task[None] | None = producer._sender.sender_task
+    if task is None or not task.done() or task.cancelled():
+        return None
+    return task.exception()
+
+
+def named_after(cause: BaseException, partition: int) -> KafkaError:
+    """What a dead producer's failure means for the partition: fenced, or take it over again."""
+    if isinstance(cause, ProducerFenced):
+        return ProducerFenced()
+    return ProducerStopped(partition, cause)
 
 
 def retrieve_error(future: asyncio.Future[Any]) -> None:

@@ -52,6 +52,15 @@ class System:
         self.processes[kind][index].kill()
         self.processes[kind][index] = Process(self.ns, kind).start()
 
+    def exited(self) -> list[str]:
+        """The processes that ended though no fault was meant to end them, with their last words."""
+        return [
+            f"{kind}[{n}] exited with {process.popen.returncode}:\n" + "\n".join(process.log().splitlines()[-15:])
+            for kind, processes in self.processes.items()
+            for n, process in enumerate(processes)
+            if process.popen is not None and process.popen.poll() is not None
+        ]
+
     def stop_all(self) -> None:
         for processes in self.processes.values():
             for process in processes:
@@ -113,6 +122,7 @@ async def under_load(system: System, faults: Callable[[], Any]) -> MixedLoad:
 
 
 async def verify(system: System, name: str, load: MixedLoad, rounds: int, **extra: Any) -> None:
+    assert not (exited := system.exited()), "\n\n".join(exited)
     await settle(system.ns, load.acknowledged)
     verdict = await check_invariants(system.ns, load.acknowledged, load.operations)
     statuses = load.statuses()
@@ -189,7 +199,6 @@ async def test_junk_records_in_every_topic_under_load_stop_nothing(system: Syste
         load = await under_load(system, faults)
     finally:
         await producer.stop()
-    assert all(p.popen is not None and p.popen.poll() is None for ps in system.processes.values() for p in ps)
     await verify(system, "junk records", load, 1)
 
 

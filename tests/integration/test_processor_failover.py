@@ -207,8 +207,10 @@ async def test_a_restart_restores_every_aggregate(
     assert_versions_gapless(events)
 
 
-def open_account_record(ns: Settings, partition: int, owner: str) -> tuple[str, ConsumerRecord[bytes, bytes]]:
-    """An OpenAccount command as the processor would fetch it from partition `partition`, at offset 0."""
+def open_account_record(
+    ns: Settings, partition: int, owner: str, offset: int = 0
+) -> tuple[str, ConsumerRecord[bytes, bytes]]:
+    """An OpenAccount command as the processor would fetch it from partition `partition`."""
     command = CommandEnvelope(
         command_id=str(uuid.uuid4()),
         type="OpenAccount",
@@ -220,7 +222,7 @@ def open_account_record(ns: Settings, partition: int, owner: str) -> tuple[str, 
         causation_id="c",
     )
     return command.command_id, ConsumerRecord(
-        ns.topic("commands"), partition, 0, 0, 0, None, command.encode(), None, 0, 0, []
+        ns.topic("commands"), partition, offset, 0, 0, None, command.encode(), None, 0, 0, []
     )
 
 
@@ -239,6 +241,24 @@ async def test_a_fenced_writer_cannot_commit_its_open_transaction(ns: Settings) 
     await new_owner.stop()
     await stop_quietly(zombie.producer)
     assert [e for e in await read_events(ns) if e.command_id == command_id] == []
+
+
+async def test_a_fenced_writer_says_fenced_on_every_batch_after(ns: Settings) -> None:
+    """Once fenced, the producer is finished, and aiokafka's next refusals do not say why (a
+    send's IllegalOperation, `begin_transaction`'s AssertionError). The writer names the
+    cause, so the processor steps down from the partition instead of stopping altogether."""
+    partition = 2
+    zombie = PartitionWriter(ns, partition, await fence_partition(ns, partition), {}, 0)
+    new_owner = await fence_partition(ns, partition)
+    try:
+        for first in (0, 10, 20):
+            records = [open_account_record(ns, partition, "Zombie", offset=first + n)[1] for n in range(10)]
+            with pytest.raises(ProducerFenced):
+                await zombie.apply(records)
+    finally:
+        await new_owner.stop()
+        await stop_quietly(zombie.producer)
+    assert zombie.next_offset == 0 and zombie.aggregates == {}
 
 
 async def test_a_transaction_the_broker_stops_answering_is_given_up(ns: Settings) -> None:
