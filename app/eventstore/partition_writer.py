@@ -202,6 +202,7 @@ class PartitionWriter:
     async def send_results(self, batch: Batch, positions: dict[str, dict[str, int]]) -> None:
         """Send each command's result, with the position of its events."""
         final: dict[str, CommandResult] = {}
+        partition = self.results_partition()
         for decision in batch.decisions:
             command_id = decision.command.command_id
             if decision.result.replayed and command_id in final:
@@ -211,7 +212,7 @@ class PartitionWriter:
                 if decision.to_remember:
                     final[command_id] = result
                     batch.remembered[command_id] = decision.remembered(result)
-            await self.send_result(result)
+            await self.send_result(result, partition)
 
     async def send_changelog(self, batch: Batch) -> int:
         """Send each touched aggregate, each command to remember, each expired one's tombstone.
@@ -238,14 +239,32 @@ class PartitionWriter:
         ack.add_done_callback(retrieve_error)
         return ack
 
-    async def send_result(self, result: CommandResult) -> None:
-        # Every API process reads every result partition, so any partition will do: one per
-        # command partition keeps a transaction to few partitions (fewer AddPartitionsToTxn).
-        partition = self.partition % self.settings.result_partitions
+    async def send_result(self, result: CommandResult, partition: int) -> None:
         ack = await self.producer.send(
-            self.settings.topic("command-results"), result.encode(), key=result.command_id.encode(), partition=partition
+            self.settings.topic("command-results"),
+            result.encode(),
+            key=result.command_id.encode(),
+            partition=partition,
         )
         ack.add_done_callback(retrieve_error)
+
+    def results_partition(self) -> int:
+        """Where this partition's results go: every API process reads every result partition,
+        so any will do. One per command partition keeps a transaction to few partitions; one
+        led by the broker that leads this partition's events keeps it to as few brokers, so a
+        broker that dies pauses only the partitions it led (see topics.co_located)."""
+        fallback = self.partition % self.settings.result_partitions
+        cluster = self.producer.client.cluster
+        leader = cluster.leader_for_partition(TopicPartition(self.settings.topic("events"), self.partition))
+        if leader is None or leader < 0:
+            return fallback
+        results = self.settings.topic("command-results")
+        alike = [
+            r
+            for r in range(self.settings.result_partitions)
+            if cluster.leader_for_partition(TopicPartition(results, r)) == leader
+        ]
+        return alike[self.partition % len(alike)] if alike else fallback
 
 
 class ProducerStopped(KafkaError):  # type: ignore[misc]
