@@ -1,175 +1,147 @@
-"""Domain errors: one class per broken business rule.
+"""Domain errors: one class per broken business rule, declared rather than written.
 
-Each error carries a stable ``code`` slug (the API turns it into a problem+json
-type URI), a short ``title`` and a per-instance ``detail``. ``extras`` exposes the
-rule-specific facts a client needs to react without parsing ``detail``.
+An error declares a stable ``code`` slug (the API turns it into a problem+json
+type URI), a short ``title``, a ``template`` for its ``detail``, and the facts a
+client needs to react without parsing the detail, as fields. ``extras`` is those
+facts; the constructor, the detail and ``str()`` follow from the declaration:
+
+    class InsufficientFunds(DomainError):
+        code = "insufficient-funds"
+        title = "Insufficient funds"
+        template = "balance {balance} is less than requested {requested}"
+        balance: int
+        requested: int
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+import dataclasses
+from typing import ClassVar, dataclass_transform
 
 
+@dataclass_transform(kw_only_default=True, eq_default=False, field_specifiers=(dataclasses.field,))
 class DomainError(Exception):
-    """Root of every business-rule violation; anything else is a bug."""
+    """Root of every business-rule violation; anything else is a bug.
+
+    Each subclass becomes a keyword-only dataclass of its facts. Not compared by
+    value (an exception is an event, not a value), and never raised bare.
+    """
 
     code: ClassVar[str] = "domain-error"
     title: ClassVar[str] = "Domain rule violated"
+    template: ClassVar[str] = "a domain rule was violated"
 
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail)
-        self.detail = detail
+    def __init_subclass__(cls, **options: object) -> None:
+        super().__init_subclass__(**options)
+        dataclasses.dataclass(kw_only=True, eq=False, repr=True)(cls)
+
+    @property
+    def detail(self) -> str:
+        return self.template.format(**self.extras())
 
     def extras(self) -> dict[str, object]:
-        return {}
+        """The rule's facts; one left unknown (None) is left out."""
+        facts = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}  # type: ignore[arg-type]
+        return {name: value for name, value in facts.items() if value is not None}
+
+    def __str__(self) -> str:
+        return self.detail
 
 
-class AggregateNotFound(DomainError):
+class AggregateError(DomainError):
+    """A rule about whether an aggregate exists. The pure domain does not know stream
+    ids; the application layer may name one."""
+
+    aggregate_type: str
+    aggregate_id: str | None = None
+
+    @property
+    def detail(self) -> str:
+        named = self.aggregate_type if self.aggregate_id is None else f"{self.aggregate_type} {self.aggregate_id}"
+        return self.template.format(aggregate=named)
+
+
+class AggregateNotFound(AggregateError):
     """The API maps this family (and only this one) to 404."""
 
-    code: ClassVar[str] = "not-found"
-    title: ClassVar[str] = "Not found"
+    code = "not-found"
+    title = "Not found"
+    template = "{aggregate} does not exist"
 
-    def __init__(self, *, aggregate_type: str, aggregate_id: str | None = None) -> None:
-        # The pure domain does not know stream ids; the application layer may pass one.
-        suffix = f" {aggregate_id}" if aggregate_id is not None else ""
-        super().__init__(f"{aggregate_type}{suffix} does not exist")
-        self.aggregate_type = aggregate_type
-        self.aggregate_id = aggregate_id
 
-    def extras(self) -> dict[str, object]:
-        extras: dict[str, object] = {"aggregate_type": self.aggregate_type}
-        if self.aggregate_id is not None:
-            extras["aggregate_id"] = self.aggregate_id
-        return extras
+class AggregateAlreadyExists(AggregateError):
+    code = "already-exists"
+    title = "Already exists"
+    template = "{aggregate} already exists"
 
 
 class AccountNotFound(AggregateNotFound):
-    def __init__(self, *, aggregate_id: str | None = None) -> None:
-        super().__init__(aggregate_type="Account", aggregate_id=aggregate_id)
+    aggregate_type: str = dataclasses.field(default="Account", init=False)
 
 
-class AggregateAlreadyExists(DomainError):
-    code: ClassVar[str] = "already-exists"
-    title: ClassVar[str] = "Already exists"
-
-    def __init__(self, *, aggregate_type: str, aggregate_id: str | None = None) -> None:
-        suffix = f" {aggregate_id}" if aggregate_id is not None else ""
-        super().__init__(f"{aggregate_type}{suffix} already exists")
-        self.aggregate_type = aggregate_type
-        self.aggregate_id = aggregate_id
-
-    def extras(self) -> dict[str, object]:
-        extras: dict[str, object] = {"aggregate_type": self.aggregate_type}
-        if self.aggregate_id is not None:
-            extras["aggregate_id"] = self.aggregate_id
-        return extras
+class MessageNotFound(AggregateNotFound):
+    aggregate_type: str = dataclasses.field(default="Message", init=False)
 
 
 class InsufficientFunds(DomainError):
-    code: ClassVar[str] = "insufficient-funds"
-    title: ClassVar[str] = "Insufficient funds"
-
-    def __init__(self, *, balance: int, requested: int) -> None:
-        super().__init__(f"balance {balance} is less than requested {requested}")
-        self.balance = balance
-        self.requested = requested
-
-    def extras(self) -> dict[str, object]:
-        return {"balance": self.balance, "requested": self.requested}
+    code = "insufficient-funds"
+    title = "Insufficient funds"
+    template = "balance {balance} is less than requested {requested}"
+    balance: int
+    requested: int
 
 
 class BalanceLimitExceeded(DomainError):
     """Keeps balances bounded so an int never grows without limit."""
 
-    code: ClassVar[str] = "balance-limit-exceeded"
-    title: ClassVar[str] = "Balance limit exceeded"
-
-    def __init__(self, *, balance: int, requested: int, limit: int) -> None:
-        super().__init__(f"balance {balance} plus {requested} would exceed the limit {limit}")
-        self.balance = balance
-        self.requested = requested
-        self.limit = limit
-
-    def extras(self) -> dict[str, object]:
-        return {"balance": self.balance, "requested": self.requested, "limit": self.limit}
+    code = "balance-limit-exceeded"
+    title = "Balance limit exceeded"
+    template = "balance {balance} plus {requested} would exceed the limit {limit}"
+    balance: int
+    requested: int
+    limit: int
 
 
 class DuplicateCharge(DomainError):
-    code: ClassVar[str] = "duplicate-charge"
-    title: ClassVar[str] = "Duplicate charge"
-
-    def __init__(self, *, reference: str) -> None:
-        super().__init__(f"charge {reference!r} was already made on this account")
-        self.reference = reference
-
-    def extras(self) -> dict[str, object]:
-        return {"reference": self.reference}
+    code = "duplicate-charge"
+    title = "Duplicate charge"
+    template = "charge {reference!r} was already made on this account"
+    reference: str
 
 
 class ChargeNotFound(DomainError):
     # Deliberately not an AggregateNotFound: the account exists, so this is a 422.
-    code: ClassVar[str] = "charge-not-found"
-    title: ClassVar[str] = "Charge not found"
-
-    def __init__(self, *, reference: str) -> None:
-        super().__init__(f"no charge {reference!r} on this account")
-        self.reference = reference
-
-    def extras(self) -> dict[str, object]:
-        return {"reference": self.reference}
+    code = "charge-not-found"
+    title = "Charge not found"
+    template = "no charge {reference!r} on this account"
+    reference: str
 
 
 class ChargeAlreadyRefunded(DomainError):
-    code: ClassVar[str] = "charge-already-refunded"
-    title: ClassVar[str] = "Charge already refunded"
-
-    def __init__(self, *, reference: str) -> None:
-        super().__init__(f"charge {reference!r} was already refunded")
-        self.reference = reference
-
-    def extras(self) -> dict[str, object]:
-        return {"reference": self.reference}
-
-
-class MessageNotFound(AggregateNotFound):
-    def __init__(self, *, aggregate_id: str | None = None) -> None:
-        super().__init__(aggregate_type="Message", aggregate_id=aggregate_id)
+    code = "charge-already-refunded"
+    title = "Charge already refunded"
+    template = "charge {reference!r} was already refunded"
+    reference: str
 
 
 class MessageNotPending(DomainError):
     """Delivering or rejecting a message whose payment outcome is already settled the other way."""
 
-    code: ClassVar[str] = "message-not-pending"
-    title: ClassVar[str] = "Message not pending payment"
-
-    def __init__(self, *, status: str) -> None:
-        super().__init__(f"message is {status}, not pending payment")
-        self.status = status
-
-    def extras(self) -> dict[str, object]:
-        return {"status": self.status}
+    code = "message-not-pending"
+    title = "Message not pending payment"
+    template = "message is {status}, not pending payment"
+    status: str
 
 
 class MessageNotDelivered(DomainError):
-    code: ClassVar[str] = "message-not-delivered"
-    title: ClassVar[str] = "Message not delivered"
-
-    def __init__(self, *, status: str) -> None:
-        super().__init__(f"message is {status}, not delivered")
-        self.status = status
-
-    def extras(self) -> dict[str, object]:
-        return {"status": self.status}
+    code = "message-not-delivered"
+    title = "Message not delivered"
+    template = "message is {status}, not delivered"
+    status: str
 
 
 class NotARecipient(DomainError):
-    code: ClassVar[str] = "not-a-recipient"
-    title: ClassVar[str] = "Not a recipient"
-
-    def __init__(self, *, reader: str) -> None:
-        super().__init__(f"{reader} is not a recipient of this message")
-        self.reader = reader
-
-    def extras(self) -> dict[str, object]:
-        return {"reader": self.reader}
+    code = "not-a-recipient"
+    title = "Not a recipient"
+    template = "{reader} is not a recipient of this message"
+    reader: str
