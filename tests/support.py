@@ -215,3 +215,28 @@ async def end_offsets(settings: Settings, name: str = "commands") -> dict[TopicP
         return dict(await consumer.end_offsets([TopicPartition(settings.topic(name), p) for p in range(count)]))
     finally:
         await consumer.stop()
+
+
+@dataclass
+class ApiProcess:
+    """A real `eventline api` (uvicorn over TCP) on a port of its own."""
+
+    ns: Settings
+    process: Process | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.ns.api_port}"
+
+    async def start(self) -> None:
+        self.process = Process(self.ns, "api").start()
+        async with httpx.AsyncClient(base_url=self.url, timeout=5) as http:
+
+            async def ready() -> int:
+                return (await http.get("/health/ready")).status_code
+
+            await eventually(ready, 200, timeout=60, interval=0.2)
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.kill()

@@ -26,7 +26,7 @@ from app.config import Settings
 from tests.conftest import ROOT
 from tests.faults.invariants import check_invariants, settle
 from tests.faults.load import MixedLoad
-from tests.support import Process, api_client, free_port, fresh_namespace, wait_for_log
+from tests.support import ApiProcess, Process, api_client, free_port, fresh_namespace, wait_for_log
 from tests.waiting import eventually
 
 JUNK = b'{"not":"an event"'  # not even JSON, as any foreign or buggy producer could write
@@ -237,31 +237,6 @@ async def test_a_restarted_dependency_means_fast_503s_then_recovery(
     await eventually(deposit, True, timeout=60)  # recovered by itself, nothing restarted
     name = f"restart {service}" if stop == "down" else f"crash {service} (SIGKILL)"
     await verify(system, name, load, rounds, outage_answers=len(outage))
-
-
-@dataclass
-class ApiProcess:
-    """A real `eventline api` (uvicorn over TCP) on a port of its own."""
-
-    ns: Settings
-    process: Process | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.ns.api_port}"
-
-    async def start(self) -> None:
-        self.process = Process(self.ns, "api").start()
-        async with httpx.AsyncClient(base_url=self.url, timeout=5) as http:
-
-            async def ready() -> int:
-                return (await http.get("/health/ready")).status_code
-
-            await eventually(ready, 200, timeout=60, interval=0.2)
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.kill()
 
 
 @pytest.fixture(scope="module")
