@@ -101,9 +101,20 @@ def co_located(brokers: list[int], partitions: int, replication_factor: int) -> 
 async def new_topic(admin: AIOKafkaAdminClient, spec: TopicSpec, replication_factor: int) -> NewTopic:
     if replication_factor == 1:
         return NewTopic(spec.name, spec.partitions, 1, topic_configs=spec.configs)
-    brokers = [broker["node_id"] for broker in (await admin.describe_cluster())["brokers"]]
-    placement = co_located(brokers, spec.partitions, replication_factor)
+    placement = co_located(await brokers_up(admin, replication_factor), spec.partitions, replication_factor)
     return NewTopic(spec.name, -1, -1, replica_assignments=placement, topic_configs=spec.configs)
+
+
+async def brokers_up(admin: AIOKafkaAdminClient, wanted: int, budget_s: float = 30.0) -> list[int]:
+    """The brokers' ids, once `wanted` of them are registered (a cluster that is still starting
+    lists fewer), or as many as there are when the budget runs out."""
+    deadline = time.monotonic() + budget_s
+    while True:
+        brokers = [int(broker["node_id"]) for broker in (await admin.describe_cluster())["brokers"]]
+        if len(brokers) >= wanted or time.monotonic() > deadline:
+            return brokers
+        log.info("waiting for %d brokers to create topics on; %d are up", wanted, len(brokers))
+        await asyncio.sleep(0.5)
 
 
 async def create_topics(admin: AIOKafkaAdminClient, settings: Settings) -> list[str]:

@@ -167,25 +167,70 @@ def active_controller() -> int:
     return int(max(states, key=lambda state: state["leaderEpoch"])["leaderId"])
 
 
-async def roles(ns: Settings) -> tuple[dict[int, int], int]:
-    """Which broker leads each event partition, and which one coordinates the processors' group."""
+@dataclass(frozen=True)
+class Roles:
+    """Which broker does what for this namespace, read before a crash."""
+
+    event_leaders: dict[int, int]  # event partition -> its leader
+    transaction_coordinators: dict[int, int]  # command partition -> coordinator of its writer's transactions
+    group_coordinator: int
+    active_controller: int
+
+    def victim(self, role: str) -> int:
+        """The broker to kill for `role`; the others' roles are spared where a choice is left."""
+        spared = {self.group_coordinator, self.active_controller}
+        if role == "group coordinator":
+            return self.group_coordinator
+        counted = self.event_leaders if role == "event leader" else self.transaction_coordinators
+        candidates = Counter(broker for broker in counted.values() if broker not in spared)
+        return (candidates or Counter(counted.values())).most_common(1)[0][0]
+
+
+async def roles(ns: Settings) -> Roles:
     admin = AIOKafkaAdminClient(bootstrap_servers=ns.kafka_bootstrap)
     await admin.start()
     try:
         (events,) = await admin.describe_topics([ns.topic("events")])
+        transactions = {
+            p: await admin.find_coordinator(f"{ns.namespace}.processor.{p}", coordinator_type=1)
+            for p in range(ns.partitions)
+        }
         group_coordinator = await admin.find_coordinator(ns.processor_group)
     finally:
         await admin.close()
-    return {p["partition"]: p["leader"] for p in events["partitions"]}, group_coordinator
+    leaders = {p["partition"]: p["leader"] for p in events["partitions"]}
+    return Roles(leaders, transactions, group_coordinator, active_controller())
 
 
+async def every_replica_in_sync(ns: Settings) -> bool:
+    """The cluster is whole again: a broker started after a crash has caught up everywhere."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=ns.kafka_bootstrap)
+    await admin.start()
+    try:
+        names = [ns.topic(name) for name in ("commands", "events", "aggregates", "command-results", "notifications")]
+        described = await admin.describe_topics([*names, "__transaction_state", "__consumer_offsets"])
+    finally:
+        await admin.close()
+    return all(len(p["isr"]) == 3 for topic in described for p in topic["partitions"])
+
+
+# The coordinators' rounds run behind a flag: today they break the bound (pauses of 7-14 s on a
+# coordinator's loss, docs/reliability.md), and a suite that is red every time lands nothing.
+ROLES = ["event leader"] + (
+    ["transaction coordinator", "group coordinator"] if os.environ.get("EVENTLINE_CLUSTER_COORDINATOR_ROUNDS") else []
+)
+
+
+@pytest.mark.parametrize("role", ROLES)
 async def test_a_crashed_broker_pauses_writes_briefly_loses_nothing_and_doubles_nothing(
-    ns: Settings, client: httpx.AsyncClient
+    ns: Settings, client: httpx.AsyncClient, role: str
 ) -> None:
-    """SIGKILL of the broker leading the most event partitions while a retrying client works
-    each partition. Not the group's coordinator, whose loss pauses every partition by nature,
-    nor the quorum's active controller, whose loss adds an election to failure detection
-    (each node here is broker and controller in one; production runs them apart).
+    """SIGKILL of a broker while a retrying client works each command partition: the one
+    leading the most event partitions, then the one coordinating the most of the writers'
+    transactions, then the processors' group coordinator. The first two spare the group
+    coordinator, whose loss pauses every partition by nature, and the quorum's active
+    controller, whose loss adds an election to failure detection (each node here is broker
+    and controller in one; production runs them apart).
 
     Every partition has the dead broker as a replica (three brokers, three replicas), so even
     those it did not lead wait for acks=all until the controller drops it from their in-sync
@@ -194,10 +239,9 @@ async def test_a_crashed_broker_pauses_writes_briefly_loses_nothing_and_doubles_
     """
     load = PartitionLoad(client, await one_account_per_partition(ns, client))
     allowed = longest_pause_allowed(ns)
-    leaders, group_coordinator = await roles(ns)
-    spared = {group_coordinator, active_controller()}
-    led = Counter(broker for broker in leaders.values() if broker not in spared)
-    victim = led.most_common(1)[0][0]
+    await eventually(lambda: every_replica_in_sync(ns), True, timeout=120, interval=0.5)  # after the last crash
+    cast = await roles(ns)
+    victim = cast.victim(role)
     running = asyncio.create_task(load.run())
     try:
         await asyncio.sleep(3.0)  # load before the crash: its pauses are measured from here
@@ -213,8 +257,11 @@ async def test_a_crashed_broker_pauses_writes_briefly_loses_nothing_and_doubles_
     until = time.monotonic()
 
     pauses = {p: load.longest_pause(p, before, until) for p in sorted(load.accounts)}
-    print(f"\ncluster: killed broker {victim} at +{crashed - before:.1f}s; it led event partitions "
-          f"{sorted(p for p, b in leaders.items() if b == victim)}; longest pause per partition: "
+    print(f"\ncluster, {role}: killed broker {victim} at +{crashed - before:.1f}s; it led event partitions "
+          f"{sorted(p for p, b in cast.event_leaders.items() if b == victim)}, coordinated the transactions of "
+          f"{sorted(p for p, b in cast.transaction_coordinators.items() if b == victim)}"
+          f"{', the group' if victim == cast.group_coordinator else ''}"
+          f"{', the quorum' if victim == cast.active_controller else ''}; longest pause per partition: "
           + ", ".join(f"{p}: {s:.1f}s" for p, s in pauses.items()) + f"; answers {dict(load.statuses)}")  # fmt: skip
     events = await read_events(ns)
     deposits = Counter(
