@@ -42,9 +42,25 @@ def admin_client(settings: Settings) -> AIOKafkaAdminClient:
     return AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=10000)
 
 
+def sender_task(producer: AIOKafkaProducer) -> asyncio.Task[None] | None:
+    """aiokafka's producer stops for good on some errors (fenced by a newer owner; an
+    out-of-order sequence after a broker restart): its sender task ends. aiokafka exposes no
+    public flag for this, so the task on its private `_sender` is read (aiokafka 0.14)."""
+    task: asyncio.Task[None] | None = getattr(getattr(producer, "_sender", None), "sender_task", None)
+    return task
+
+
 def producer_is_dead(producer: AIOKafkaProducer) -> bool:
-    """aiokafka's idempotent producer stops for good on some errors (an out-of-order sequence
-    after a broker restart): its sender task has ended. aiokafka exposes no public flag for
-    this, so the sender task is checked; such a producer must be replaced."""
-    sender = getattr(getattr(producer, "_sender", None), "sender_task", None)
-    return sender is None or sender.done()  # never started, or stopped
+    """Never started, or stopped: such a producer must be replaced."""
+    task = sender_task(producer)
+    return task is None or task.done()
+
+
+def sender_failure(producer: AIOKafkaProducer) -> BaseException | None:
+    """What the producer's sender ended on, if it ended on an error. Afterwards aiokafka's
+    refusals do not name it: `send` raises IllegalOperation ("not in transaction") and
+    `begin_transaction` an AssertionError."""
+    task = sender_task(producer)
+    if task is None or not task.done() or task.cancelled():
+        return None
+    return task.exception()

@@ -22,6 +22,7 @@ from app.eventstore.bad_records import UNREADABLE, skip_bad_record
 from app.eventstore.decision import Aggregate, Decision, decide_command
 from app.eventstore.envelope import CommandEnvelope, CommandResult, Notification, RememberedCommand, utc_now
 from app.eventstore.idempotency import IdempotencyMemory, now_ms, record_key
+from app.eventstore.kafka import sender_failure
 from app.observability.logs import carrying
 from app.observability.metrics import BATCHES, EVENTS_APPENDED
 
@@ -272,21 +273,6 @@ class ProducerStopped(KafkaError):  # type: ignore[misc]
 
     def __init__(self, partition: int, cause: BaseException) -> None:
         super().__init__(f"partition {partition}: the producer stopped sending ({cause!r})")
-
-
-def sender_failure(producer: AIOKafkaProducer) -> BaseException | None:
-    """Why the producer's sender ended, if it did.
-
-    When aiokafka's sender task ends on an error (fenced by a newer owner; a connection
-    error it does not expect) the producer is finished for good, and what the writer
-    sees next does not name the cause: `send` raises IllegalOperation ("not in
-    transaction") and `begin_transaction` an AssertionError. The cause is the task's
-    exception; aiokafka 0.14 keeps the task on its private `_sender`.
-    """
-    task: asyncio.Task[None] | None = producer._sender.sender_task
-    if task is None or not task.done() or task.cancelled():
-        return None
-    return task.exception()
 
 
 def named_after(cause: BaseException, partition: int) -> KafkaError:

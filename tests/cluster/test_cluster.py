@@ -21,6 +21,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
 from app.config import Settings
+from app.eventstore.kafka import admin_client
 from app.eventstore.partitioner import partition_for
 from app.eventstore.processor import run_processor
 from app.eventstore.topics import verify_topics
@@ -82,7 +83,7 @@ async def open_account(client: httpx.AsyncClient) -> str:
 async def test_every_topic_is_replicated_three_times_with_two_in_sync(ns: Settings, client: httpx.AsyncClient) -> None:
     account_id = await open_account(client)
     assert (await client.post(f"/accounts/{account_id}/deposits", json={"amount": 5})).status_code == 200
-    admin = AIOKafkaAdminClient(bootstrap_servers=ns.kafka_bootstrap)
+    admin = admin_client(ns)
     await admin.start()
     try:
         topics = [ns.topic(name) for name in ("commands", "events", "aggregates", "command-results", "notifications")]
@@ -187,7 +188,7 @@ class Roles:
 
 
 async def roles(ns: Settings) -> Roles:
-    admin = AIOKafkaAdminClient(bootstrap_servers=ns.kafka_bootstrap)
+    admin = admin_client(ns)
     await admin.start()
     try:
         (events,) = await admin.describe_topics([ns.topic("events")])
@@ -204,7 +205,7 @@ async def roles(ns: Settings) -> Roles:
 
 async def every_replica_in_sync(ns: Settings) -> bool:
     """The cluster is whole again: a broker started after a crash has caught up everywhere."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=ns.kafka_bootstrap)
+    admin = admin_client(ns)
     await admin.start()
     try:
         names = [ns.topic(name) for name in ("commands", "events", "aggregates", "command-results", "notifications")]
