@@ -13,6 +13,8 @@ from sqlalchemy import ARRAY, BigInteger, Integer, Text, bindparam, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.config import Settings
+from projections.base import Projection
 from projections.tables import checkpoints
 
 # Key of one checkpoint: (topic without namespace, partition).
@@ -23,6 +25,15 @@ NOTIFY_CHANNEL = "eventline_checkpoints"
 
 class CheckpointMoved(RuntimeError):
     """Another runner advanced this checkpoint: our batch must not be applied."""
+
+
+def partition_count(settings: Settings, short_topic: str) -> int:
+    return settings.result_partitions if short_topic == "command-results" else settings.partitions
+
+
+def slots_of(settings: Settings, projection: Projection) -> list[Slot]:
+    """Every partition of every topic the projection reads, whether a runner has checkpointed it yet or not."""
+    return [(topic, p) for topic in projection.topics for p in range(partition_count(settings, topic))]
 
 
 async def ensure(connection: AsyncConnection, projection: str, slots: Iterable[Slot]) -> None:

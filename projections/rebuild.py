@@ -38,9 +38,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from app.config import Settings
 from projections import checkpoints
 from projections.base import Message, Projection, decode_record
-from projections.checkpoints import Slot
+from projections.checkpoints import Slot, partition_count
 from projections.registry import PROJECTIONS
-from projections.runner import Member, ProjectionRunner, RunnerOptions, lock_key, partition_count
+from projections.runner import Member, ProjectionRunner, RunnerOptions, lock_key
 from projections.status import ends_of
 from projections.tables import checkpoints as checkpoint_table
 from projections.tables import projection_status

@@ -48,10 +48,6 @@ def lock_key(name: str) -> int:
     return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
 
 
-def partition_count(settings: Settings, short_topic: str) -> int:
-    return settings.result_partitions if short_topic == "command-results" else settings.partitions
-
-
 def is_transient(error: BaseException) -> bool:
     """Database unreachable or restarting: wait and retry, the event is not to blame."""
     if "InvalidCachedStatement" in type(getattr(error, "orig", None)).__name__:
@@ -153,7 +149,7 @@ class ProjectionRunner(ConsumerRebalanceListener):  # type: ignore[misc]
             await self.stop()
 
     def partitions(self, short_topic: str) -> int:
-        return partition_count(self.settings, short_topic)
+        return checkpoints.partition_count(self.settings, short_topic)
 
     @property
     def active(self) -> list[Member]:

@@ -11,7 +11,7 @@ from aiokafka.errors import KafkaError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
-from projections import queries
+from projections import checkpoints, queries
 from projections.checkpoints import Slot
 from projections.registry import PROJECTIONS
 
@@ -21,6 +21,8 @@ async def projection_status(
 ) -> list[dict[str, Any]]:
     async with engine.connect() as connection:
         overview = await queries.projection_overview(connection)
+    for name, projection in PROJECTIONS.items():
+        with_unread_partitions(overview.setdefault(name, {}), checkpoints.slots_of(settings, projection))
     ends = await end_offsets(consumer, settings, overview)
     views = []
     for name in sorted(set(PROJECTIONS) | {n for n in overview if "@" not in n}):
@@ -39,6 +41,22 @@ async def projection_status(
             }
         )
     return views
+
+
+def with_unread_partitions(entry: dict[str, Any], slots: Iterable[Slot]) -> None:
+    """A partition no runner has checkpointed yet is unread from its start, not caught up: it counts in the lag.
+
+    A runner writes a partition's checkpoint when the partition is first assigned to it, so one
+    that the group gave to a member that died before starting (or that no runner has reached)
+    has none; leaving it out would show a lag of 0 for a projection that never read it.
+    """
+    have = {(c["topic"], c["partition"]) for c in entry.setdefault("checkpoints", [])}
+    entry["checkpoints"] += [
+        {"topic": topic, "partition": partition, "next_offset": 0, "updated_at": None}
+        for topic, partition in slots
+        if (topic, partition) not in have
+    ]
+    entry["checkpoints"].sort(key=lambda c: (c["topic"], c["partition"]))
 
 
 def progress(checkpoint: dict[str, Any], ends: dict[tuple[str, int], int]) -> dict[str, Any]:

@@ -7,11 +7,12 @@ import contextlib
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
+from functools import partial
 
 import httpx
 import pytest
 from sqlalchemy import func, select, text
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.config import Settings
 from app.db import create_engine
@@ -22,7 +23,8 @@ from projections.accounts import PROJECTION as ACCOUNTS
 from projections.base import Message, Projection
 from projections.projector import run_projector
 from projections.registry import PROJECTIONS
-from projections.tables import accounts, ledger
+from projections.runner import Member, ProjectionRunner, RunnerOptions
+from projections.tables import accounts, checkpoints, ledger
 from tests.support import Process, api_client, fresh_namespace, read_events, write_foreign_record
 from tests.waiting import eventually
 
@@ -198,6 +200,37 @@ async def test_lag_shows_while_the_projector_is_stopped_and_clears_when_it_runs(
             projector.stop()
 
 
+async def test_partitions_no_runner_has_read_yet_count_in_the_lag(ns: Settings) -> None:
+    # A runner checkpoints a partition when it is first assigned one; a group may give some to a
+    # member that died before starting. Those partitions are unread, and the lag must say so.
+    async with api_client(ns, workers={"processor": run_processor}) as client:
+        for _ in range(6):
+            await open_funded(client, 10)
+        engine = create_engine(ns)
+        only_partition_0 = RunnerOptions(group=False, slots=frozenset({("events", 0)}))
+        accounts_only = [Member(ACCOUNTS, "accounts")]
+        runner = asyncio.create_task(ProjectionRunner(ns, engine, accounts_only, only_partition_0).run())
+        try:
+
+            async def partition_0_lag() -> int | None:
+                views = {view["name"]: view for view in (await client.get("/projections")).json()}
+                lag: int | None = views["accounts"]["partitions"][0]["lag"]
+                return lag
+
+            await eventually(partition_0_lag, 0)
+            views = {view["name"]: view for view in (await client.get("/projections")).json()}
+        finally:
+            runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await runner
+            await engine.dispose()
+    partitions = views["accounts"]["partitions"]
+    assert [(p["topic"], p["partition"]) for p in partitions] == [("events", n) for n in range(ns.partitions)]
+    unread = partitions[1:]
+    assert all(p["next_offset"] == 0 and p["lag"] == p["end_offset"] for p in unread)
+    assert views["accounts"]["lag"] == sum(p["end_offset"] for p in unread) > 0
+
+
 async def test_killing_the_projector_mid_batch_applies_every_event_exactly_once(ns: Settings) -> None:
     async with api_client(ns, workers={"processor": run_processor}) as client:
         accounts_ids = [(await open_funded(client, 50))[0] for _ in range(8)]
@@ -212,10 +245,17 @@ async def test_killing_the_projector_mid_batch_applies_every_event_exactly_once(
                 n += 1
 
         loaders = [asyncio.create_task(load()) for _ in range(4)]
-        for _ in range(5):
-            projector = Process(ns, "projector").start()
-            await asyncio.sleep(2.5)
-            projector.kill()
+        engine = create_engine(ns)
+        try:
+            for round_ in range(4):
+                projector = Process(ns, "projector").start()
+                # Killed only once it has applied batches (a projector that never got its partitions
+                # proves nothing), at a moment that moves from round to round: mid-batch, mid-commit.
+                await eventually(partial(progressed, engine, await applied_offsets(engine)), True, timeout=60)
+                await asyncio.sleep(0.05 * round_)
+                projector.kill()
+        finally:
+            await engine.dispose()
         stop.set()
         await asyncio.gather(*loaders)
         projector = Process(ns, "projector").start()
@@ -225,6 +265,19 @@ async def test_killing_the_projector_mid_batch_applies_every_event_exactly_once(
         finally:
             projector.stop()
     await read_models_match_the_events(ns)
+
+
+async def applied_offsets(engine: AsyncEngine) -> int:
+    """How far the accounts projection stands, summed over its partitions."""
+    async with engine.connect() as connection:
+        total = await connection.scalar(
+            select(func.coalesce(func.sum(checkpoints.c.next_offset), 0)).where(checkpoints.c.projection == "accounts")
+        )
+    return int(total or 0)
+
+
+async def progressed(engine: AsyncEngine, before: int) -> bool:
+    return await applied_offsets(engine) > before + 10
 
 
 def poisoned(event_id: str, broken: dict[str, bool]) -> Projection:
