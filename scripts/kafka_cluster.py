@@ -68,6 +68,9 @@ class ClusterNode(Kafka):
     def quorum_flags(self) -> list[str]:
         return []  # the voters are listed in the configuration
 
+    def feature_flags(self) -> list[str]:
+        return []  # Kafka's defaults, eligible leader replicas included, as a new production cluster has
+
     def cluster_id(self) -> str:
         # One id for all three nodes, kept beside them.
         path = HOME / "cluster.id"
