@@ -49,6 +49,13 @@ class Settings(BaseSettings):
     )
     processor_batch: int = Field(default=1000, ge=1, description="Most commands fetched per poll.")
     processor_linger_ms: int = Field(default=0, ge=0)
+    processor_gather_ms: int = Field(
+        default=5,
+        ge=0,
+        le=100,
+        description="How long a partition's writer waits, once a command arrives while the partition was just "
+        "busy, for more commands to join the same transaction (0: start at once).",
+    )
     processor_session_timeout_ms: int = Field(default=10_000, ge=6_000)
     processor_max_poll_interval_ms: int = Field(default=60_000, ge=1_000)
     processor_transaction_timeout_ms: int = Field(default=30_000, ge=1_000)

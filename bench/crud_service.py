@@ -1,6 +1,6 @@
 """CRUD baseline: the same deposit as Eventline, done the usual way.
 
-    python -m bench.crud_service --port PORT   (database from BENCH_DATABASE_URL)
+    python -m bench.crud_service --port PORT [--workers N]   (database from BENCH_DATABASE_URL)
 
 Minimal FastAPI + SQLAlchemy 2 (async) + asyncpg, served by uvicorn with the
 same options as `eventline api` (uvloop, httptools, access log at info). A
@@ -92,13 +92,24 @@ def create_app(database_url: str, pool_size: int) -> FastAPI:
     return app
 
 
+def app_from_environment() -> FastAPI:
+    """The app as each of several uvicorn workers builds it (they import it by name)."""
+    return create_app(os.environ["BENCH_DATABASE_URL"], int(os.environ["BENCH_POOL_SIZE"]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--pool-size", type=int, default=20)
+    parser.add_argument("--pool-size", type=int, default=20, help="per worker")
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (one per core: 2)")
     args = parser.parse_args()
-    app = create_app(os.environ["BENCH_DATABASE_URL"], args.pool_size)
-    uvicorn.run(app, host="127.0.0.1", port=args.port, loop="uvloop", http="httptools", log_level="info")
+    os.environ["BENCH_POOL_SIZE"] = str(args.pool_size)
+    options: dict[str, Any] = {"host": "127.0.0.1", "port": args.port, "loop": "uvloop", "http": "httptools"}
+    if args.workers == 1:
+        uvicorn.run(app_from_environment(), log_level="info", **options)
+    else:
+        target = "bench.crud_service:app_from_environment"
+        uvicorn.run(target, factory=True, workers=args.workers, log_level="info", **options)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ FIGURES: dict[str, str] = {
     "idempotency_restore_1m_s": "reported",
     "idempotency_mib_per_1m": "reported",
     "crud_commands_per_s": "≤ Eventline",
+    "crud_2w_commands_per_s": "≤ Eventline / 1.5",
     "eventsourcing_commands_per_s": "≤ Eventline / 2",
     "aiokafka_ceiling_msgs_per_s": "",
     "kafka_perf_msgs_per_s": "",
@@ -107,11 +108,13 @@ def write_section(results: dict[str, Any]) -> str:
         return "## Write side\n\nNot measured in this run" + error(results, "write_side") + "\n"
     el, plan = write["eventline"], results["plan"]
     crud, es = write.get("crud", {}).get("closed_64"), write.get("eventsourcing", {}).get("closed_64")
+    crud_2w = write.get("crud_2w", {}).get("closed_64")
     rows = [load_row(f"Eventline, {c} clients", el.get(f"closed_{c}")) for c in plan["concurrency"]]
     rows.append(load_row(f"Eventline, open loop {plan['rate']:.0f}/s", el.get("open_rate")))
     if "light" in el:
         rows.append(load_row(f"Eventline, open loop {plan['light_rate']:.0f}/s (with visibility reads)", el["light"]))
     rows.append(load_row("CRUD, 64 clients", crud))
+    rows.append(load_row("CRUD, a uvicorn worker per core, 64 clients", crud_2w))
     rows.append(load_row("eventsourcing, 64 clients", es))
     vis = el.get("visibility", {}).get("visibility", {})
     layout = {
@@ -138,6 +141,8 @@ generator itself could not hold 500/s. Each measurement is {plan["warmup"]:.0f} 
   events are committed (the API waits for the result on `<ns>.command-results`).
 - **CRUD** (`bench/crud_service.py`): FastAPI + SQLAlchemy 2 + asyncpg; `SELECT … FOR UPDATE` the
   balance row, update it, insert a ledger row, one transaction; pool of 20 (+20 overflow); own database.
+  Measured twice: in one uvicorn process, and with a uvicorn worker per core (pools per worker), as
+  one would deploy it.
 - **eventsourcing** (`bench/es_service.py`): the `eventsourcing` library with `eventsourcing.postgres`
   (psycopg 3, pool of 20 + 20), library defaults (no snapshots, no cache); its synchronous calls run in
   FastAPI's thread pool; an optimistic-concurrency conflict is retried.
@@ -158,12 +163,13 @@ of the deposit to the 200 of the read showing the new version: p50 {num(vis.get(
 p99 **{num(vis.get("p99_ms"), 1)} ms**, max {num(vis.get("max_ms"), 1)} ms over {vis.get("samples", 0):,} reads.
 {light_note(el, plan)}
 
-{cpu_table({"Eventline": el.get("closed_64"), "CRUD": crud, "eventsourcing": es})}
+{cpu_table({"Eventline": el.get("closed_64"), "CRUD": crud, "CRUD, worker per core": crud_2w, "eventsourcing": es})}
 Ratios (same run, 64 clients):
 
 | | ratio |
 |---|---:|
 | Eventline / CRUD | {ratio(c64, results.get("crud_commands_per_s"))} |
+| Eventline / CRUD with a worker per core | {ratio(c64, results.get("crud_2w_commands_per_s"))} |
 | Eventline / eventsourcing | {ratio(c64, results.get("eventsourcing_commands_per_s"))} |
 | Eventline / aiokafka ceiling (pipelined) | {ratio(c64, results.get("aiokafka_ceiling_msgs_per_s"))} |
 | Eventline / aiokafka, 64 callers awaiting each send | {ratio(c64, raw.get("send_and_wait_64_msgs_per_s"))} |

@@ -151,8 +151,11 @@ async def profile_eventline(
     return found
 
 
-async def peer(name: str, accounts: int, plan: dict[str, Any], say: Say) -> dict[str, Any]:
-    """The CRUD service or the eventsourcing service, on a database of its own, at 64 clients."""
+async def peer(name: str, accounts: int, plan: dict[str, Any], say: Say, workers: int = 1) -> dict[str, Any]:
+    """The CRUD service or the eventsourcing service, on a database of its own, at 64 clients.
+
+    `workers` > 1 serves it with that many uvicorn processes (the CRUD service only): how one
+    would deploy it on a machine with as many cores."""
     url = await create_database(f"eventline_bench_{name}")
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -170,7 +173,8 @@ async def peer(name: str, accounts: int, plan: dict[str, Any], say: Say) -> dict
         "POSTGRES_MAX_OVERFLOW": "20",
     }
     module = {"crud": "bench.crud_service", "eventsourcing": "bench.es_service"}[name]
-    service = Service(f"peer-{name}", [sys.executable, "-m", module, "--port", str(port)], env)
+    argv = [sys.executable, "-m", module, "--port", str(port)] + (["--workers", str(workers)] if workers > 1 else [])
+    service = Service(f"peer-{name}", argv, env)
     accounts_file = Path(tempfile.mkstemp(prefix="bench-accounts-", suffix=".txt")[1])
     results: dict[str, Any] = {}
     try:
@@ -183,8 +187,9 @@ async def peer(name: str, accounts: int, plan: dict[str, Any], say: Say) -> dict
             )
             run["cpu"] = meter.stop()
             results["closed_64"] = run
+            label = name if workers == 1 else f"{name} ({workers} workers)"
             say(
-                f"  {name}, 64 clients: {run['ok_per_s']:,.0f} commands/s, p99 {run['latency']['p99_ms']:.1f} ms, "
+                f"  {label}, 64 clients: {run['ok_per_s']:,.0f} commands/s, p99 {run['latency']['p99_ms']:.1f} ms, "
                 f"generator cpu {run['generator_cpu']:.2f}"
             )
     finally:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Coroutine
 from typing import Any
 
@@ -50,6 +51,8 @@ class Pump:
         self.pending: list[ConsumerRecord[bytes, bytes]] = []
         self.more = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
+        self.gather_s = writer.settings.processor_gather_ms / 1000
+        self.busy_until = 0.0  # when the last transaction ended
 
     def offer(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
         self.pending.extend(records)
@@ -58,10 +61,15 @@ class Pump:
     async def run(self) -> None:
         while True:
             await self.more.wait()
+            if self.gather_s and time.monotonic() - self.busy_until < self.gather_s:
+                # Under load (a transaction just ended): let the clients answered by it send their
+                # next commands, so one transaction carries several. An idle partition starts at once.
+                await asyncio.sleep(self.gather_s)
             self.more.clear()
             records, self.pending = self.pending, []
             if records:
                 await self.writer.apply(records)
+                self.busy_until = time.monotonic()
 
     async def stop(self) -> None:
         """Cancel: an in-flight transaction aborts, which is safe; the next owner redoes it."""
