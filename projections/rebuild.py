@@ -38,7 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from app.config import Settings
 from projections import checkpoints
 from projections.base import Message, Projection, decode_record
-from projections.checkpoints import Slot, partition_count
+from projections.checkpoints import Slot
 from projections.registry import PROJECTIONS
 from projections.runner import Member, ProjectionRunner, RunnerOptions, lock_key
 from projections.status import ends_of
@@ -173,14 +173,13 @@ async def prepare_tables(engine: AsyncEngine, projection: Projection) -> None:
 
 async def end_offsets(settings: Settings, projections: Sequence[Projection]) -> Ends:
     """Where every partition the projections read ends now: the replay goes that far, the swap the rest."""
-    topics = {topic for projection in projections for topic in projection.topics}
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, isolation_level="read_committed")
     await consumer.start()
     try:
         return await ends_of(
             consumer,
             settings,
-            [(topic, partition) for topic in topics for partition in range(partition_count(settings, topic))],
+            {slot for projection in projections for slot in checkpoints.slots_of(settings, projection)},
         )
     finally:
         await consumer.stop()

@@ -127,11 +127,11 @@ class ProjectionRunner(ConsumerRebalanceListener):  # type: ignore[misc]
         if self.options.group:
             self.consumer.subscribe(list(self.topics), listener=self)
         else:
+            slots = {slot for m in self.members for slot in checkpoints.slots_of(self.settings, m.projection)}
             tps = [
-                TopicPartition(t, p)
-                for t in self.topics
-                for p in range(self.partitions(self.topics[t]))
-                if self.options.slots is None or (self.topics[t], p) in self.options.slots
+                TopicPartition(self.settings.topic(topic), p)
+                for topic, p in sorted(slots)
+                if self.options.slots is None or (topic, p) in self.options.slots
             ]
             self.consumer.assign(tps)
             await self.on_partitions_assigned(tps)
@@ -147,9 +147,6 @@ class ProjectionRunner(ConsumerRebalanceListener):  # type: ignore[misc]
                 await self.step()
         finally:
             await self.stop()
-
-    def partitions(self, short_topic: str) -> int:
-        return checkpoints.partition_count(self.settings, short_topic)
 
     @property
     def active(self) -> list[Member]:
