@@ -163,17 +163,26 @@ async def test_sigkill_under_load_loses_and_doubles_nothing(system: System, kind
 
 
 async def test_a_paused_processor_is_fenced_and_the_load_goes_on(system: System) -> None:
+    """SIGSTOP a processor mid-load past its session, then SIGCONT it: a zombie.
+
+    Its partitions move to the survivor meanwhile. Woken, the zombie still holds the batches it
+    was deciding and fetches the commands sent while it slept, before it hears of the rebalance;
+    writing them, it must be refused by Kafka (its transactional ids have a newer epoch now) and
+    say so. Nothing it decided in its sleep may reach the log (the invariants after the round).
+    """
+
     async def faults() -> None:
         for round_ in range(2):
             victim, survivor = system.processes["processor"][round_ % 2], system.processes["processor"][1 - round_ % 2]
             await asyncio.sleep(2.0)
-            seen = len(survivor.log())
+            seen, woken = len(survivor.log()), len(victim.log())
             victim.pause()
             # Past the 6 s session the group moves the victim's partitions to the survivor.
             await wait_for_log(
                 survivor, re.escape(f"owning partitions {list(range(system.ns.partitions))}"), after=seen, timeout=60
             )
             victim.resume()
+            await wait_for_log(victim, "fenced by a newer owner", after=woken, timeout=30)  # refused, not only idle
         await asyncio.sleep(4.0)
 
     load = await under_load(system, faults)
