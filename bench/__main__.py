@@ -31,6 +31,7 @@ from rich.table import Table
 from app.config import Settings
 from app.eventstore.kafka import admin_client
 from bench import ceiling, write_side
+from bench.cluster import single_and_cluster
 from bench.paths import RESULTS, ROOT
 from bench.projection import consume_baseline, measure_rebuilds, produce_events
 from bench.report import FIGURES, write_markdown
@@ -218,6 +219,8 @@ def flatten(results: dict[str, Any]) -> dict[str, float | None]:
         "eventsourcing_commands_per_s": get("write_side", "eventsourcing", "closed_64", "ok_per_s"),
         "aiokafka_ceiling_msgs_per_s": get("kafka", "aiokafka", "pipelined_msgs_per_s"),
         "kafka_perf_msgs_per_s": get("kafka", "kafka_perf", "msgs_per_s"),
+        "cluster_commands_per_s_64": get("cluster", "cluster", "ok_per_s"),
+        "cluster_ratio": get("cluster", "ratio"),
     }
     seconds, count = get("restore", "seconds"), get("restore", "aggregates")
     if seconds is not None and count:
@@ -233,7 +236,7 @@ def flatten(results: dict[str, Any]) -> dict[str, float | None]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=None, help="events for the rebuilds (default 1,000,000)")
-    parser.add_argument("--only", default="write,kafka,restore,read", help="comma-separated sections to run")
+    parser.add_argument("--only", default="write,kafka,restore,read,cluster", help="comma-separated sections to run")
     args = parser.parse_args()
     p = plan(os.environ.get("BENCH_QUICK", "") not in ("", "0"))
     if args.events or os.environ.get("BENCH_EVENTS"):
@@ -252,6 +255,7 @@ def main() -> None:
         ("kafka", "kafka", lambda: kafka_ceilings(p), True),
         ("restore", "restore", lambda: restore(p), True),  # uvloop, as a processor runs
         ("read", "read_side", lambda: read_side(p["events"]), False),
+        ("cluster", "cluster", lambda: single_and_cluster(p, say), False),
     ]
     for name, key, section, on_uvloop in sections:
         if name not in only:
@@ -266,8 +270,13 @@ def main() -> None:
     flat = flatten(results)
     results.update(flat)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
-    write_markdown(results, ROOT / "BENCHMARKS.md")
+    if only >= {name for name, *_ in sections}:
+        (RESULTS / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
+        write_markdown(results, ROOT / "BENCHMARKS.md")
+    else:  # a partial run must not replace the figures of a whole one
+        partial = RESULTS / f"only-{'-'.join(sorted(only))}.json"
+        partial.write_text(json.dumps(results, indent=2) + "\n")
+        say(f"partial run: figures in {partial.relative_to(ROOT)}; BENCHMARKS.md left as it was")
     table = Table(title=f"Eventline benchmarks ({results['seconds']:.0f}s{', QUICK' if p['quick'] else ''})")
     table.add_column("figure")
     table.add_column("value", justify="right")

@@ -11,9 +11,9 @@ import tempfile
 from pathlib import Path
 
 from bench.cpu import CpuMeter, infra_pids
-from bench.processes import free_port
+from bench.processes import free_port, open_accounts
 from bench.setup import bench_settings, delete_namespace_topics, drop_database
-from bench.write_side import closed_loop, eventline_services, open_accounts, running
+from bench.write_side import closed_loop, eventline_services, running
 
 
 async def measure(gather_ms: int, concurrency: tuple[int, ...] = (16, 64)) -> None:

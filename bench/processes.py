@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -106,13 +107,20 @@ async def open_accounts(base_url: str, count: int, path: Path, timeout: float = 
     async with httpx.AsyncClient(base_url=base_url, timeout=30, limits=httpx.Limits(max_connections=32)) as client:
 
         async def one() -> str:
+            # Resent with its key, as a client should: a keep-alive connection the server closes
+            # as it is reused ends in a ReadError, and a fresh cluster answers 503 at first.
+            key, last = {"Idempotency-Key": f"bench-{uuid.uuid4()}"}, ""
             while True:
-                response = await client.post("/accounts", json={"owner": "Bench", "currency": "EUR"})
-                if response.status_code == 201:
-                    account_id: str = response.json()["aggregate_id"]
-                    return account_id
+                try:
+                    response = await client.post("/accounts", json={"owner": "Bench", "currency": "EUR"}, headers=key)
+                    if response.status_code == 201:
+                        account_id: str = response.json()["aggregate_id"]
+                        return account_id
+                    last = f"{response.status_code} {response.text[:300]}"
+                except httpx.TransportError as error:
+                    last = repr(error)
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"opening an account: {response.status_code} {response.text[:300]}")
+                    raise RuntimeError(f"opening an account: {last}")
                 await asyncio.sleep(0.5)
 
         ids.append(await one())

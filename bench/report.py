@@ -23,6 +23,8 @@ FIGURES: dict[str, str] = {
     "eventsourcing_commands_per_s": "≤ Eventline / 2",
     "aiokafka_ceiling_msgs_per_s": "",
     "kafka_perf_msgs_per_s": "",
+    "cluster_commands_per_s_64": "reported",
+    "cluster_ratio": "reported",
 }
 
 
@@ -201,6 +203,35 @@ does) to a bench topic with the same partition count, `acks=all`, idempotent pro
 """
 
 
+def cluster_section(results: dict[str, Any]) -> str:
+    c = results.get("cluster")
+    if not c:
+        return "## On a three-broker cluster\n\nNot measured in this run" + error(results, "cluster") + "\n"
+    rows = []
+    for name, run in (("single node", c["single_node"]), ("three brokers", c["cluster"])):
+        cpu = run.get("cpu") or {}
+        brokers = sum(v for k, v in cpu.items() if k == "kafka" or k.startswith("broker-"))
+        per_command = brokers / run["ok_per_s"] * 1000 if run["ok_per_s"] else None
+        rows.append(
+            f"| {name} | {num(run['ok_per_s'])} | {num(run['latency']['p99_ms'], 1)} | {brokers:.2f} | "
+            f"{num(per_command, 2)} |"
+        )
+    table = "\n".join(rows)
+    return f"""## On a three-broker cluster
+
+`bench/cluster.py`: the same 64-client deposit run (processor, projector and API as separate processes)
+on the single node, then on the three-node cluster the tests use (`scripts/infra.py up cluster`:
+replication 3, `min.insync.replicas` 2), back to back in this run. The three brokers share the same
+{results["machine"]["cpus"]} cores with everything else, so this is a floor for what replication costs.
+
+| Kafka | commands/s | p99 ms | brokers' CPU (cores) | brokers' CPU ms per command |
+|---|---:|---:|---:|---:|
+{table}
+
+`cluster_ratio` (three brokers ÷ single node): **{num(c["ratio"], 2)}**.
+"""
+
+
 def restore_section(results: dict[str, Any]) -> str:
     r = results.get("restore")
     if not r:
@@ -333,4 +364,5 @@ Targets are for comparison only; nothing is asserted.
 {kafka_section(results)}
 {restore_section(results)}
 {read_section(results)}
+{cluster_section(results)}
 {profile_section(results)}""")

@@ -2,6 +2,7 @@
 """Local infrastructure for Eventline: a real PostgreSQL and a real Apache Kafka.
 
     python3 scripts/infra.py up | down | kill | status | restart [kafka|postgres|cluster|cluster-N] [--brokers 3]
+    python3 scripts/infra.py destroy cluster    # SIGKILL the cluster and delete its data
 
 Everything lives under `.local/` (git-ignored): PostgreSQL's data directory and
 Kafka's jars, storage and logs. Both servers listen on 127.0.0.1 only, on
@@ -623,8 +624,8 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description="Start and stop Eventline's local Kafka and PostgreSQL.")
     parser.add_argument(
         "action",
-        choices=["up", "down", "kill", "status", "restart"],
-        help="kill: SIGKILL, a crash (for the fault tests); up starts it again",
+        choices=["up", "down", "kill", "status", "restart", "destroy"],
+        help="kill: SIGKILL, a crash (for the fault tests); up starts it again; destroy: kill and delete the data",
     )
     parser.add_argument(
         "services", nargs="*", metavar="SERVICE", help=f"{', '.join(services)}; default: postgres and kafka"
@@ -644,6 +645,11 @@ def main(argv: list[str]) -> int:
         if args.action == "kill":
             for service in reversed(chosen):
                 service.kill()
+        if args.action == "destroy":
+            if any(not hasattr(service, "destroy") for service in chosen) or not args.services:
+                parser.error("destroy is for the cluster only: `destroy cluster`")
+            for service in chosen:
+                service.destroy()  # type: ignore[union-attr]
         if args.action in ("down", "restart"):
             for service in reversed(chosen):
                 service.down()

@@ -26,7 +26,9 @@ from app.eventstore.partitioner import partition_for
 from app.eventstore.processor import run_processor
 from app.eventstore.topics import verify_topics
 from tests.conftest import ROOT, run_infra
-from tests.support import api_client, assert_versions_gapless, fresh_namespace, read_events
+from tests.faults.load import MixedLoad
+from tests.faults.system import System, seed, verify
+from tests.support import ApiProcess, api_client, assert_versions_gapless, free_port, fresh_namespace, read_events
 from tests.waiting import eventually
 
 CLUSTER_PORT = int(os.environ.get("EVENTLINE_CLUSTER_PORT", "19192"))
@@ -39,12 +41,21 @@ def cluster() -> Iterator[str]:
     try:
         yield BOOTSTRAP
     finally:
-        run_infra("down", "cluster")
+        run_infra("destroy", "cluster")  # the suite owns it: no minute of controlled shutdowns, no data kept
 
 
-@pytest.fixture(scope="module")
-async def ns(settings: Settings, cluster: str) -> Settings:
-    created = await fresh_namespace(settings, kafka_bootstrap=cluster, replication_factor=3, min_insync_replicas=2)
+async def cluster_namespace(
+    settings: Settings, cluster: str, *, own_database: bool = False, **overrides: object
+) -> Settings:
+    """A fresh namespace on the cluster, once every broker knows its topics."""
+    created = await fresh_namespace(
+        settings,
+        own_database=own_database,
+        kafka_bootstrap=cluster,
+        replication_factor=3,
+        min_insync_replicas=2,
+        **overrides,
+    )
 
     async def every_broker_knows_the_topics() -> bool:
         # Created is not yet known everywhere: each broker learns new topics from the metadata log.
@@ -59,6 +70,11 @@ async def ns(settings: Settings, cluster: str) -> Settings:
 
     await eventually(every_broker_knows_the_topics, True, timeout=60, interval=0.5)
     return created
+
+
+@pytest.fixture(scope="module")
+async def ns(settings: Settings, cluster: str) -> Settings:
+    return await cluster_namespace(settings, cluster)
 
 
 @pytest.fixture(scope="module")
@@ -271,3 +287,61 @@ async def test_a_crashed_broker_pauses_writes_briefly_loses_nothing_and_doubles_
     assert len(deposits) == len(load.keys) and set(deposits.values()) == {1}  # each key applied exactly once
     assert_versions_gapless(events)
     assert max(pauses.values()) <= allowed, pauses
+
+
+@pytest.fixture(scope="module")
+async def split(settings: Settings, cluster: str) -> AsyncIterator[tuple[System, httpx.AsyncClient]]:
+    """The whole system as production runs it, on the cluster: two `eventline api` (uvicorn over
+    TCP), two processors, the projector and the saga, each a process of its own."""
+    ns = await cluster_namespace(
+        settings, cluster, own_database=True, processor_session_timeout_ms=6000, consistency_timeout_s=15
+    )
+    apis = [ApiProcess(ns.model_copy(update={"api_port": free_port()})) for _ in range(2)]
+    async with (
+        httpx.AsyncClient(base_url=apis[0].url, timeout=30) as first,
+        httpx.AsyncClient(base_url=apis[1].url, timeout=30) as second,
+    ):
+        system = System(ns, second)
+        for kind in ("processor", "processor", "projector", "saga"):
+            system.start(kind)
+        try:
+            for api in apis:
+                await api.start()
+            await open_account(first)  # the new group and its writers are up
+            await seed(system)
+            yield system, first
+        finally:
+            for api in apis:
+                if api.process is not None:
+                    api.process.stop()
+            system.stop_all()
+
+
+async def test_a_crashed_broker_with_every_part_a_process_of_its_own_loses_and_doubles_nothing(
+    split: tuple[System, httpx.AsyncClient],
+) -> None:
+    """SIGKILL the broker leading the most event partitions while retrying clients send the
+    mixed load (paid messages included) through both API processes; then every invariant of the
+    fault suite, over the log and every read model (tests/faults/invariants.py)."""
+    system, first = split
+    ns = system.ns
+    load = MixedLoad(first, list(system.accounts), list(system.conversations), fallbacks=[system.client], spread=True)
+    await eventually(lambda: every_replica_in_sync(ns), True, timeout=120, interval=0.5)
+    cast = await roles(ns)
+    victim = cast.victim("event leader")
+    running = asyncio.create_task(load.run())
+    try:
+        await asyncio.sleep(3.0)
+        before = time.monotonic()
+        await asyncio.to_thread(run_infra, "kill", f"cluster-{victim}")
+        await asyncio.sleep(longest_pause_allowed(ns))
+        await asyncio.to_thread(run_infra, "up", f"cluster-{victim}")
+        await asyncio.sleep(3.0)
+    finally:
+        load.stopping.set()
+        await running
+    stall = load.longest_stall(before, time.monotonic())
+    print(f"\ncluster, processes split: killed broker {victim}; longest stretch without a success "
+          f"{stall:.1f}s; answers {dict(load.statuses())}")  # fmt: skip
+    await verify(system, "cluster: SIGKILL the event leader, every part a process", load, 1, longest_stall_s=stall)
+    assert stall <= longest_pause_allowed(ns), stall

@@ -10,6 +10,7 @@ every key, exactly one for every key that was answered with success.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import time
 import uuid
@@ -31,6 +32,7 @@ class Answer:
     status: int  # 0: no answer at all (the connection failed)
     seconds: float
     command_id: str | None
+    at: float = field(default_factory=time.monotonic)  # when the answer came
 
 
 @dataclass
@@ -76,6 +78,7 @@ class MixedLoad:
     rng: random.Random = field(default_factory=lambda: random.Random(7))
     # Other API processes: after a dropped connection the next send goes to the next one.
     fallbacks: list[httpx.AsyncClient] = field(default_factory=list)
+    spread: bool = False  # each client starts at its own API (by turns) rather than all at the first
 
     @property
     def acknowledged(self) -> set[str]:
@@ -89,11 +92,11 @@ class MixedLoad:
         return sum(len(op.statuses) - 1 for op in self.operations)
 
     async def run(self, clients: int = 4) -> None:
-        await asyncio.gather(*(self.client_loop() for _ in range(clients)))
+        await asyncio.gather(*(self.client_loop(n if self.spread else 0) for n in range(clients)))
 
-    async def client_loop(self) -> None:
+    async def client_loop(self, home: int) -> None:
         while not self.stopping.is_set():
-            await self.complete(self.next_operation())
+            await self.complete(self.next_operation(), home)
             await asyncio.sleep(0.005)
 
     def next_operation(self) -> Operation:
@@ -131,19 +134,19 @@ class MixedLoad:
             {"sender": sender, "body": "under load"},
         )
 
-    async def complete(self, op: Operation) -> None:
+    async def complete(self, op: Operation, home: int = 0) -> None:
         """Send until a definitive answer, backing off between sends, as a well-behaved client does."""
         self.operations.append(op)
         deadline = time.monotonic() + GIVE_UP_S
         backoff = BACKOFF_S
-        while not await self.send(op) and time.monotonic() < deadline:
+        while not await self.send(op, home) and time.monotonic() < deadline:
             await asyncio.sleep(backoff * (0.5 + self.rng.random()))
             backoff = min(backoff * 2, MAX_BACKOFF_S)
 
-    async def send(self, op: Operation) -> bool:
+    async def send(self, op: Operation, home: int = 0) -> bool:
         """One send; True when its answer is definitive."""
         started = time.monotonic()
-        client = self.client_for(op)
+        client = self.client_for(op, home)
         try:
             response = await client.post(op.path, json=op.body, headers={"Idempotency-Key": op.key})
         except httpx.TransportError:
@@ -168,10 +171,15 @@ class MixedLoad:
             self.accounts.append(op.aggregate_id)
         return op.decided
 
-    def client_for(self, op: Operation) -> httpx.AsyncClient:
-        """The first API, or after each dropped connection of this operation the next one."""
+    def client_for(self, op: Operation, home: int) -> httpx.AsyncClient:
+        """The client's own API, or after each dropped connection of this operation the next one."""
         clients = [self.client, *self.fallbacks]
-        return clients[op.statuses.count(0) % len(clients)]
+        return clients[(home + op.statuses.count(0)) % len(clients)]
+
+    def longest_stall(self, since: float, until: float) -> float:
+        """The longest stretch within [since, until] in which no send got a success (2xx)."""
+        marks = sorted(a.at for a in self.answers if 200 <= a.status < 300 and since < a.at < until)
+        return max(b - a for a, b in itertools.pairwise([since, *marks, until]))
 
     @staticmethod
     def definitive(op: Operation, status: int, body: dict[str, object]) -> bool:

@@ -3,68 +3,31 @@
 Each test runs the load while injecting one kind of fault for several rounds,
 waits until the system has settled, and checks the invariants over every
 event, every read model and a fresh rebuild (tests/faults/invariants.py).
-Figures land in artifacts/reliability.json for docs/reliability.md.
+The system, the load and the verdict are in tests/faults/system.py; figures land in
+artifacts/reliability.json for docs/reliability.md.
 `EVENTLINE_SOAK_ROUNDS` raises the rounds (and half as many dependency restarts) for a longer soak.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
-import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import asdict, dataclass, field
-from typing import Any
 
 import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 
 from app.config import Settings
-from tests.conftest import ROOT
-from tests.faults.invariants import check_invariants, settle
 from tests.faults.load import MixedLoad
-from tests.support import ApiProcess, Process, api_client, free_port, fresh_namespace, wait_for_log
+from tests.faults.system import System, seed, under_load, verify
+from tests.support import ApiProcess, api_client, free_port, fresh_namespace, wait_for_log
 from tests.waiting import eventually
 
 JUNK = b'{"not":"an event"'  # not even JSON, as any foreign or buggy producer could write
 ROUNDS = int(os.environ.get("EVENTLINE_SOAK_ROUNDS", "5"))
 RESTARTS = max(2, ROUNDS // 2)  # a dependency restart takes longer than a kill: fewer of them
-REPORT = ROOT / "artifacts" / "reliability.json"
-
-
-@dataclass
-class System:
-    ns: Settings
-    client: httpx.AsyncClient
-    processes: dict[str, list[Process]] = field(default_factory=dict)
-    accounts: list[str] = field(default_factory=list)
-    conversations: list[tuple[str, str]] = field(default_factory=list)
-
-    def start(self, kind: str) -> Process:
-        process = Process(self.ns, kind).start()
-        self.processes.setdefault(kind, []).append(process)
-        return process
-
-    def kill_and_restart(self, kind: str, index: int = 0) -> None:
-        self.processes[kind][index].kill()
-        self.processes[kind][index] = Process(self.ns, kind).start()
-
-    def exited(self) -> list[str]:
-        """The processes that ended though no fault was meant to end them, with their last words."""
-        return [
-            f"{kind}[{n}] exited with {process.popen.returncode}:\n" + "\n".join(process.log().splitlines()[-15:])
-            for kind, processes in self.processes.items()
-            for n, process in enumerate(processes)
-            if process.popen is not None and process.popen.poll() is not None
-        ]
-
-    def stop_all(self) -> None:
-        for processes in self.processes.values():
-            for process in processes:
-                process.stop()
 
 
 @pytest.fixture(scope="module")
@@ -81,72 +44,6 @@ async def system(settings: Settings) -> AsyncIterator[System]:
             yield system
         finally:
             system.stop_all()
-
-
-async def seed(system: System) -> None:
-    client = system.client
-    tokens = []
-    for _ in range(12):
-        opened = await client.post("/accounts", json={"owner": "Fault", "currency": "EUR"}, timeout=60)
-        assert opened.status_code in (201, 202), opened.text
-        account_id = opened.json()["aggregate_id"]
-        funded = await client.post(f"/accounts/{account_id}/deposits", json={"amount": 5000})
-        system.accounts.append(account_id)
-        tokens.append(funded.json().get("position", ""))
-    for a, b in zip(system.accounts[::2], system.accounts[1::2], strict=True):
-        started = await client.post(
-            "/conversations",
-            json={"participants": [a, b]},
-            headers={"X-Consistent-With": ",".join(filter(None, tokens))},
-        )
-        assert started.status_code == 201, started.text
-        system.conversations.append((started.json()["conversation_id"], a))
-    # Posting checks the conversation in its read model: wait until it is there.
-    for conversation_id, _ in system.conversations:
-
-        async def known(conversation_id: str = conversation_id) -> int:
-            return (await client.get(f"/conversations/{conversation_id}/messages")).status_code
-
-        await eventually(known, 200)
-
-
-async def under_load(system: System, faults: Callable[[], Any]) -> MixedLoad:
-    load = MixedLoad(system.client, list(system.accounts), list(system.conversations))
-    running = asyncio.create_task(load.run())
-    try:
-        await faults()
-    finally:
-        load.stopping.set()
-        await running
-    return load
-
-
-async def verify(system: System, name: str, load: MixedLoad, rounds: int, **extra: Any) -> None:
-    assert not (exited := system.exited()), "\n\n".join(exited)
-    await settle(system.ns, load.acknowledged)
-    verdict = await check_invariants(system.ns, load.acknowledged, load.operations)
-    statuses = load.statuses()
-    assert not [s for s in statuses if s >= 500 and s != 503], statuses
-    outage = [a.seconds for a in load.answers if a.status == 503]
-    record(
-        name,
-        {
-            "rounds": rounds,
-            "requests": len(load.answers),
-            "retries": load.retries(),
-            "statuses": dict(statuses),
-            "max_503_seconds": max(outage, default=0.0),
-            **asdict(verdict),
-            **extra,
-        },
-    )
-
-
-def record(name: str, figures: dict[str, Any]) -> None:
-    REPORT.parent.mkdir(parents=True, exist_ok=True)
-    report = json.loads(REPORT.read_text()) if REPORT.exists() else {}
-    report[name] = {**figures, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    REPORT.write_text(json.dumps(report, indent=2) + "\n")
 
 
 @pytest.mark.parametrize("kind", ["processor", "projector", "saga"])
