@@ -75,10 +75,10 @@ def create_app(settings: Settings | None = None, workers: Mapping[str, Worker] |
         await producer.start()
         bus = CommandBus(settings, producer)
         await bus.start()
-        consistency = ConsistencyWaiter(settings, engine)
-        await consistency.start()
         offsets = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, isolation_level="read_committed")
         await offsets.start()
+        consistency = ConsistencyWaiter(settings, engine, offsets)
+        await consistency.start()
         state.clients = Clients(engine=engine, command_bus=bus, consistency=consistency, offsets=offsets)
         tasks = [start_worker(name, worker, settings) for name, worker in (workers or {}).items()]
         try:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, func, select, tuple_
+from sqlalchemy import Row, Table, func, literal, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from projections.tables import (
@@ -150,7 +150,7 @@ async def conversation_messages(
     """Delivered messages in delivery order, keyset-paginated."""
     query = select(messages).where(messages.c.conversation_id == conversation_id, messages.c.status == "delivered")
     if after is not None:
-        query = query.where(tuple_(messages.c.delivered_at, messages.c.message_id) > tuple_(*after))
+        query = query.where(tuple_(messages.c.delivered_at, messages.c.message_id) > typed_like(messages, after))
     query = query.order_by(messages.c.delivered_at, messages.c.message_id).limit(limit + 1)
     return (await connection.execute(query)).all()
 
@@ -176,6 +176,15 @@ async def inbox_page(
     if unread_only:
         query = query.where(inbox.c.read_at.is_(None))
     if before is not None:
-        query = query.where(tuple_(inbox.c.delivered_at, inbox.c.message_id) < tuple_(*before))
+        query = query.where(tuple_(inbox.c.delivered_at, inbox.c.message_id) < typed_like(inbox, before))
     query = query.order_by(inbox.c.delivered_at.desc(), inbox.c.message_id.desc()).limit(limit + 1)
     return (await connection.execute(query)).all()
+
+
+def typed_like(table: Table, key: tuple[datetime, str]) -> Any:
+    """A (delivered_at, message_id) key bound with the columns' own types: bare values in a
+    tuple bind as text, and PostgreSQL has no `uuid < varchar`."""
+    return tuple_(
+        literal(key[0], table.c.delivered_at.type),
+        literal(key[1], table.c.message_id.type),
+    )

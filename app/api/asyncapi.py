@@ -83,9 +83,10 @@ def asyncapi(settings: Settings) -> dict[str, Any]:
             "title": "Eventline events",
             "version": "1.0.0",
             "description": "The event store's topics. Events are keyed by aggregate id and partitioned "
-            "with Kafka's murmur2, so one aggregate's events are in order on one partition.",
+            "with Kafka's murmur2, so one aggregate's events are in order on one partition. "
+            "No `servers`: the document is served without authentication, and where the brokers are is "
+            "the deployment's business, not a reader's.",
         },
-        "servers": {"kafka": {"host": settings.kafka_bootstrap, "protocol": "kafka"}},
         "channels": {
             "events": {
                 "address": settings.topic("events"),

@@ -6,6 +6,11 @@ re-check every quarter second, so a lost notification (or a listener
 reconnecting after a database restart) costs latency, never correctness.
 However many requests wait, a re-read is one query that they share: a waiter
 per request re-reading on every notification emptied the connection pool.
+
+A token no wait can satisfy is refused with 400 at once rather than after the
+timeout: one naming a partition the events topic does not have, or an offset
+at or past the log's end (the events log's end offsets are read only for a
+token that is not applied yet, and kept, since they only grow).
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ import logging
 import time
 
 import asyncpg
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -30,9 +37,13 @@ log = logging.getLogger(__name__)
 RECHECK_S = 0.25
 
 
+LOG_END_TIMEOUT_S = 2.0
+
+
 class ConsistencyWaiter:
-    def __init__(self, settings: Settings, engine: AsyncEngine) -> None:
-        self.settings, self.engine = settings, engine
+    def __init__(self, settings: Settings, engine: AsyncEngine, offsets: AIOKafkaConsumer | None = None) -> None:
+        self.settings, self.engine, self.offsets = settings, engine, offsets
+        self.log_ends: dict[int, int] = {}  # events partition → an end offset seen (they only grow)
         self.moved = asyncio.Event()  # set (and replaced) by each notification
         self.listener: asyncio.Task[None] | None = None
         # Projection → {partition: next offset} in the event log, as last read.
@@ -84,6 +95,8 @@ class ConsistencyWaiter:
             wanted = position.decode(token)
         except position.InvalidPosition as error:
             raise Problem(400, "invalid-consistency-token", "Invalid X-Consistent-With", detail=str(error)) from error
+        if unknown := sorted(p for p in wanted if p >= self.settings.partitions):
+            raise unsatisfiable(f"the event log has no partition {unknown[0]} (it has {self.settings.partitions})")
         names = (projection,) if isinstance(projection, str) else projection
         deadline = time.monotonic() + self.settings.consistency_timeout_s
         while not self.applied(names, wanted):
@@ -91,6 +104,9 @@ class ConsistencyWaiter:
             await self.reread()
             if self.applied(names, wanted):
                 return
+            if beyond := await self.past_the_log(wanted):
+                partition, offset = beyond
+                raise unsatisfiable(f"no event is at {partition}:{offset} yet: the log's end there is before it")
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise Problem(
@@ -103,6 +119,26 @@ class ConsistencyWaiter:
                 )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(moved.wait(), min(remaining, RECHECK_S))
+
+    async def past_the_log(self, wanted: position.Position) -> tuple[int, int] | None:
+        """A (partition, offset) of the token at or past the end of the events log, if any.
+
+        A token from a command names an event already committed, so it is always before the
+        end. When the end cannot be read (Kafka down), the token is given the benefit of the
+        doubt: the wait goes on, and ends in 503 like any other."""
+        unsure = {p for p, o in wanted.items() if o >= self.log_ends.get(p, 0)}
+        if not unsure or self.offsets is None:
+            return None
+        tps = [TopicPartition(self.settings.topic("events"), p) for p in sorted(unsure)]
+        try:
+            async with asyncio.timeout(LOG_END_TIMEOUT_S):
+                ends = await self.offsets.end_offsets(tps)
+        except (KafkaError, TimeoutError) as error:
+            log.debug("reading the events log's end for a consistency token: %r", error)
+            return None
+        for tp, end in ends.items():
+            self.log_ends[tp.partition] = max(end, self.log_ends.get(tp.partition, 0))
+        return next(((p, o) for p, o in sorted(wanted.items()) if o >= self.log_ends.get(p, 0)), None)
 
     def applied(self, names: tuple[str, ...], wanted: position.Position) -> bool:
         return all(
@@ -120,3 +156,7 @@ class ConsistencyWaiter:
     async def read_checkpoints(self) -> None:
         async with self.engine.connect() as connection:
             self.applied_up_to = await queries.event_checkpoints(connection)
+
+
+def unsatisfiable(detail: str) -> Problem:
+    return Problem(400, "unsatisfiable-consistency-token", "X-Consistent-With names no event", detail=detail)

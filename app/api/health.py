@@ -39,10 +39,16 @@ async def ready(request: Request, response: Response) -> Readiness:
     """
     state = clients(request)
     budget = app_state(request).settings.readiness_timeout_s
-    kafka, postgres = await asyncio.gather(
-        _probe(lambda: state.command_bus.producer.client.fetch_all_metadata(), budget),
-        _probe(lambda: _ping_postgres(state.engine), budget),
-    )
+
+    async def probe() -> tuple[DependencyState, DependencyState]:
+        kafka, postgres = await asyncio.gather(
+            _probe(lambda: state.command_bus.producer.client.fetch_all_metadata(), budget),
+            _probe(lambda: _ping_postgres(state.engine), budget),
+        )
+        return kafka, postgres
+
+    # Shared by concurrent callers: a flood of probes holds one pooled connection, never starves queries.
+    kafka, postgres = await app_state(request).readiness.get(probe)
     if kafka != "ok" or postgres != "ok":
         response.status_code = 503
     return Readiness(kafka=kafka, postgres=postgres)

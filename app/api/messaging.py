@@ -8,21 +8,19 @@ sender pays. It never calls Payments; the payment saga connects the two.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.api.cursors import decode_timeline, encode_timeline
 from app.api.errors import Problem, not_found, problem_doc
 from app.api.queries import (
     QUERY_RESPONSES,
     ConsistentWith,
     Cursor,
     Limit,
-    decode_cursor,
-    encode_cursor,
     read_model,
     reading,
 )
@@ -196,12 +194,13 @@ async def conversation_messages(
     cursor: Cursor = None,
 ) -> Any:
     """The conversation's delivered messages, in delivery order."""
+    after = decode_timeline(cursor)
     if await queries.conversation(db, str(conversation_id)) is None:
         raise not_found("conversation", conversation_id)
-    rows = await queries.conversation_messages(db, str(conversation_id), limit, time_cursor(cursor))
+    rows = await queries.conversation_messages(db, str(conversation_id), limit, after)
     items = [MessageView.model_validate(row._mapping) for row in rows[:limit]]
     last = rows[limit - 1] if len(rows) > limit else None
-    return MessagePage(items=items, next_cursor=time_token(last.delivered_at, last.message_id) if last else None)
+    return MessagePage(items=items, next_cursor=encode_timeline(last.delivered_at, last.message_id) if last else None)
 
 
 @router.get("/accounts/{account_id}/inbox", response_model=InboxPage, responses=QUERY_RESPONSES)
@@ -213,26 +212,7 @@ async def account_inbox(
     cursor: Cursor = None,
 ) -> Any:
     """Messages delivered to this account by others, newest first, with their read flag."""
-    rows = await queries.inbox_page(db, str(account_id), unread_only, limit, time_cursor(cursor))
+    rows = await queries.inbox_page(db, str(account_id), unread_only, limit, decode_timeline(cursor))
     items = [InboxItem(**row._mapping, read=row.read_at is not None) for row in rows[:limit]]
     last = rows[limit - 1] if len(rows) > limit else None
-    return InboxPage(items=items, next_cursor=time_token(last.delivered_at, last.message_id) if last else None)
-
-
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def time_token(at: datetime, message_id: str) -> str:
-    micros = (at - EPOCH) // timedelta(microseconds=1)
-    return encode_cursor(micros, uuid.UUID(message_id).int >> 64, uuid.UUID(message_id).int & (2**64 - 1))
-
-
-def time_cursor(cursor: str | None) -> tuple[datetime, str] | None:
-    if cursor is None:
-        return None
-    values = decode_cursor(cursor)
-    if len(values) != 3:
-        raise Problem(400, "invalid-cursor", "Invalid cursor", detail="pass back a next_cursor unchanged")
-    micros, high, low = values
-    at = EPOCH + timedelta(microseconds=micros)
-    return at, str(uuid.UUID(int=(high << 64) | low))
+    return InboxPage(items=items, next_cursor=encode_timeline(last.delivered_at, last.message_id) if last else None)

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import base64
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.api.errors import Problem, not_found, problem_doc
+from app.api import cursors
+from app.api.errors import not_found, problem_doc
 from app.api.schemas import AccountView, CommandStatus, EventPage, EventView, Transaction, TransactionPage
 from app.api.state import clients
 from app.db import is_outage
@@ -90,12 +89,12 @@ async def get_transactions(
     account_id: uuid.UUID, db: Annotated[AsyncConnection, reading("ledger")], limit: Limit = 50, cursor: Cursor = None
 ) -> Any:
     """An account's money movements, newest first."""
-    before = decode_cursor(cursor)[0] if cursor else None
+    before = cursors.LEDGER.decode(cursor)[0] if cursor else None
     rows = await queries.transactions(db, str(account_id), limit, before)
     if not rows and not await queries.account_exists(db, str(account_id)):
         raise not_found("account", account_id)
     items = [Transaction.model_validate(row._mapping) for row in rows[:limit]]
-    next_cursor = encode_cursor(items[-1].version) if len(rows) > limit else None
+    next_cursor = cursors.LEDGER.encode(items[-1].version) if len(rows) > limit else None
     return TransactionPage(items=items, next_cursor=next_cursor)
 
 
@@ -108,9 +107,8 @@ async def list_events(
     cursor: Cursor = None,
 ) -> Any:
     """Events of one aggregate by version, or of all aggregates by log position."""
-    after = decode_cursor(cursor) if cursor else None
-    if after is not None and len(after) != 2:
-        raise invalid_cursor()
+    kind = cursors.EVENTS_BY_POSITION if aggregate_id is None else cursors.EVENTS_BY_VERSION
+    after = kind.decode(cursor) if cursor else None
     rows = await queries.events(
         db,
         aggregate_id=str(aggregate_id) if aggregate_id else None,
@@ -122,7 +120,7 @@ async def list_events(
     next_cursor = None
     if len(rows) > limit:
         last = rows[limit - 1]
-        next_cursor = encode_cursor(last.partition, last.offset if aggregate_id is None else last.version)
+        next_cursor = kind.encode(last.partition, last.offset if aggregate_id is None else last.version)
     return EventPage(items=items, next_cursor=next_cursor)
 
 
@@ -148,21 +146,3 @@ def event_view(row: Any) -> EventView:
     values = dict(row._mapping)
     values["position"] = f"{values.pop('partition')}:{values.pop('offset')}"
     return EventView.model_validate(values)
-
-
-def encode_cursor(*values: int) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps(values)).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> list[int]:
-    try:
-        values = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except ValueError as error:
-        raise invalid_cursor() from error
-    if not isinstance(values, list) or not values or not all(type(v) is int and v >= 0 for v in values):
-        raise invalid_cursor()
-    return values
-
-
-def invalid_cursor() -> Problem:
-    return Problem(400, "invalid-cursor", "Invalid cursor", detail="pass back a next_cursor unchanged")

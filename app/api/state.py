@@ -6,13 +6,15 @@ lifespan adds the clients it opens and takes them away when it closes them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 from fastapi import FastAPI, Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.api.consistency import ConsistencyWaiter
+from app.api.readiness import SharedProbe
 from app.api_keys import ApiKey
 from app.config import Settings
 from app.eventstore.command_bus import CommandBus
@@ -33,6 +35,7 @@ class AppState:
     settings: Settings
     api_keys: tuple[ApiKey, ...]
     clients: Clients | None = None
+    readiness: SharedProbe[Any] = field(default_factory=SharedProbe)  # /health/ready shares one probe
 
 
 def install_state(app: FastAPI, state: AppState) -> None:

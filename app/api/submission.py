@@ -7,6 +7,7 @@ wait for the result, and the mapping of a refusal to problem+json.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from app.eventstore.command_bus import CommandBus, CommandNotAccepted
 from app.eventstore.envelope import CommandEnvelope, CommandResult, new_command
 from app.observability.logs import correlation_id as current_correlation
 from app.observability.metrics import COMMAND_SECONDS, COMMANDS, DEPENDENCY_ERRORS
+
+log = logging.getLogger(__name__)
 
 # Namespace of ids derived from an Idempotency-Key: the same key always names the same command.
 IDEMPOTENCY_NAMESPACE = uuid.UUID("1d7c5cb6-3a0e-4d55-9a4f-6ad8c4b9e0f1")
@@ -126,11 +129,13 @@ async def decide(bus: CommandBus, command: CommandEnvelope, wait: bool = True) -
     except CommandNotAccepted as error:
         COMMANDS.labels(command.type, "unavailable").inc()
         DEPENDENCY_ERRORS.labels("kafka").inc()
+        log.warning("command %s not acknowledged by Kafka: %s", command.command_id, error)
         raise Problem(
             503,
             "kafka-unavailable",
             "The event store is unavailable",
-            detail=f"the command was not acknowledged ({error}); it may or may not have been stored, "
+            # What Kafka said stays in the log: its text names brokers and internals.
+            detail="Kafka did not acknowledge the command in time; it may or may not have been stored, "
             "so retry with the same Idempotency-Key",
             headers={"Retry-After": "1"},
             command_id=command.command_id,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
+from functools import partial
 
 import httpx
 import pytest
@@ -202,3 +203,32 @@ async def wait_until_consumed(ns: Settings, group: str, topic: str) -> None:
         await eventually(behind, 0, timeout=60)
     finally:
         await consumer.stop()
+
+
+async def test_inbox_and_conversation_page_through_every_message_once(client: httpx.AsyncClient, saga: Process) -> None:
+    """Keyset pages follow `next_cursor` to the end: each delivered message once, in order."""
+    ada, bob = await open_account(client, 100), await open_account(client, 0)
+    conversation_id = await start_conversation(client, ada, bob)
+    sent = []
+    for n in range(5):
+        posted = await client.post(
+            f"/conversations/{conversation_id}/messages", json={"sender": ada[0], "body": f"{n}"}
+        )
+        assert posted.status_code == 202, posted.text
+        sent.append(posted.json()["message_id"])
+    for message_id in sent:
+        await eventually(partial(status_of, client, message_id), "delivered")
+
+    async def every_page(path: str) -> list[str]:
+        seen, cursor = [], None
+        for _ in range(10):
+            page = await client.get(path, params={"limit": 2, **({"cursor": cursor} if cursor else {})})
+            assert page.status_code == 200, page.text
+            seen += [item["message_id"] for item in page.json()["items"]]
+            if (cursor := page.json()["next_cursor"]) is None:
+                return seen
+        raise AssertionError(f"{path}: more pages than messages")
+
+    delivered = await every_page(f"/conversations/{conversation_id}/messages")  # delivery order
+    assert sorted(delivered) == sorted(sent) and len(delivered) == 5
+    assert await every_page(f"/accounts/{bob[0]}/inbox") == delivered[::-1]  # newest first
