@@ -39,10 +39,13 @@ class TransactionStuck(KafkaError):  # type: ignore[misc]
 
 
 class EventOffsetMispredicted(KafkaError):  # type: ignore[misc]
-    """Someone else wrote to our event partition: abort, and take the partition over afresh."""
+    """Something else took offsets in our event partition: a foreign producer's record, or a second
+    commit marker written by a transaction coordinator that took over. The batch is aborted; once
+    the abort went through (`aborted`), it is written again with offsets learned from the acks."""
 
     def __init__(self, partition: int, predicted: int, written: int) -> None:
         super().__init__(f"partition {partition}: an event expected at offset {predicted} landed at {written}")
+        self.aborted = False
 
 
 @dataclass(slots=True)
@@ -84,7 +87,18 @@ class PartitionWriter:
             return
         batch = self.decide(fresh)
         next_offset = fresh[-1].offset + 1
-        remembered_at, next_event_offset = await self.in_transaction(batch, next_offset)
+        try:
+            remembered_at, next_event_offset = await self.in_transaction(batch, next_offset)
+        except EventOffsetMispredicted as mispredicted:
+            if not mispredicted.aborted:
+                raise  # the producer is in doubt: take the partition over
+            # Nothing of the batch is in memory or in the log (aborted): write the same batch
+            # again with the same producer, learning the offsets from the acks. A takeover (new
+            # producer, restore) would cost seconds for what one more round trip settles.
+            log.warning("%s; writing the batch again with offsets from the acks", mispredicted)
+            BATCHES.labels("rewritten").inc()
+            self.next_event_offset = None
+            remembered_at, next_event_offset = await self.in_transaction(batch, next_offset)
         # Only now, with the transaction committed, does memory move forward.
         self.aggregates.update(batch.touched)
         for command_id, entry in batch.remembered.items():
@@ -113,19 +127,24 @@ class PartitionWriter:
                 await self.producer.commit_transaction()
             return written
         except BaseException as failure:
-            await self.abort_quietly()
+            aborted = await self.abort_quietly()
+            if isinstance(failure, EventOffsetMispredicted):
+                failure.aborted = aborted
             if isinstance(failure, TimeoutError):
                 raise TransactionStuck(self.partition) from failure
             if (cause := sender_failure(self.producer)) is not None and cause is not failure:
                 raise named_after(cause, self.partition) from failure
             raise
 
-    async def abort_quietly(self) -> None:
+    async def abort_quietly(self) -> bool:
+        """Abort the open transaction; True when the abort went through."""
         try:
             async with asyncio.timeout(ABORT_TIMEOUT_S):
                 await self.producer.abort_transaction()
         except Exception as error:  # fenced, already failed, or stuck: the partition is taken over next
             log.debug("partition %d: abort: %r", self.partition, error)
+            return False
+        return True
 
     def decide(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> Batch:
         """Run every command against the aggregates, in order, without touching Kafka."""

@@ -17,6 +17,7 @@ import pytest
 
 from app.config import Settings
 from app.eventstore.processor import run_processor
+from app.observability.metrics import REGISTRY
 from tests.support import api_client, fresh_namespace, read_topic, write_foreign_record
 
 
@@ -72,8 +73,16 @@ async def test_a_foreign_record_in_the_event_log_is_caught_before_a_wrong_positi
         assert (await client.post(f"/accounts/{account}/deposits", json={"amount": 1})).status_code == 200
     # Nothing but the processor may write events; something did anyway, shifting every offset after it.
     await write_foreign_record(ns, account, b"not an event")
+    rewritten, aborted = batches("rewritten"), batches("aborted")
     answer = await client.post(f"/accounts/{account}/deposits", json={"amount": 1})
     assert answer.status_code == 200, answer.text
+    # The batch was written again by the same writer, not after a takeover of the partition.
+    assert (batches("rewritten") - rewritten, batches("aborted") - aborted) == (1, 0)
     body = answer.json()
     assert body["version"] == 5
     assert body["position"] == (await last_event_of_each_command(ns))[body["command_id"]]
+
+
+def batches(outcome: str) -> float:
+    """This process's processor transactions with `outcome` so far (the processor runs in the test)."""
+    return REGISTRY.get_sample_value("eventline_processor_batches_total", {"outcome": outcome}) or 0.0
