@@ -27,8 +27,8 @@ from app.eventstore.processor import run_processor
 from app.eventstore.topics import verify_topics
 from tests.conftest import ROOT, run_infra
 from tests.faults.load import MixedLoad
-from tests.faults.system import System, seed, verify
-from tests.support import ApiProcess, api_client, assert_versions_gapless, free_port, fresh_namespace, read_events
+from tests.faults.system import System, behind_two_apis, seed, verify
+from tests.support import api_client, assert_versions_gapless, fresh_namespace, read_events
 from tests.waiting import eventually
 
 CLUSTER_PORT = int(os.environ.get("EVENTLINE_CLUSTER_PORT", "19192"))
@@ -296,25 +296,10 @@ async def split(settings: Settings, cluster: str) -> AsyncIterator[tuple[System,
     ns = await cluster_namespace(
         settings, cluster, own_database=True, processor_session_timeout_ms=6000, consistency_timeout_s=15
     )
-    apis = [ApiProcess(ns.model_copy(update={"api_port": free_port()})) for _ in range(2)]
-    async with (
-        httpx.AsyncClient(base_url=apis[0].url, timeout=30) as first,
-        httpx.AsyncClient(base_url=apis[1].url, timeout=30) as second,
-    ):
-        system = System(ns, second)
-        for kind in ("processor", "processor", "projector", "saga"):
-            system.start(kind)
-        try:
-            for api in apis:
-                await api.start()
-            await open_account(first)  # the new group and its writers are up
-            await seed(system)
-            yield system, first
-        finally:
-            for api in apis:
-                if api.process is not None:
-                    api.process.stop()
-            system.stop_all()
+    async with behind_two_apis(ns, ("processor", "processor", "projector", "saga")) as (system, _, first):
+        await open_account(first)  # the new group and its writers are up
+        await seed(system)
+        yield system, first
 
 
 async def test_a_crashed_broker_with_every_part_a_process_of_its_own_loses_and_doubles_nothing(

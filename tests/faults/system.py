@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -19,7 +20,7 @@ from app.config import Settings
 from tests.conftest import ROOT
 from tests.faults.invariants import check_invariants, settle
 from tests.faults.load import MixedLoad
-from tests.support import Process
+from tests.support import ApiProcess, Process, free_port
 from tests.waiting import eventually
 
 REPORT = ROOT / "artifacts" / "reliability.json"
@@ -55,6 +56,31 @@ class System:
         for processes in self.processes.values():
             for process in processes:
                 process.stop()
+
+
+@asynccontextmanager
+async def behind_two_apis(
+    ns: Settings, kinds: Iterable[str]
+) -> AsyncIterator[tuple[System, list[ApiProcess], httpx.AsyncClient]]:
+    """The processes `kinds` and two real `eventline api` (uvicorn over TCP): the system, the API
+    processes, and a client of the first one (`system.client` speaks to the second)."""
+    apis = [ApiProcess(ns.model_copy(update={"api_port": free_port()})) for _ in range(2)]
+    async with (
+        httpx.AsyncClient(base_url=apis[0].url, timeout=30) as first,
+        httpx.AsyncClient(base_url=apis[1].url, timeout=30) as second,
+    ):
+        system = System(ns, second)
+        for kind in kinds:
+            system.start(kind)
+        try:
+            for api in apis:
+                await api.start()
+            yield system, apis, first
+        finally:
+            for api in apis:
+                if api.process is not None:
+                    api.process.stop()
+            system.stop_all()
 
 
 async def seed(system: System) -> None:

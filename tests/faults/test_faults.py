@@ -21,8 +21,8 @@ from aiokafka import AIOKafkaProducer
 
 from app.config import Settings
 from tests.faults.load import MixedLoad
-from tests.faults.system import System, seed, under_load, verify
-from tests.support import ApiProcess, api_client, free_port, fresh_namespace, wait_for_log
+from tests.faults.system import System, behind_two_apis, seed, under_load, verify
+from tests.support import ApiProcess, api_client, fresh_namespace, wait_for_log
 from tests.waiting import eventually
 
 JUNK = b'{"not":"an event"'  # not even JSON, as any foreign or buggy producer could write
@@ -150,24 +150,9 @@ async def api_system(settings: Settings) -> AsyncIterator[tuple[System, list[Api
     ns = await fresh_namespace(
         settings, own_database=True, processor_session_timeout_ms=6000, command_timeout_s=1.5, consistency_timeout_s=15
     )
-    apis = [ApiProcess(ns.model_copy(update={"api_port": free_port()})) for _ in range(2)]
-    async with (
-        httpx.AsyncClient(base_url=apis[0].url, timeout=30) as first,
-        httpx.AsyncClient(base_url=apis[1].url, timeout=30) as second,
-    ):
-        system = System(ns, second)
-        for kind in ("processor", "projector", "saga"):
-            system.start(kind)
-        try:
-            for api in apis:
-                await api.start()
-            await seed(system)
-            yield system, apis, first
-        finally:
-            for api in apis:
-                if api.process is not None:
-                    api.process.stop()
-            system.stop_all()
+    async with behind_two_apis(ns, ("processor", "projector", "saga")) as (system, apis, first):
+        await seed(system)
+        yield system, apis, first
 
 
 async def test_a_killed_api_process_loses_nothing_while_clients_retry_through_another(
