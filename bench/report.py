@@ -10,8 +10,9 @@ FIGURES: dict[str, str] = {
     "commands_per_s_64": "≥ 1,500",
     "commands_per_s_16": "",
     "commands_per_s_256": "",
-    "p50_ms_at_500": "",
-    "p99_ms_at_500": "≤ 50",
+    "half_capacity_rate_per_s": "reported",
+    "p50_ms_at_half": "",
+    "p99_ms_at_half": "≤ 50",
     "visibility_p99_ms": "≤ 100",
     "projection_events_per_s": "≥ 20,000",
     "rebuild_1m_s": "≤ 60",
@@ -89,6 +90,11 @@ def cpu_table(runs: dict[str, dict[str, Any] | None]) -> str:
     return table
 
 
+def open_rate(el: dict[str, Any]) -> float:
+    """The open loop's rate: half of the 64-client capacity measured in the same run."""
+    return float((el.get("open_rate") or {}).get("rate") or 0)
+
+
 def light_note(el: dict[str, Any], plan: dict[str, Any]) -> str:
     """The same probes under light load: what the path costs without waiting for a core."""
     light = el.get("light")
@@ -99,8 +105,8 @@ def light_note(el: dict[str, Any], plan: dict[str, Any]) -> str:
         f"\nThe same at {plan['light_rate']:.0f} commands/s, where commands seldom wait for a core: "
         f"latency p50 {num(lat.get('p50_ms'), 1)} ms, p99 {num(lat.get('p99_ms'), 1)} ms; visibility "
         f"p50 {num(vis.get('p50_ms'), 1)} ms, p99 {num(vis.get('p99_ms'), 1)} ms. At "
-        f"{plan['rate']:.0f}/s the two cores are mostly busy (see the CPU table), so the gap between the "
-        "two is time spent queueing for CPU.\n"
+        f"{open_rate(el):.0f}/s (half of the 64-client capacity) the two cores are busier (see the CPU "
+        "table), so the gap between the two is time spent queueing for CPU.\n"
     )
 
 
@@ -112,7 +118,7 @@ def write_section(results: dict[str, Any]) -> str:
     crud, es = write.get("crud", {}).get("closed_64"), write.get("eventsourcing", {}).get("closed_64")
     crud_2w = write.get("crud_2w", {}).get("closed_64")
     rows = [load_row(f"Eventline, {c} clients", el.get(f"closed_{c}")) for c in plan["concurrency"]]
-    rows.append(load_row(f"Eventline, open loop {plan['rate']:.0f}/s", el.get("open_rate")))
+    rows.append(load_row(f"Eventline, open loop {open_rate(el):.0f}/s (half of 64 clients' rate)", el.get("open_rate")))
     if "light" in el:
         rows.append(load_row(f"Eventline, open loop {plan['light_rate']:.0f}/s (with visibility reads)", el["light"]))
     rows.append(load_row("CRUD, 64 clients", crud))
@@ -158,10 +164,11 @@ limit); "wrk" marks wrk runs.
 |---|---:|---:|---:|---:|---:|---|
 {chr(10).join(rows)}
 
-**Visibility** (accepted → visible in the `accounts` read model), open loop at {plan["rate"]:.0f}
-commands/s, every {plan["visibility_every"]}th accepted deposit followed by `GET /accounts/{{id}}` with
-`X-Consistent-With: <position>` (the API waits for the projection's checkpoint); counted from the 200
-of the deposit to the 200 of the read showing the new version: p50 {num(vis.get("p50_ms"), 1)} ms,
+**Visibility** (accepted → visible in the `accounts` read model), open loop at {open_rate(el):.0f}
+commands/s (half of the 64-client capacity measured just before), every {plan["visibility_every"]}th
+accepted deposit followed by `GET /accounts/{{id}}` with `X-Consistent-With: <position>` (the API
+waits for the projection's checkpoint); counted from the 200 of the deposit to the 200 of the read
+showing the new version: p50 {num(vis.get("p50_ms"), 1)} ms,
 p99 **{num(vis.get("p99_ms"), 1)} ms**, max {num(vis.get("max_ms"), 1)} ms over {vis.get("samples", 0):,} reads.
 {light_note(el, plan)}
 
