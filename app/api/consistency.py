@@ -120,6 +120,37 @@ class ConsistencyWaiter:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(moved.wait(), min(remaining, RECHECK_S))
 
+    async def caught_up_with_the_log(self, projection: str | tuple[str, ...]) -> None:
+        """Return once `projection` has applied every event committed before this call.
+
+        For a command checked against a read model that does not know a fact yet: before it
+        answers "unknown", the read model catches up with the log's current end, so a fact the
+        API confirmed before the request (an account just opened, a conversation just started)
+        is always seen. Bounded like any wait (503 `not-yet-consistent`); 503
+        `event-log-unavailable` when Kafka cannot say where the log ends.
+        """
+        if self.offsets is None:
+            return
+        tps = [TopicPartition(self.settings.topic("events"), p) for p in range(self.settings.partitions)]
+        try:
+            async with asyncio.timeout(LOG_END_TIMEOUT_S):
+                ends = await self.offsets.end_offsets(tps)
+        except (KafkaError, TimeoutError) as error:
+            log.warning("reading the events log's end to catch up %s: %r", projection, error)
+            raise Problem(
+                503,
+                "event-log-unavailable",
+                "The event log is unavailable",
+                detail="could not read where the event log ends; retry shortly",
+                headers={"Retry-After": "1"},
+            ) from error
+        # Events are written only in transactions, so the record before a partition's end is a
+        # commit (or abort) marker, which no consumer is given: the last event can be at end - 2.
+        wanted = {tp.partition: end - 2 for tp, end in ends.items() if end >= 2}
+        for tp, end in ends.items():
+            self.log_ends[tp.partition] = max(end, self.log_ends.get(tp.partition, 0))
+        await self.wait(projection, position.encode(wanted))
+
     async def past_the_log(self, wanted: position.Position) -> tuple[int, int] | None:
         """A (partition, offset) of the token at or past the end of the events log, if any.
 

@@ -38,7 +38,7 @@ from app.api.schemas import (
     SubmitMessageRequest,
 )
 from app.api.security import require
-from app.api.state import app_state
+from app.api.state import app_state, clients
 from app.api.submission import COMMAND_RESPONSES, BusDep, CommandContextDep, pending, submit
 from app.api.submission import decide as decide_command
 from app.config import Settings
@@ -82,6 +82,11 @@ async def start_conversation(
     # The connection goes back to the pool before the command is sent: no reading while it is decided.
     async with read_model(request, "messaging_accounts", consistent_with) as db:
         known = await queries.known_accounts(db, body.participants)
+    if set(body.participants) - known:
+        # Not known yet may be just opened: catch up with Payments' events before saying unknown.
+        await clients(request).consistency.caught_up_with_the_log("messaging_accounts")
+        async with read_model(request) as db:
+            known = await queries.known_accounts(db, body.participants)
     unknown = sorted(set(body.participants) - known)
     if unknown:
         raise Problem(
@@ -126,9 +131,15 @@ async def submit_message(
     consistent_with: ConsistentWith = None,
 ) -> JSONResponse:
     """Post a message; it is priced now and delivered once the sender has paid for it."""
-    async with read_model(request, "conversations", consistent_with) as db:
+    async with read_model(request, ("conversations", "messaging_accounts"), consistent_with) as db:
         conversation = await queries.conversation(db, str(conversation_id))
         account = await queries.messaging_account(db, body.sender)
+    if conversation is None or account is None:
+        # A conversation just started, a sender just opened: catch up before saying either is missing.
+        await clients(request).consistency.caught_up_with_the_log(("conversations", "messaging_accounts"))
+        async with read_model(request) as db:
+            conversation = await queries.conversation(db, str(conversation_id))
+            account = await queries.messaging_account(db, body.sender)
     if conversation is None:
         raise not_found("conversation", conversation_id)
     if body.sender not in conversation.participants:

@@ -1,0 +1,71 @@
+"""The README's "A paid message, with curl" runs as written against `eventline run`: its write
+calls carry no consistency token, and the message ends delivered and paid for."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+import uuid
+
+import httpx
+
+from app.api_keys import hash_key
+from app.config import Settings
+from tests.conftest import ROOT
+from tests.support import Process, free_port, fresh_namespace
+from tests.waiting import eventually
+
+FIRST_LINE = "KEY=$(cat .local/dev-api-key); API=http://127.0.0.1:8000"
+
+
+def walkthrough() -> str:
+    """The README's block, with the key and address of this test's server, and without the
+    endless SSE stream at its end; the ids it made are printed for the checks."""
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"## A paid message, with curl\n\n```sh\n(.*?)```", readme, re.S)
+    assert block is not None, "the README lost its walkthrough"
+    script = block[1]
+    assert script.startswith(FIRST_LINE + "\n"), script[:80]
+    lines = [line for line in script.splitlines()[1:] if "/notifications/stream" not in line]
+    return "\n".join(["set -euo pipefail", *lines, 'echo "ids $ada $bob $msg"'])
+
+
+async def test_the_readme_walkthrough_needs_no_token_between_commands(settings: Settings) -> None:
+    key = secrets.token_urlsafe(24)
+    port = free_port()
+    ns = await fresh_namespace(settings, own_database=True, api_port=port, api_keys=f"readme:writer:{hash_key(key)}")
+    api = f"http://127.0.0.1:{port}"
+    server = Process(ns, "run").start()
+    try:
+        async with httpx.AsyncClient(base_url=api, timeout=10, headers={"Authorization": f"Bearer {key}"}) as http:
+
+            async def ready() -> int:
+                try:
+                    return (await http.get("/health/ready")).status_code
+                except httpx.TransportError:
+                    return 0
+
+            await eventually(ready, 200, timeout=60, interval=0.3)
+            ran = await asyncio.create_subprocess_exec(
+                "bash", "-c", f"KEY={key}; API={api}\n{walkthrough()}",
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            out, err = await asyncio.wait_for(ran.communicate(), timeout=120)
+            assert ran.returncode == 0, err.decode()[-2000:]
+            ids = out.decode().rsplit("ids ", 1)[-1].split()
+            ada, bob, msg = (str(uuid.UUID(value)) for value in ids)  # each a real id, none "null"
+
+            async def status() -> object:
+                return (await http.get(f"/messages/{msg}")).json().get("status")
+
+            await eventually(status, "delivered", timeout=60)
+
+            async def balance() -> object:
+                return (await http.get(f"/accounts/{ada}")).json().get("balance")
+
+            await eventually(balance, 993, timeout=30)
+            inbox = (await http.get(f"/accounts/{bob}/inbox")).json()["items"]
+            assert [item["message_id"] for item in inbox] == [msg]
+    finally:
+        server.stop()
