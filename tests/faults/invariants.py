@@ -43,6 +43,7 @@ EFFECT = {
     "deposit": "FundsDeposited",
     "withdraw": "FundsWithdrawn",
     "message": "MessageSubmitted",
+    "start": "ConversationStarted",
 }
 
 

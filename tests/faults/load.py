@@ -1,5 +1,8 @@
 """A steady mixed load (open, deposit, withdraw, message) from clients that retry the way the README says.
 
+Some operations chain, as a new user writes them: a conversation started for an account just
+opened, then messages posted to it, each at once and without a consistency token.
+
 Each logical operation gets its own Idempotency-Key and is sent until it gets a
 definitive answer: a 503, a dropped connection or a 202 (stored, not decided
 yet) is resent with the same key after a backoff. So the invariants can be
@@ -79,6 +82,10 @@ class MixedLoad:
     # Other API processes: after a dropped connection the next send goes to the next one.
     fallbacks: list[httpx.AsyncClient] = field(default_factory=list)
     spread: bool = False  # each client starts at its own API (by turns) rather than all at the first
+    funded: list[str] = field(default_factory=list)  # the seeded accounts, which can pay for messages
+
+    def __post_init__(self) -> None:
+        self.funded = self.funded or list(self.accounts)
 
     @property
     def acknowledged(self) -> set[str]:
@@ -104,6 +111,14 @@ class MixedLoad:
         if roll < 0.05:
             account_id = scoped_id(ANONYMOUS, "account", "", key)
             return Operation("open", key, "OpenAccount", account_id, "/accounts", {"owner": "Load", "currency": "EUR"})
+        if roll < 0.08 and len(self.accounts) > len(self.funded):
+            # A chain, as a new user writes it: a conversation for the account just opened, at once
+            # and without a token; messages are posted to it at once too (see `send`).
+            newest, payer = self.accounts[-1], self.rng.choice(self.funded)
+            conversation_id = scoped_id(ANONYMOUS, "conversation", "", key)
+            return Operation(
+                "start", key, "StartConversation", conversation_id, "/conversations", {"participants": [newest, payer]}
+            )
         if roll < 0.55:
             account_id = self.rng.choice(self.accounts)
             return Operation(
@@ -169,6 +184,10 @@ class MixedLoad:
         op.decided = self.definitive(op, response.status_code, body)
         if op.decided and op.kind == "open" and response.status_code == 201:
             self.accounts.append(op.aggregate_id)
+        if op.decided and op.kind == "start" and response.status_code == 201:
+            participants = op.body["participants"]
+            assert isinstance(participants, list)
+            self.conversations.append((op.aggregate_id, str(participants[1])))  # the funded one posts
         return op.decided
 
     def client_for(self, op: Operation, home: int) -> httpx.AsyncClient:
