@@ -15,17 +15,14 @@ import asyncio
 import contextlib
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from app.config import Settings
 from bench.cpu import LOCAL, CpuMeter, infra_pids
 from bench.paths import ROOT
-from bench.processes import free_port, open_accounts
-from bench.setup import bench_settings, delete_namespace_topics, drop_database
-from bench.write_side import closed_loop, eventline_services, running
+from bench.setup import bench_settings
+from bench.write_side import closed_loop, serving_eventline
 
 BOOTSTRAP = "127.0.0.1:19192,127.0.0.1:19194,127.0.0.1:19196"  # scripts/kafka_cluster.py
 Say = Callable[[str], None]
@@ -44,24 +41,13 @@ def cluster_pids() -> dict[str, int]:
 
 
 async def closed_64(settings: Settings, plan: dict[str, Any], say: Say, label: str, brokers: dict[str, int]) -> Any:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    services = eventline_services(settings, port, "split")
-    accounts_file = Path(tempfile.mkstemp(prefix="bench-accounts-", suffix=".txt")[1])
-    try:
-        async with running(services, f"{base}/health/ready"):
-            await open_accounts(base, plan["accounts"], accounts_file, timeout=180)
-            meter = CpuMeter({s.name.removeprefix("eventline-"): s.pid for s in services} | brokers)
-            meter.start()
-            run = await asyncio.to_thread(
-                closed_loop, base, accounts_file, concurrency=64, warmup=plan["warmup"], duration=plan["duration"]
-            )
-            run["cpu"] = meter.stop()
-    finally:
-        await asyncio.to_thread(accounts_file.unlink, missing_ok=True)
-        with contextlib.suppress(Exception):
-            await delete_namespace_topics(settings)
-        await drop_database(settings)
+    async with serving_eventline(settings, plan["accounts"], open_timeout=180) as (base, accounts, services):
+        meter = CpuMeter({s.name.removeprefix("eventline-"): s.pid for s in services} | brokers)
+        meter.start()
+        run = await asyncio.to_thread(
+            closed_loop, base, accounts, concurrency=64, warmup=plan["warmup"], duration=plan["duration"]
+        )
+        run["cpu"] = meter.stop()
     say(f"  {label}, 64 clients: {run['ok_per_s']:,.0f} commands/s, p99 {run['latency']['p99_ms']:.1f} ms")
     return run
 

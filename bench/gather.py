@@ -7,42 +7,27 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import tempfile
-from pathlib import Path
 
 from bench.cpu import CpuMeter, infra_pids
-from bench.processes import free_port, open_accounts
-from bench.setup import bench_settings, delete_namespace_topics, drop_database
-from bench.write_side import closed_loop, eventline_services, running
+from bench.setup import bench_settings
+from bench.write_side import closed_loop, serving_eventline
 
 
 async def measure(gather_ms: int, concurrency: tuple[int, ...] = (16, 64)) -> None:
     settings = await bench_settings(processor_gather_ms=gather_ms)
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    services = eventline_services(settings, port, "split")
-    accounts = Path(tempfile.mkstemp(prefix="bench-accounts-", suffix=".txt")[1])
-    try:
-        async with running(services, f"{base}/health/ready"):
-            await open_accounts(base, 1000, accounts)
-            for clients in concurrency:
-                meter = CpuMeter({s.name.removeprefix("eventline-"): s.pid for s in services} | infra_pids())
-                meter.start()
-                run = await asyncio.to_thread(
-                    closed_loop, base, accounts, concurrency=clients, warmup=2.0, duration=10.0
-                )
-                cpu, done = meter.stop(), run["ok_per_s"]
-                per_command = {name: round(share / done * 1000, 2) for name, share in cpu.items()}
-                print(
-                    f"gather {gather_ms} ms, {clients} clients: {done:.0f} commands/s, "
-                    f"p50 {run['latency']['p50_ms']:.1f} ms, p99 {run['latency']['p99_ms']:.1f} ms; "
-                    f"CPU ms per command {per_command}, total {sum(per_command.values()):.2f}",
-                    flush=True,
-                )
-    finally:
-        await asyncio.to_thread(accounts.unlink, missing_ok=True)
-        await delete_namespace_topics(settings)
-        await drop_database(settings)
+    async with serving_eventline(settings, 1000) as (base, accounts, services):
+        for clients in concurrency:
+            meter = CpuMeter({s.name.removeprefix("eventline-"): s.pid for s in services} | infra_pids())
+            meter.start()
+            run = await asyncio.to_thread(closed_loop, base, accounts, concurrency=clients, warmup=2.0, duration=10.0)
+            cpu, done = meter.stop(), run["ok_per_s"]
+            per_command = {name: round(share / done * 1000, 2) for name, share in cpu.items()}
+            print(
+                f"gather {gather_ms} ms, {clients} clients: {done:.0f} commands/s, "
+                f"p50 {run['latency']['p50_ms']:.1f} ms, p99 {run['latency']['p99_ms']:.1f} ms; "
+                f"CPU ms per command {per_command}, total {sum(per_command.values()):.2f}",
+                flush=True,
+            )
 
 
 async def main(settings: list[int]) -> None:

@@ -50,6 +50,27 @@ async def running(services: list[Service], ready_url: str) -> AsyncIterator[None
             service.stop()
 
 
+@asynccontextmanager
+async def serving_eventline(
+    settings: Settings, accounts: int, open_timeout: float = 90
+) -> AsyncIterator[tuple[str, Path, list[Service]]]:
+    """Processor, projector and API as processes on `settings`' namespace, with `accounts` opened:
+    (base URL, the accounts file, the services). The namespace's topics and database go afterwards."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    services = eventline_services(settings, port, "split")
+    accounts_file = Path(tempfile.mkstemp(prefix="bench-accounts-", suffix=".txt")[1])
+    try:
+        async with running(services, f"{base}/health/ready"):
+            await open_accounts(base, accounts, accounts_file, timeout=open_timeout)
+            yield base, accounts_file, services
+    finally:
+        await asyncio.to_thread(accounts_file.unlink, missing_ok=True)
+        with contextlib.suppress(Exception):
+            await delete_namespace_topics(settings)
+        await drop_database(settings)
+
+
 def eventline_services(settings: Settings, port: int, layout: str) -> list[Service]:
     env = eventline_environment(settings, EVENTLINE_API_PORT=str(port))
     binary = str(VENV_BIN / "eventline")
