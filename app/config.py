@@ -93,7 +93,12 @@ class Settings(BaseSettings):
         default="",
         repr=False,
         description="name:role:<sha256 hex of the key>, comma-separated; roles reader, writer, admin. "
-        "Empty: no authentication (refused in production).",
+        "Empty: the API refuses to start, unless EVENTLINE_ALLOW_ANONYMOUS is set (development).",
+    )
+    allow_anonymous: bool = Field(
+        default=False,
+        description="Serve the API without authentication when no API key is configured: development only "
+        "(refused in production). Without it and without keys, the API refuses to start.",
     )
     cors_origins: str = Field(default="", description="Comma-separated origins allowed by CORS; empty: none.")
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, description="Larger request bodies get 413.")
@@ -118,6 +123,8 @@ class Settings(BaseSettings):
     def _production_needs_keys(self) -> Settings:
         if self.environment == "production" and not parse_api_keys(self.api_keys):
             raise ValueError("EVENTLINE_API_KEYS must be set in production")
+        if self.environment == "production" and self.allow_anonymous:
+            raise ValueError("EVENTLINE_ALLOW_ANONYMOUS is for development; production always authenticates")
         return self
 
     def topic(self, name: str) -> str:

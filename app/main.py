@@ -27,7 +27,7 @@ from app.api.correlation import CorrelationMiddleware
 from app.api.docs import install_docs
 from app.api.errors import install_error_handlers, with_problem_component
 from app.api.limits import DeclaredBodyLimit
-from app.api.security import require
+from app.api.security import refuse_open_access, require
 from app.api.state import AppState, Clients, install_state
 from app.api_keys import parse_api_keys
 from app.config import Settings, get_settings
@@ -101,7 +101,9 @@ def create_app(settings: Settings | None = None, workers: Mapping[str, Worker] |
     )
     install_error_handlers(app)
     install_docs(app)
-    state = AppState(settings, parse_api_keys(settings.api_keys))
+    keys = parse_api_keys(settings.api_keys)
+    refuse_open_access(keys, settings.allow_anonymous)  # fail closed: before anything is served
+    state = AppState(settings, keys)
     install_state(app, state)
     if settings.cors_origins:
         origins = [origin.strip() for origin in settings.cors_origins.split(",") if origin.strip()]

@@ -54,7 +54,12 @@ async def bench_settings(**overrides: object) -> Settings:
     config.attributes["database_url"] = url
     config.attributes["configure_logging"] = False
     await asyncio.to_thread(command.upgrade, config, "head")
-    values: dict[str, object] = {"namespace": f"bench{uuid.uuid4().hex[:8]}", "database_url": url}
+    # The load generators send no key: the API under measurement runs open, on loopback only.
+    values: dict[str, object] = {
+        "namespace": f"bench{uuid.uuid4().hex[:8]}",
+        "database_url": url,
+        "allow_anonymous": True,
+    }
     values.update(overrides)
     settings = Settings(**values)  # type: ignore[arg-type]
     admin = admin_client(settings)

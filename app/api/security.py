@@ -3,8 +3,9 @@
 Keys are configured hashed — `EVENTLINE_API_KEYS=name:role:<sha256 hex of the key>,…` —
 so a leaked configuration does not leak the keys. Clients send
 `Authorization: Bearer <key>`; its hash is compared with every configured
-hash in constant time. With no keys configured (development and tests)
-authentication is off; production refuses to start without keys.
+hash in constant time. With no keys configured the API refuses to start
+(fail closed), unless `EVENTLINE_ALLOW_ANONYMOUS=true` says this is
+development; production refuses that too.
 """
 
 from __future__ import annotations
@@ -19,6 +20,20 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from app.api.errors import Problem
 from app.api.state import app_state
 from app.api_keys import RANK, ApiKey, Role
+
+
+class OpenAccessRefused(RuntimeError):
+    """No way to authenticate anyone is configured, and open access was not asked for."""
+
+
+def refuse_open_access(keys: tuple[ApiKey, ...], allow_anonymous: bool) -> None:
+    if not keys and not allow_anonymous:
+        raise OpenAccessRefused(
+            "no API key is configured (EVENTLINE_API_KEYS), so anyone could read and move every account: "
+            "refusing to serve. Configure keys (scripts/dev_key.py makes one; `make run` does it for you), "
+            "or set EVENTLINE_ALLOW_ANONYMOUS=true for development without authentication."
+        )
+
 
 bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer <key>`.")
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import typer
 import uvicorn
 
+from app.api.security import OpenAccessRefused
 from app.cli.app import cli, configure_logging, run_until_signalled
 from app.config import get_settings
 from app.eventstore.processor import run_processor
@@ -15,7 +17,11 @@ from projections.projector import run_projector
 def _serve(workers: dict[str, Worker]) -> None:
     configure_logging()
     settings = get_settings()
-    app = create_app(settings, workers=workers)
+    try:
+        app = create_app(settings, workers=workers)
+    except OpenAccessRefused as refused:
+        typer.echo(f"eventline: {refused}", err=True)
+        raise SystemExit(2) from None
     # log_config=None: uvicorn's own lines and its access log go through our handlers (JSON by default).
     uvicorn.run(app, host=settings.api_host, port=settings.api_port, loop="uvloop", http="httptools", log_config=None)
 
