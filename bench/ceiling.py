@@ -40,7 +40,7 @@ TOOLS_LIBS = ROOT / ".local" / "bench-kafka-tools"
 
 def deposit_command(account_id: str) -> CommandEnvelope:
     """A deposit of 1 exactly as the API builds it."""
-    return new_command(accounts.Deposit(amount=1, reference=None), account_id)
+    return new_command(accounts.Deposit(amount=1, reference=None), account_id, principal="anonymous")
 
 
 def deposit_size() -> int:

@@ -34,7 +34,7 @@ from bench.setup import bench_settings, delete_namespace_topics, drop_database, 
 
 def template(account_id: str) -> bytes:
     """An account's record after OpenAccount and one Deposit, through the processor's own decision code."""
-    opened = new_command(accounts.OpenAccount(owner="Bench Owner", currency="EUR"), account_id)
+    opened = new_command(accounts.OpenAccount(owner="Bench Owner", currency="EUR"), account_id, principal="anonymous")
     aggregate: Aggregate | None = None
     for command in (opened, deposit_command(account_id)):
         decision = decide_command(aggregate, command, now=utc_now(), new_event_id=lambda: str(uuid.uuid4()))
@@ -46,7 +46,7 @@ def template(account_id: str) -> bytes:
 def remembered_template(command_id: str) -> bytes:
     """A deposit's remembered answer, as the writer puts it on the changelog."""
     account_id = str(uuid.uuid4())
-    opened = new_command(accounts.OpenAccount(owner="Bench Owner", currency="EUR"), account_id)
+    opened = new_command(accounts.OpenAccount(owner="Bench Owner", currency="EUR"), account_id, principal="anonymous")
     now = utc_now()
     aggregate = decide_command(None, opened, now=now, new_event_id=lambda: str(uuid.uuid4())).aggregate
     decision = decide_command(aggregate, deposit_command(account_id), now=now, new_event_id=lambda: str(uuid.uuid4()))

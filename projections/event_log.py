@@ -26,6 +26,7 @@ async def apply(connection: AsyncConnection, messages: Sequence[Message]) -> Non
             "data": m.event.data,
             "partition": m.partition,
             "offset": m.offset,
+            "principal": m.event.principal,
         }
         for m in messages
     ]

@@ -118,6 +118,7 @@ event_log = Table(
     Column("data", JSONB, nullable=False),
     Column("partition", Integer, nullable=False),
     Column("offset", BigInteger, nullable=False),
+    Column("principal", Text, nullable=False, server_default=""),  # who caused it: the audit trail
     Index("event_log_aggregate_version", "aggregate_id", "version", unique=True),
     Index("event_log_type_position", "type", "partition", "offset"),
     Index("event_log_position", "partition", "offset"),

@@ -46,12 +46,20 @@ def event_schemas() -> dict[str, dict[int, dict[str, Any]]]:
     return schemas
 
 
+# Optional: events written before the audit trail have none.
+PRINCIPAL: dict[str, Any] = {
+    "type": "string",
+    "description": "Who caused the event: the principal of its command (an API key's name, `saga`, …).",
+}
+
+
 def envelope_schema(name: str, model: type[Event], data: dict[str, Any]) -> dict[str, Any]:
     return {
         "type": "object",
         "required": [*ENVELOPE_FIELDS, "data"],
         "properties": {
             **ENVELOPE_FIELDS,
+            "principal": PRINCIPAL,
             "type": {"const": name},
             "schema_version": {"const": model.schema_version},
             "data": data,

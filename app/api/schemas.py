@@ -87,6 +87,10 @@ class EventView(BaseModel):
     correlation_id: str
     causation_id: str
     data: dict[str, Any]
+    principal: str = Field(
+        description="Who caused it (the audit trail): the API key's name, `anonymous` in development, "
+        "`saga` for the payment saga's steps; empty for events older than the audit trail. Never set by a client."
+    )
     position: str = Field(description="partition:offset of the event on `<ns>.events`.")
 
 

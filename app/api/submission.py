@@ -92,6 +92,7 @@ class CommandContext:
             correlation_id=self.correlation_id or current_correlation.get(),
             expected_version=expected_version(self.if_match),
             idempotent=self.idempotency_key is not None,
+            principal=self.principal,
         )
 
 

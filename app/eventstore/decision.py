@@ -155,6 +155,7 @@ def _accept(
                 correlation_id=command.correlation_id,
                 causation_id=command.command_id,
                 data=event.model_dump(mode="json", exclude={"type"}),
+                principal=command.principal,
             )
         )
     after = Aggregate(kind, command.aggregate_id, version, state)

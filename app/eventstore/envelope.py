@@ -45,6 +45,10 @@ class CommandEnvelope:
     fingerprint: str = ""
     # Sent under an Idempotency-Key: the processor remembers it for the retention (idempotency.py).
     idempotent: bool = False
+    # Who asked (the audit trail): an API key's name, `anonymous` in development, or a service such
+    # as `saga`. Set where the command is made from the caller's credentials, never from its body;
+    # empty in commands written before it existed.
+    principal: str = ""
 
     def encode(self) -> bytes:
         return orjson.dumps(self)
@@ -69,6 +73,8 @@ class EventEnvelope:
     correlation_id: str
     causation_id: str
     data: dict[str, Any]
+    # Who caused it: the principal of the command it was decided from (empty in older events).
+    principal: str = ""
 
     def encode(self) -> bytes:
         return orjson.dumps(self)
@@ -78,7 +84,7 @@ class EventEnvelope:
 
     @classmethod
     def decode(cls, raw: bytes) -> EventEnvelope:
-        return cls(**orjson.loads(raw))
+        return cls(**known_fields(cls, orjson.loads(raw)))
 
 
 def known_fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:
@@ -206,6 +212,7 @@ def new_command(
     causation_id: str | None = None,
     expected_version: int | None = None,
     idempotent: bool = False,
+    principal: str,
 ) -> CommandEnvelope:
     """The one way to wrap a domain command for the commands topic, used by the API and the saga alike.
 
@@ -227,6 +234,7 @@ def new_command(
         expected_version=expected_version,
         fingerprint=fingerprint(kind, aggregate_id, data),
         idempotent=idempotent,
+        principal=principal,
     )
 
 

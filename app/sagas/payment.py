@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 
 # Namespace of the saga's command ids: uuid5(this, "<step>:<causing event id>").
 SAGA_NAMESPACE = uuid.UUID("5f0d9a62-2b8e-4c2f-9d3e-7a1b8c6e4f20")
+# The saga acts as itself in the audit trail: its commands carry this principal.
+SAGA_PRINCIPAL = "saga"
 REFERENCE_PREFIX = "message:"
 
 
@@ -83,6 +85,7 @@ def command(cause: EventEnvelope, step: str, aggregate_id: str, what: Command) -
         command_id=str(uuid.uuid5(SAGA_NAMESPACE, f"{step}:{cause.event_id}")),
         correlation_id=cause.correlation_id,
         causation_id=cause.event_id,
+        principal=SAGA_PRINCIPAL,
     )
 
 

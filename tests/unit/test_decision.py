@@ -513,3 +513,12 @@ def test_the_event_payload_matches_the_domain_event_fields() -> None:
 
     expected = FundsDeposited(amount=5, balance_after=15).model_dump(mode="json", exclude={"type"})
     assert decision.events[0].data == expected
+
+
+def test_every_event_carries_the_principal_of_the_command_it_was_decided_from() -> None:
+    """The audit trail: who asked is on the command (set by the edge) and copied onto its events."""
+    opened = decide(None, replace(open_account(), principal="billing"))
+    deposited = decide(opened.aggregate, replace(deposit(5, "c-5"), principal="saga"))
+
+    assert [e.principal for e in opened.events] == ["billing"]
+    assert [e.principal for e in deposited.events] == ["saga"]

@@ -30,6 +30,7 @@ COMMAND = CommandEnvelope(
     causation_id="cause-1",
     expected_version=3,
     fingerprint="fp-1",
+    principal="billing",
 )
 
 EVENT = EventEnvelope(
@@ -44,6 +45,7 @@ EVENT = EventEnvelope(
     correlation_id="corr-1",
     causation_id="c-1",
     data={"amount": 10, "reference": None, "balance_after": 10},
+    principal="billing",
 )
 
 RESULT = CommandResult(
@@ -97,7 +99,21 @@ def test_an_event_encodes_as_plain_json_with_every_field() -> None:
         "correlation_id": "corr-1",
         "causation_id": "c-1",
         "data": {"amount": 10, "reference": None, "balance_after": 10},
+        "principal": "billing",
     }
+
+
+def test_an_event_from_before_the_audit_trail_decodes_with_no_principal() -> None:
+    raw = orjson.loads(EVENT.encode())
+    del raw["principal"]
+
+    assert EventEnvelope.decode(orjson.dumps(raw)) == dataclasses.replace(EVENT, principal="")
+
+
+def test_an_event_from_a_newer_version_decodes_without_its_new_fields() -> None:
+    raw = orjson.loads(EVENT.encode()) | {"added_later": {"x": 1}}
+
+    assert EventEnvelope.decode(orjson.dumps(raw)) == EVENT
 
 
 def test_event_headers_carry_type_and_schema_version_as_bytes() -> None:
