@@ -26,6 +26,8 @@ FIGURES: dict[str, str] = {
     "kafka_perf_msgs_per_s": "",
     "cluster_commands_per_s_64": "reported",
     "cluster_ratio": "reported",
+    "start_to_first_decision_s": "≤ 2",
+    "takeover_to_first_decision_s": "≤ 2",
 }
 
 
@@ -278,6 +280,19 @@ def read_section(results: dict[str, Any]) -> str:
         f"{r['events_per_s'] / base:.2f} |"
         for name, r in read["rebuilds"].items()
     )
+    deferred = "\n".join(
+        f"- `{name}`: {r['events_per_s']:,.0f} events/s with its indexes built after the replay, "
+        f"{r['indexes_maintained_events_per_s']:,.0f} maintaining them row by row "
+        f"(**{r['events_per_s'] / r['indexes_maintained_events_per_s']:.2f}×**)"
+        for name, r in read["rebuilds"].items()
+        if r.get("indexes_maintained_events_per_s")
+    )
+    if deferred:
+        deferred = (
+            "\nA/B in this run: the insert-only read models replay into tables without indexes, "
+            "built once the replay is done (projections/deferred_indexes.py), against the same "
+            "rebuild with the indexes in place:\n\n" + deferred + "\n"
+        )
     return f"""## Read side: rebuild throughput
 
 {read["events"]:,} events (accounts of 100 events each) are produced straight onto
@@ -295,6 +310,26 @@ with aiokafka alone ({base:,.0f} events/s).
   rebuild --all` does: one replay, shared by partition among
   {together.get("workers", 1)} processes, one per core): **{read["rebuild_1m_s"]:.1f} s** (target ≤ 60 s);
   one after the other, each in one process, they take {num(read.get("rebuild_1m_s_one_by_one"), 1)} s
+{deferred}"""
+
+
+def startup_section(results: dict[str, Any]) -> str:
+    up = results.get("startup")
+    if not up:
+        return "## A processor's first decisions\n\nNot measured in this run" + error(results, "startup") + "\n"
+    start = f"{up['start_to_first_decision_s']:.2f} s | {up['start_to_every_partition_s']:.2f} s"
+    takeover = f"{up['takeover_to_first_decision_s']:.2f} s | {up['takeover_to_every_partition_s']:.2f} s"
+    return f"""## A processor's first decisions
+
+`bench/startup.py`: one command per partition waits on `<ns>.commands`; a new `eventline processor`
+process starts (interpreter, imports, joining the group, restoring, fencing each partition). Then a
+second processor joins, the first is stopped with SIGTERM (it leaves the group), and one command per
+partition is timed from that stop. Times to the results on `<ns>.command-results`:
+
+| | first decision | every partition |
+|---|---:|---:|
+| from the process's start | {start} |
+| from the owner's SIGTERM (takeover) | {takeover} |
 """
 
 
@@ -372,4 +407,5 @@ Targets are for comparison only; nothing is asserted.
 {restore_section(results)}
 {read_section(results)}
 {cluster_section(results)}
+{startup_section(results)}
 {profile_section(results)}""")

@@ -78,6 +78,9 @@ class Projection:
     keys: Mapping[str, tuple[str, ...]] | None = None
     # Why a rebuild can rightly differ from the live tables (say, it reads topics with a retention).
     replay_note: str | None = None
+    # Its apply only inserts, keeping any row already there (insert_rows): a rebuild then fills
+    # fresh tables without indexes and builds them once, after the replay (projections/rebuild.py).
+    insert_only: bool = False
 
     def key_columns(self, table: Table) -> tuple[str, ...]:
         if self.keys and table.name in self.keys:

@@ -34,4 +34,4 @@ async def apply(connection: AsyncConnection, messages: Sequence[Message]) -> Non
         await insert_rows(connection, event_log, rows)
 
 
-PROJECTION = Projection(name="event_log", tables=(event_log,), apply=apply)
+PROJECTION = Projection(name="event_log", tables=(event_log,), apply=apply, insert_only=True)

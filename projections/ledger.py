@@ -36,4 +36,4 @@ async def apply(connection: AsyncConnection, messages: Sequence[Message]) -> Non
         await insert_rows(connection, ledger, rows)
 
 
-PROJECTION = Projection(name="ledger", tables=(ledger,), apply=apply)
+PROJECTION = Projection(name="ledger", tables=(ledger,), apply=apply, insert_only=True)

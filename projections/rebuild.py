@@ -1,7 +1,8 @@
 """Blue/green rebuild: replay every event into fresh tables, compare, swap atomically.
 
 1. Copies of the projection's tables are created empty in the schema
-   `eventline_rebuild`; the same projection code fills them through
+   `eventline_rebuild` (those of an insert-only projection without indexes,
+   built once the replay is done: projections/deferred_indexes.py); the same projection code fills them through
    SQLAlchemy's `schema_translate_map`, from offset 0, under the checkpoint
    name `<projection>@rebuild`. The live projection keeps serving meanwhile.
    Several projections rebuilt together share one replay (one runner), and
@@ -36,7 +37,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.config import Settings
-from projections import checkpoints
+from projections import checkpoints, deferred_indexes
 from projections.base import Message, Projection, decode_record
 from projections.checkpoints import Slot
 from projections.registry import PROJECTIONS
@@ -130,15 +131,20 @@ async def rebuild_together(
     (with `verify`) and swapped on its own; a refused one keeps its live tables
     and is reported with `swapped` false.
     """
-    started = time.monotonic()
+    started, began = time.monotonic(), time.time()
     for projection in projections:
-        await set_status(engine, projection.name, {"state": "replaying", "started_at": time.time()})
+        await set_status(engine, projection.name, {"state": "replaying", "started_at": began})
         await prepare_tables(engine, projection)
     ends = await end_offsets(settings, projections)
     if workers > 1:
         applied = await replay_in_processes(settings, engine, projections, ends, workers, progress)
     else:
         applied = await replay(settings, engine, projections, ends, progress)
+    for projection in filter(lambda p: p.insert_only, projections):
+        await set_status(engine, projection.name, {"state": "indexing", "started_at": began})
+        async with engine.begin() as connection:
+            for table in projection.tables:
+                await deferred_indexes.build_indexes(connection, REBUILD_SCHEMA, table.name)
     reports = []
     for projection in projections:
         report = await compare_and_swap(settings, engine, projection, verify=verify)
@@ -163,9 +169,12 @@ async def prepare_tables(engine: AsyncEngine, projection: Projection) -> None:
         await connection.execute(text(f"CREATE SCHEMA IF NOT EXISTS {REBUILD_SCHEMA}"))
         for table in projection.tables:
             await connection.execute(text(f"DROP TABLE IF EXISTS {REBUILD_SCHEMA}.{table.name}"))
-            await connection.execute(
-                text(f"CREATE TABLE {REBUILD_SCHEMA}.{table.name} (LIKE public.{table.name} INCLUDING ALL)")
-            )
+            if projection.insert_only:
+                await connection.execute(text(deferred_indexes.create_without_indexes(REBUILD_SCHEMA, table.name)))
+            else:
+                await connection.execute(
+                    text(f"CREATE TABLE {REBUILD_SCHEMA}.{table.name} (LIKE public.{table.name} INCLUDING ALL)")
+                )
         await connection.execute(
             delete(checkpoint_table).where(checkpoint_table.c.projection == rebuild_name(projection))
         )

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaProducer
 from sqlalchemy import select, text
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.config import Settings
 from app.db import create_engine
@@ -25,7 +26,7 @@ from projections.registry import PROJECTIONS
 from projections.runner import lock_key
 from projections.tables import accounts
 from tests.conftest import ROOT
-from tests.support import api_client, environment, fresh_namespace
+from tests.support import api_client, environment, fresh_namespace, read_topic
 from tests.waiting import eventually
 
 WORKERS = {"processor": run_processor, "projector": run_projector}
@@ -230,4 +231,40 @@ async def test_an_interrupted_rebuild_leaves_the_live_tables_serving(ns: Setting
         # A later rebuild starts over and completes.
         report = await rebuild(ns, engine, PROJECTIONS["event_log"], verify=True)
         assert report.swapped and not report.differs
+    await engine.dispose()
+
+
+async def index_definitions(engine: AsyncEngine, tables: Sequence[str]) -> set[tuple[str, str]]:
+    async with engine.connect() as connection:
+        found = await connection.execute(
+            text("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' AND tablename = ANY(:t)"),
+            {"t": list(tables)},
+        )
+        return {(row.indexname, row.indexdef) for row in found}
+
+
+async def test_insert_only_read_models_are_indexed_after_the_replay_as_the_migrations_made_them(ns: Settings) -> None:
+    """event_log and ledger replay into tables without indexes, indexed once the replay is done:
+    the swapped-in tables carry every index of the live ones, under the same names, and equal a
+    fresh replay even where the log holds an event twice (the live tables kept the first)."""
+    engine = create_engine(ns)
+    insert_only = [PROJECTIONS["event_log"], PROJECTIONS["ledger"]]
+    assert all(p.insert_only for p in insert_only)
+    async with api_client(ns, workers=WORKERS) as client:
+        await make_history(client, accounts_count=4, moves=3)
+        deposit = next(r for r in await read_topic(ns, "events") if b'"FundsDeposited"' in (r.value or b""))
+        producer = AIOKafkaProducer(bootstrap_servers=ns.kafka_bootstrap)
+        await producer.start()
+        try:  # the same event a second time, as a foreign producer could write it
+            topic = ns.topic("events")
+            await producer.send_and_wait(topic, deposit.value, key=deposit.key, partition=deposit.partition)
+        finally:
+            await producer.stop()
+        await eventually(lambda: all_caught_up(client), True, timeout=60)
+        tables = [table.name for p in insert_only for table in p.tables]
+        before = await index_definitions(engine, tables)
+        assert len(before) == 5  # event_log: its key and three more; account_ledger: its key
+        reports = await rebuild_together(ns, engine, insert_only, verify=True)
+        assert [(r.swapped, r.differs) for r in reports] == [(True, False), (True, False)]
+        assert await index_definitions(engine, tables) == before
     await engine.dispose()
