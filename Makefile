@@ -77,5 +77,7 @@ clean: down
 bench: setup infra
 	@command -v wrk >/dev/null || { echo "==> installing wrk (Debian package) for the load"; \
 		$$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -q wrk >/dev/null; }
+	@test -x $(BIN)/py-spy || { echo "==> installing py-spy (the profile of the API under load)"; \
+		$(BIN)/python -m pip install --quiet -c constraints.txt py-spy; }
 	@echo "==> running the benchmarks (see BENCHMARKS.md)"
 	@$(BIN)/python -m bench

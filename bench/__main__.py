@@ -37,6 +37,7 @@ from bench.projection import consume_baseline, measure_rebuilds, produce_events
 from bench.report import FIGURES, write_markdown
 from bench.restore import idempotency_only, measure_restore
 from bench.setup import bench_settings, delete_namespace_topics, drop_database
+from bench.startup import measure_startup
 
 console = Console()
 REBUILT = ["accounts", "ledger", "event_log"]
@@ -173,6 +174,11 @@ async def restore(p: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+async def startup() -> dict[str, Any]:
+    say("[bold]startup[/bold]: a new processor's first decisions, then a takeover's")
+    return await measure_startup(say)
+
+
 def machine() -> dict[str, Any]:
     cpu = ""
     with contextlib.suppress(OSError):
@@ -222,6 +228,8 @@ def flatten(results: dict[str, Any]) -> dict[str, float | None]:
         "kafka_perf_msgs_per_s": get("kafka", "kafka_perf", "msgs_per_s"),
         "cluster_commands_per_s_64": get("cluster", "cluster", "ok_per_s"),
         "cluster_ratio": get("cluster", "ratio"),
+        "start_to_first_decision_s": get("startup", "start_to_first_decision_s"),
+        "takeover_to_first_decision_s": get("startup", "takeover_to_first_decision_s"),
     }
     seconds, count = get("restore", "seconds"), get("restore", "aggregates")
     if seconds is not None and count:
@@ -237,7 +245,9 @@ def flatten(results: dict[str, Any]) -> dict[str, float | None]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=None, help="events for the rebuilds (default 1,000,000)")
-    parser.add_argument("--only", default="write,kafka,restore,read,cluster", help="comma-separated sections to run")
+    parser.add_argument(
+        "--only", default="write,kafka,restore,read,cluster,startup", help="comma-separated sections to run"
+    )
     args = parser.parse_args()
     p = plan(os.environ.get("BENCH_QUICK", "") not in ("", "0"))
     if args.events or os.environ.get("BENCH_EVENTS"):
@@ -257,6 +267,7 @@ def main() -> None:
         ("restore", "restore", lambda: restore(p), True),  # uvloop, as a processor runs
         ("read", "read_side", lambda: read_side(p["events"]), False),
         ("cluster", "cluster", lambda: single_and_cluster(p, say), False),
+        ("startup", "startup", lambda: startup(), False),
     ]
     for name, key, section, on_uvloop in sections:
         if name not in only:
