@@ -51,7 +51,10 @@ topics: setup infra
 
 run: setup infra migrate topics
 	@echo "==> serving Eventline on http://127.0.0.1:$(API_PORT) (docs: /docs); Ctrl-C to stop"
-	@EVENTLINE_API_KEYS="$${EVENTLINE_API_KEYS:-$$($(PYTHON) scripts/dev_key.py)}" $(BIN)/eventline run
+	@EVENTLINE_API_KEYS="$${EVENTLINE_API_KEYS:-$$($(PYTHON) scripts/dev_key.py)}" \
+	EVENTLINE_TOKEN_ISSUER="$${EVENTLINE_TOKEN_ISSUER:-eventline-dev}" \
+	EVENTLINE_TOKEN_JWKS_FILE="$${EVENTLINE_TOKEN_JWKS_FILE:-$$($(BIN)/python scripts/dev_tokens.py jwks)}" \
+	$(BIN)/eventline run
 
 lint: setup
 	@echo "==> ruff (lint and format) and strict mypy"

@@ -95,6 +95,18 @@ class Settings(BaseSettings):
         description="name:role:<sha256 hex of the key>, comma-separated; roles reader, writer, admin. "
         "Empty: the API refuses to start, unless EVENTLINE_ALLOW_ANONYMOUS is set (development).",
     )
+    token_issuer: str = Field(
+        default="",
+        description="The `iss` of end users' bearer tokens (JWTs); empty: end-user tokens are not accepted.",
+    )
+    token_audience: str = Field(default="eventline", description="The `aud` an end-user token must name.")
+    token_jwks: str = Field(
+        default="", repr=False, description="The issuer's public keys as a JSON Web Key Set document (JSON)."
+    )
+    token_jwks_file: str = Field(default="", description="…or the path of a file holding that document.")
+    token_leeway_s: float = Field(
+        default=30.0, ge=0, le=300, description="Clock skew allowed on a token's exp and nbf."
+    )
     allow_anonymous: bool = Field(
         default=False,
         description="Serve the API without authentication when no API key is configured: development only "
@@ -121,7 +133,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _production_needs_keys(self) -> Settings:
-        if self.environment == "production" and not parse_api_keys(self.api_keys):
+        if self.environment == "production" and not parse_api_keys(self.api_keys) and not self.token_issuer:
             raise ValueError("EVENTLINE_API_KEYS must be set in production")
         if self.environment == "production" and self.allow_anonymous:
             raise ValueError("EVENTLINE_ALLOW_ANONYMOUS is for development; production always authenticates")

@@ -25,6 +25,7 @@ from app.api import admin, asyncapi, commands, health, messaging, metrics, notif
 from app.api.consistency import ConsistencyWaiter
 from app.api.correlation import CorrelationMiddleware
 from app.api.docs import install_docs
+from app.api.end_users import TokenVerifier
 from app.api.errors import install_error_handlers, with_problem_component
 from app.api.limits import DeclaredBodyLimit
 from app.api.security import refuse_open_access, require
@@ -101,9 +102,9 @@ def create_app(settings: Settings | None = None, workers: Mapping[str, Worker] |
     )
     install_error_handlers(app)
     install_docs(app)
-    keys = parse_api_keys(settings.api_keys)
-    refuse_open_access(keys, settings.allow_anonymous)  # fail closed: before anything is served
-    state = AppState(settings, keys)
+    keys, tokens = parse_api_keys(settings.api_keys), TokenVerifier.from_settings(settings)
+    refuse_open_access(keys, tokens is not None, settings.allow_anonymous)  # fail closed: before anything is served
+    state = AppState(settings, keys, tokens)
     install_state(app, state)
     if settings.cors_origins:
         origins = [origin.strip() for origin in settings.cors_origins.split(",") if origin.strip()]

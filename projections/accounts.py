@@ -31,6 +31,7 @@ async def apply(connection: AsyncConnection, messages: Sequence[Message]) -> Non
                 "account_id": event.aggregate_id,
                 "owner": event.data["owner"],
                 "currency": event.data["currency"],
+                "holder": event.data.get("holder"),
                 "balance": 0,
                 "version": event.version,
                 "created_at": at,

@@ -87,6 +87,7 @@ accounts = Table(
     Column("version", Integer, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("holder", Text),  # the end user who holds it (a token's subject); none for a service's account
 )
 
 ledger = Table(

@@ -18,7 +18,9 @@ router = APIRouter(tags=["accounts"])
 async def open_account(body: OpenAccountRequest, bus: BusDep, context: CommandContextDep) -> JSONResponse:
     """Open an account for an owner in one currency."""
     account_id = context.new_id("account")
-    command = context.envelope(accounts.OpenAccount(owner=body.owner, currency=body.currency), account_id)
+    # An end user holds the accounts they open; a service's accounts have no holder.
+    opening = accounts.OpenAccount(owner=body.owner, currency=body.currency, holder=context.user)
+    command = context.envelope(opening, account_id)
     return await submit(bus, command, context.waits, created=f"/accounts/{account_id}")
 
 

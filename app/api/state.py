@@ -7,7 +7,7 @@ lifespan adds the clients it opens and takes them away when it closes them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer
 from fastapi import FastAPI, Request
@@ -18,6 +18,9 @@ from app.api.readiness import SharedProbe
 from app.api_keys import ApiKey
 from app.config import Settings
 from app.eventstore.command_bus import CommandBus
+
+if TYPE_CHECKING:  # end_users reads the clients from here
+    from app.api.end_users import TokenVerifier
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +37,7 @@ class Clients:
 class AppState:
     settings: Settings
     api_keys: tuple[ApiKey, ...]
+    tokens: TokenVerifier | None = None  # end users' bearer tokens, when an issuer is configured
     clients: Clients | None = None
     readiness: SharedProbe[Any] = field(default_factory=SharedProbe)  # /health/ready shares one probe
 

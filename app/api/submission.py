@@ -74,6 +74,7 @@ class CommandContext:
     if_match: str | None = None
     prefer: str | None = None
     correlation_id: str | None = None
+    user: str | None = None  # an end user's subject, when a token was presented (end_users.py)
 
     @property
     def waits(self) -> bool:
@@ -104,8 +105,9 @@ async def command_context(
     correlation_id: CorrelationId = None,
 ) -> CommandContext:
     # The route's auth dependency ran first and named the caller (security.py).
-    principal = getattr(request.state, "api_key_name", None) or ANONYMOUS
-    return CommandContext(principal, idempotency_key, if_match, prefer, correlation_id)
+    principal = getattr(request.state, "principal", None) or ANONYMOUS
+    user = getattr(request.state, "user", None)
+    return CommandContext(principal, idempotency_key, if_match, prefer, correlation_id, user)
 
 
 CommandContextDep = Annotated[CommandContext, Depends(command_context)]

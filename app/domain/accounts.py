@@ -25,7 +25,7 @@ from .errors import (
     InsufficientFunds,
 )
 from .kind import AggregateKind
-from .money import Amount, Currency, Owner, Reference
+from .money import Amount, Currency, Holder, Owner, Reference
 
 NAME: Final = "Account"
 
@@ -40,6 +40,8 @@ class OpenAccount(Command):
     type: Literal["OpenAccount"] = "OpenAccount"
     owner: Owner
     currency: Currency
+    # The end user (a token's subject) who holds the account; none when a service opens it.
+    holder: Holder | None = None
 
 
 class Deposit(Command):
@@ -80,6 +82,7 @@ class AccountOpened(Event):
     type: Literal["AccountOpened"] = "AccountOpened"
     owner: str
     currency: str
+    holder: str | None = None  # older events have none
 
 
 class FundsDeposited(Event):
@@ -175,7 +178,7 @@ def _existing(state: Account | None) -> Account:
 def _open(state: Account | None, command: OpenAccount) -> list[AccountEvent]:
     if state is not None:
         raise AggregateAlreadyExists(aggregate_type=NAME)
-    return [AccountOpened(owner=command.owner, currency=command.currency)]
+    return [AccountOpened(owner=command.owner, currency=command.currency, holder=command.holder)]
 
 
 def _credited(state: Account, amount: int) -> int:

@@ -97,3 +97,6 @@ Owner = Annotated[
     AfterValidator(no_control_characters),
     AfterValidator(visible),
 ]
+
+# An end user's subject, as their identity provider names them: kept exactly, never trimmed.
+Holder = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=200), AfterValidator(printable)]

@@ -4,9 +4,12 @@ calls carry no consistency token, and the message ends delivered and paid for.""
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import secrets
+import subprocess
 import uuid
+from pathlib import Path
 
 import httpx
 
@@ -67,5 +70,62 @@ async def test_the_readme_walkthrough_needs_no_token_between_commands(settings: 
             await eventually(balance, 993, timeout=30)
             inbox = (await http.get(f"/accounts/{bob}/inbox")).json()["items"]
             assert [item["message_id"] for item in inbox] == [msg]
+    finally:
+        server.stop()
+
+
+END_USER_FIRST_LINE = "ALICE=$(.venv/bin/python scripts/dev_tokens.py token alice); API=http://127.0.0.1:8000"
+
+
+def end_user_walkthrough() -> str:
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"## As an end user, with curl\n\n.*?```sh\n(.*?)```", readme, re.S)
+    assert block is not None, "the README lost its end-user walkthrough"
+    assert block[1].startswith(END_USER_FIRST_LINE + "\n"), block[1][:100]
+    return "set -euo pipefail\n" + block[1].replace("http://127.0.0.1:8000", "$API_UNDER_TEST")
+
+
+async def test_the_readme_end_user_walkthrough_runs_with_the_development_identity_provider(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """`make run`'s end-user setup, as the README shows it: scripts/dev_tokens.py makes the key pair
+    and the JWKS the server reads, and the tokens it prints are accepted; Alice holds her account,
+    Bob gets 404 reading it and 403 moving money out of it."""
+    env = {**os.environ, "EVENTLINE_LOCAL_DIR": str(tmp_path)}
+    made = await asyncio.to_thread(
+        subprocess.run,
+        [str(ROOT / ".venv/bin/python"), "scripts/dev_tokens.py", "jwks"],
+        cwd=ROOT, env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    port = free_port()
+    ns = await fresh_namespace(
+        settings,
+        own_database=True,
+        api_port=port,
+        token_issuer="eventline-dev",
+        token_jwks_file=made.stdout.strip(),
+        allow_anonymous=False,
+    )
+    server = Process(ns, "run").start()
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+
+            async def ready() -> int:
+                try:
+                    return (await http.get("/health/ready")).status_code
+                except httpx.TransportError:
+                    return 0
+
+            await eventually(ready, 200, timeout=60, interval=0.3)
+        ran = await asyncio.create_subprocess_exec(
+            "bash", "-c", end_user_walkthrough(), cwd=ROOT,
+            env=env | {"API_UNDER_TEST": f"http://127.0.0.1:{port}"},
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(ran.communicate(), timeout=120)
+        assert ran.returncode == 0, err.decode()[-2000:]
+        lines = out.decode().strip().splitlines()
+        assert lines[-2:] == ["404", "403"], out.decode()
+        assert '"balance":50' in out.decode().replace(" ", ""), out.decode()
     finally:
         server.stop()

@@ -130,7 +130,7 @@ def test_opening_an_account_produces_a_version_1_event_with_its_envelope_filled(
     assert event.command_id == "c-open"
     assert event.causation_id == "c-open"
     assert event.correlation_id == "corr-c-open"
-    assert event.data == {"owner": "Ada Lovelace", "currency": "EUR"}
+    assert event.data == {"owner": "Ada Lovelace", "currency": "EUR", "holder": None}  # opened by a service
     assert "type" not in event.data
 
 

@@ -12,6 +12,7 @@ from app.api_keys import hash_key
 from app.config import Settings
 from app.main import create_app
 from tests.conftest import ROOT
+from tests.tokens import ISSUER, Provider
 
 
 def test_without_keys_the_api_refuses_to_start() -> None:
@@ -36,3 +37,12 @@ def test_eventline_api_without_keys_exits_with_the_reason_before_serving() -> No
     )
     assert done.returncode == 2, done.stderr
     assert "refusing to serve" in done.stderr and "EVENTLINE_ALLOW_ANONYMOUS=true" in done.stderr
+
+
+def test_end_user_tokens_alone_are_a_way_to_authenticate() -> None:
+    create_app(Settings(api_keys="", token_issuer=ISSUER, token_jwks=Provider().jwks(), allow_anonymous=False))
+
+
+def test_a_token_issuer_without_its_keys_is_refused() -> None:
+    with pytest.raises(ValueError, match="EVENTLINE_TOKEN_JWKS"):
+        create_app(Settings(api_keys="", token_issuer=ISSUER, allow_anonymous=False))

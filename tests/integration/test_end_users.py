@@ -1,0 +1,132 @@
+"""End users with tokens signed by a test identity provider: their own accounts, and nothing else."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from app.api.end_users import CLOSED
+from app.api_keys import hash_key
+from app.config import Settings
+from app.eventstore.processor import run_processor
+from projections.projector import run_projector
+from tests.support import api_client, fresh_namespace, read_events
+from tests.tokens import AUDIENCE, ISSUER, Provider
+from tests.waiting import eventually
+
+PROVIDER = Provider()
+SERVICE_KEY = "key-of-the-operator"
+
+
+@pytest.fixture(scope="module")
+async def ns(settings: Settings) -> Settings:
+    return await fresh_namespace(
+        settings,
+        own_database=True,
+        api_keys=f"operator:admin:{hash_key(SERVICE_KEY)}",
+        token_issuer=ISSUER,
+        token_audience=AUDIENCE,
+        token_jwks=PROVIDER.jwks(),
+        allow_anonymous=False,
+    )
+
+
+@pytest.fixture(scope="module")
+async def client(ns: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async with api_client(ns, workers={"processor": run_processor, "projector": run_projector}) as http:
+        yield http
+
+
+def as_user(subject: str, **claims: object) -> dict[str, str]:
+    return {"Authorization": f"Bearer {PROVIDER.token(subject, **claims)}"}
+
+
+SERVICE = {"Authorization": f"Bearer {SERVICE_KEY}"}
+
+
+async def open_as(client: httpx.AsyncClient, subject: str) -> str:
+    opened = await client.post(
+        "/accounts", json={"owner": subject.title(), "currency": "EUR"}, headers=as_user(subject)
+    )
+    assert opened.status_code == 201, opened.text
+    return str(opened.json()["aggregate_id"])
+
+
+async def test_a_user_acts_on_their_own_accounts_and_cannot_touch_another_users(
+    ns: Settings, client: httpx.AsyncClient
+) -> None:
+    alice, bob = await open_as(client, "alice"), await open_as(client, "bob")
+
+    deposit = await client.post(f"/accounts/{alice}/deposits", json={"amount": 30}, headers=as_user("alice"))
+    assert deposit.status_code == 200, deposit.text
+    assert (await client.get(f"/accounts/{alice}", headers=as_user("alice"))).json()["balance"] in (0, 30)
+    withdrawal = await client.post(f"/accounts/{alice}/withdrawals", json={"amount": 5}, headers=as_user("alice"))
+    assert withdrawal.status_code == 200, withdrawal.text
+
+    # Bob's account, to Alice: reads say it does not exist, exactly as for one that does not.
+    nowhere = str(uuid.uuid4())
+    for path in ("", "/transactions", "/inbox"):
+        theirs = await client.get(f"/accounts/{bob}{path}", headers=as_user("alice"))
+        missing = await client.get(f"/accounts/{nowhere}{path}", headers=as_user("alice"))
+        assert theirs.status_code == missing.status_code == 404, (path, theirs.text)
+        assert theirs.json()["detail"].replace(bob, "X") == missing.json()["detail"].replace(nowhere, "X")
+    # …and commands on it are forbidden, and change nothing.
+    for move in ("deposits", "withdrawals"):
+        refused = await client.post(f"/accounts/{bob}/{move}", json={"amount": 1}, headers=as_user("alice"))
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["type"].endswith("/not-your-account")
+    assert (
+        await client.post(f"/accounts/{nowhere}/deposits", json={"amount": 1}, headers=as_user("alice"))
+    ).status_code == 404
+    bobs = [e for e in await read_events(ns) if e.aggregate_id == bob]
+    assert [e.type for e in bobs] == ["AccountOpened"]
+
+    # Their own commands' status, not another's.
+    mine = deposit.json()["command_id"]
+    await eventually(lambda: status_code(client, f"/commands/{mine}", as_user("alice")), 200, timeout=30)
+    assert (await client.get(f"/commands/{mine}", headers=as_user("bob"))).status_code == 404
+
+    # A service key keeps its role over every account.
+    assert (await client.get(f"/accounts/{bob}", headers=SERVICE)).status_code == 200
+
+    # Who holds an account comes from the token, never from the body; the events say who asked.
+    forged = await client.post(
+        "/accounts", json={"owner": "Eve", "currency": "EUR", "holder": "bob"}, headers=as_user("eve")
+    )
+    assert forged.status_code == 422
+    [opened] = [e for e in await read_events(ns) if e.aggregate_id == alice and e.type == "AccountOpened"]
+    assert (opened.principal, opened.data["holder"]) == ("user:alice", "alice")
+
+
+async def status_code(client: httpx.AsyncClient, path: str, headers: dict[str, str]) -> int:
+    return (await client.get(path, headers=headers)).status_code
+
+
+@pytest.mark.parametrize(("method", "path"), sorted(CLOSED))
+async def test_routes_closed_to_users_answer_403(client: httpx.AsyncClient, method: str, path: str) -> None:
+    concrete = path.format(**{name: uuid.uuid4() for name in ("event_id", "conversation_id", "message_id")})
+    answer = await client.request(method, concrete, headers=as_user("alice"), json={} if method == "POST" else None)
+    assert answer.status_code == 403, answer.text
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [{"exp": 1}, {"aud": "someone-else"}, {"iss": "https://evil.example"}],
+    ids=["expired", "wrong-audience", "wrong-issuer"],
+)
+async def test_a_bad_token_is_401_and_writes_nothing(client: httpx.AsyncClient, claims: dict[str, object]) -> None:
+    refused = await client.post(
+        "/accounts", json={"owner": "Mallory", "currency": "EUR"}, headers=as_user("m", **claims)
+    )
+    assert refused.status_code == 401, refused.text
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert refused.headers["www-authenticate"] == "Bearer"
+
+
+async def test_a_token_from_another_issuer_key_is_401(client: httpx.AsyncClient) -> None:
+    stranger = Provider(kid=PROVIDER.kid)
+    headers = {"Authorization": f"Bearer {stranger.token('alice')}"}
+    assert (await client.get("/pricing", headers=headers)).status_code == 401
