@@ -78,7 +78,9 @@ def create_app(settings: Settings | None = None, workers: Mapping[str, Worker] |
         await bus.start()
         offsets = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, isolation_level="read_committed")
         await offsets.start()
-        consistency = ConsistencyWaiter(settings, engine, offsets)
+        watermarks = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, isolation_level="read_uncommitted")
+        await watermarks.start()
+        consistency = ConsistencyWaiter(settings, engine, offsets, watermarks)
         await consistency.start()
         state.clients = Clients(engine=engine, command_bus=bus, consistency=consistency, offsets=offsets)
         tasks = [start_worker(name, worker, settings) for name, worker in (workers or {}).items()]
@@ -87,7 +89,7 @@ def create_app(settings: Settings | None = None, workers: Mapping[str, Worker] |
         finally:
             state.clients = None
             await stop_workers(tasks)
-            for close in (offsets.stop, consistency.stop, bus.stop, bus.producer.stop, engine.dispose):
+            for close in (offsets.stop, watermarks.stop, consistency.stop, bus.stop, bus.producer.stop, engine.dispose):
                 await close_quietly(close)
 
     app = EventlineAPI(

@@ -40,9 +40,19 @@ RECHECK_S = 0.25
 LOG_END_TIMEOUT_S = 2.0
 
 
+MARKER_POLL_S = 0.01
+
+
 class ConsistencyWaiter:
-    def __init__(self, settings: Settings, engine: AsyncEngine, offsets: AIOKafkaConsumer | None = None) -> None:
-        self.settings, self.engine, self.offsets = settings, engine, offsets
+    def __init__(
+        self,
+        settings: Settings,
+        engine: AsyncEngine,
+        offsets: AIOKafkaConsumer | None = None,
+        watermarks: AIOKafkaConsumer | None = None,
+    ) -> None:
+        """`offsets` reads committed ends (read_committed); `watermarks` every record's (read_uncommitted)."""
+        self.settings, self.engine, self.offsets, self.watermarks = settings, engine, offsets, watermarks
         self.log_ends: dict[int, int] = {}  # events partition → an end offset seen (they only grow)
         self.moved = asyncio.Event()  # set (and replaced) by each notification
         self.listener: asyncio.Task[None] | None = None
@@ -134,7 +144,7 @@ class ConsistencyWaiter:
         tps = [TopicPartition(self.settings.topic("events"), p) for p in range(self.settings.partitions)]
         try:
             async with asyncio.timeout(LOG_END_TIMEOUT_S):
-                ends = await self.offsets.end_offsets(tps)
+                ends = await self.settled_ends(self.offsets, tps)
         except (KafkaError, TimeoutError) as error:
             log.warning("reading the events log's end to catch up %s: %r", projection, error)
             raise Problem(
@@ -150,6 +160,27 @@ class ConsistencyWaiter:
         for tp, end in ends.items():
             self.log_ends[tp.partition] = max(end, self.log_ends.get(tp.partition, 0))
         await self.wait(projection, position.encode(wanted))
+
+    async def settled_ends(self, offsets: AIOKafkaConsumer, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        """The committed ends, once every transaction that had written to these partitions when this
+        was called has its commit or abort marker there.
+
+        A transaction commits atomically, but the coordinator writes its markers partition by
+        partition after the decision: the command's result can already be visible (and the
+        client answered) while the events partition still shows the transaction open, its end
+        for committed readers (the last stable offset) before the transaction's events. Waiting
+        until that end reaches every record written before the call closes the gap; it takes as
+        long as the transactions in flight then (a clean-clone CI run found it: a conversation
+        just started was not found, once in a hundred, while the broker was slow).
+        """
+        stable: dict[TopicPartition, int] = await offsets.end_offsets(tps)
+        if self.watermarks is None:
+            return stable
+        written: dict[TopicPartition, int] = await self.watermarks.end_offsets(tps)
+        while not all(stable[tp] >= written[tp] for tp in tps):
+            await asyncio.sleep(MARKER_POLL_S)
+            stable = await offsets.end_offsets(tps)
+        return stable
 
     async def past_the_log(self, wanted: position.Position) -> tuple[int, int] | None:
         """A (partition, offset) of the token at or past the end of the events log, if any.

@@ -14,10 +14,19 @@ from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from sqlalchemy import select
 
+from app.api.consistency import ConsistencyWaiter
 from app.config import Settings
+from app.db import create_engine
+from app.domain import accounts
+from app.eventstore.decision import decide_command
+from app.eventstore.envelope import new_command, utc_now
+from app.eventstore.partitioner import partition_for
 from app.eventstore.processor import run_processor
 from projections.projector import run_projector
+from projections.tables import accounts as accounts_table
 from tests.support import Process, api_client, fresh_namespace, read_events
 from tests.waiting import eventually
 
@@ -118,3 +127,45 @@ async def test_while_the_account_copy_cannot_catch_up_the_answer_is_503_then_201
             await eventually(start, 201, timeout=60)
         finally:
             projector.stop()
+
+
+async def test_catching_up_waits_for_a_transaction_whose_marker_is_not_on_the_log_yet(
+    ns: Settings, client: httpx.AsyncClient
+) -> None:
+    """A transaction's markers reach its partitions one by one after the commit is decided: the
+    client may hold the answer while the events partition still shows the transaction open.
+    An open transaction on the events log looks the same from outside; catching up must wait for
+    it, and then see what it wrote (before, the end was read as it stood, and the wait was over
+    at once, without the account)."""
+    account_id = str(uuid.uuid4())
+    opened = new_command(accounts.OpenAccount(owner="Late", currency="EUR"), account_id, principal="test")
+    [event] = decide_command(None, opened, now=utc_now(), new_event_id=lambda: str(uuid.uuid4())).events
+    engine = create_engine(ns)
+    offsets, watermarks = (
+        AIOKafkaConsumer(bootstrap_servers=ns.kafka_bootstrap, isolation_level=level)
+        for level in ("read_committed", "read_uncommitted")
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=ns.kafka_bootstrap, transactional_id=f"{ns.namespace}.late")
+    for started in (offsets, watermarks, producer):
+        await started.start()
+    waiter = ConsistencyWaiter(ns, engine, offsets, watermarks)
+    await waiter.start()
+    try:
+        await producer.begin_transaction()
+        partition = partition_for(account_id, ns.partitions)
+        await producer.send_and_wait(ns.topic("events"), event.encode(), key=account_id.encode(), partition=partition)
+        catching_up = asyncio.create_task(waiter.caught_up_with_the_log("accounts"))
+        await asyncio.sleep(0.5)
+        assert not catching_up.done(), "caught up with a log whose transaction was still open"
+        await producer.commit_transaction()
+        await asyncio.wait_for(catching_up, timeout=30)
+        async with engine.connect() as db:
+            assert (
+                await db.scalar(select(accounts_table.c.owner).where(accounts_table.c.account_id == account_id))
+                == "Late"
+            )
+    finally:
+        await waiter.stop()
+        for stopped in (producer, watermarks, offsets):
+            await stopped.stop()
+        await engine.dispose()
