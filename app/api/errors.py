@@ -190,4 +190,11 @@ def problem_for_rejection(error: dict[str, Any], **context: Any) -> Problem:
     code = str(fields.pop("code", "rejected"))
     title = str(fields.pop("title", "Command rejected"))
     detail = fields.pop("detail", None)
+    # A fact named like a member of every problem (a remembered rejection from before the domain
+    # called it `message_status`, say) must neither break the answer nor replace the HTTP status.
+    for reserved in RESERVED_MEMBERS & fields.keys():
+        fields[f"rejected_{reserved}"] = fields.pop(reserved)
     return Problem(REJECTION_STATUS.get(code, 422), code, title, detail=detail, **fields, **context)
+
+
+RESERVED_MEMBERS = frozenset({"type", "title", "status", "detail", "instance", "headers", "slug"})

@@ -129,15 +129,15 @@ class MessageNotPending(DomainError):
 
     code = "message-not-pending"
     title = "Message not pending payment"
-    template = "message is {status}, not pending payment"
-    status: str
+    template = "message is {message_status}, not pending payment"
+    message_status: str  # not `status`: a problem's `status` is the HTTP status (RFC 9457)
 
 
 class MessageNotDelivered(DomainError):
     code = "message-not-delivered"
     title = "Message not delivered"
-    template = "message is {status}, not delivered"
-    status: str
+    template = "message is {message_status}, not delivered"
+    message_status: str
 
 
 class NotARecipient(DomainError):

@@ -224,7 +224,7 @@ def _deliver(state: Message) -> list[MessageEvent]:
         case "delivered":
             return []
         case "rejected":
-            raise MessageNotPending(status=state.status)
+            raise MessageNotPending(message_status=state.status)
         case _:
             assert_never(state.status)
 
@@ -236,7 +236,7 @@ def _reject(state: Message, command: RejectMessage) -> list[MessageEvent]:
         case "rejected":
             return []
         case "delivered":
-            raise MessageNotPending(status=state.status)
+            raise MessageNotPending(message_status=state.status)
         case _:
             assert_never(state.status)
 
@@ -246,7 +246,7 @@ def _mark_read(state: Message, command: MarkRead) -> list[MessageEvent]:
     if command.reader not in state.recipients:
         raise NotARecipient(reader=command.reader)
     if state.status != "delivered":
-        raise MessageNotDelivered(status=state.status)
+        raise MessageNotDelivered(message_status=state.status)
     if command.reader in state.read_by:
         return []
     return [MessageRead(reader=command.reader)]

@@ -265,7 +265,7 @@ def test_a_rejected_message_cannot_be_delivered() -> None:
         messages.decide(REJECTED, DeliverMessage())
 
     assert caught.value.code == "message-not-pending"
-    assert caught.value.extras() == {"status": "rejected"}
+    assert caught.value.extras() == {"message_status": "rejected"}
 
 
 def test_a_pending_message_is_rejected_with_a_reason() -> None:
@@ -284,7 +284,7 @@ def test_a_delivered_message_cannot_be_rejected() -> None:
     with pytest.raises(MessageNotPending) as caught:
         messages.decide(DELIVERED, RejectMessage(reason="too late"))
 
-    assert caught.value.extras() == {"status": "delivered"}
+    assert caught.value.extras() == {"message_status": "delivered"}
 
 
 @pytest.mark.parametrize("reason", ["", "  ", "r" * 501])
@@ -313,7 +313,7 @@ def test_only_a_delivered_message_can_be_read(state: Message | None) -> None:
 
     assert state is not None
     assert caught.value.code == "message-not-delivered"
-    assert caught.value.extras() == {"status": state.status}
+    assert caught.value.extras() == {"message_status": state.status}
 
 
 @pytest.mark.parametrize("reader", [ADA, EVE], ids=["sender", "stranger"])
@@ -348,8 +348,8 @@ def test_evolve_refuses_events_before_the_message_is_submitted() -> None:
 def test_every_new_error_has_a_distinct_code_and_title() -> None:
     errors: list[DomainError] = [
         MessageNotFound(aggregate_id="m-1"),
-        MessageNotPending(status="rejected"),
-        MessageNotDelivered(status="pending_payment"),
+        MessageNotPending(message_status="rejected"),
+        MessageNotDelivered(message_status="pending_payment"),
         NotARecipient(reader=EVE),
     ]
 
