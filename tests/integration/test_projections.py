@@ -161,7 +161,7 @@ async def test_ledger_pages_newest_first_and_events_page_by_version(ns: Settings
         rest = (await client.get(f"/events?aggregate_id={account_id}&cursor={page['next_cursor']}")).json()
         assert [e["version"] for e in page["items"] + rest["items"]] == [1, 2, 3, 4, 5, 6]
         one = (await client.get(f"/events/{page['items'][0]['event_id']}")).json()
-        assert one["type"] == "AccountOpened" and one["data"] == {"owner": "Reader", "currency": "EUR"}
+        assert one["type"] == "AccountOpened" and one["data"] == {"owner": "Reader", "currency": "EUR", "holder": None}
         command = (await client.get(f"/commands/{last.json()['command_id']}")).json()
         assert command["status"] == "succeeded" and command["version"] == 6
         assert (await client.get(f"/accounts/{uuid.uuid4()}/transactions")).status_code == 404

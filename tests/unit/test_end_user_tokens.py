@@ -26,11 +26,22 @@ def test_a_valid_token_names_its_subject() -> None:
     assert verifier().subject(PROVIDER.token("user-42")) == "user-42"
 
 
+# Seconds from now, resolved when the token is made: parameters are built at collection, which can
+# be many minutes before the test runs (a clean-clone CI run caught `nbf: now + 120` gone stale).
+SOON, AGO = "+120s", "-10s"
+
+
+def at_run_time(claims: dict[str, object]) -> dict[str, object]:
+    now = int(time.time())
+    offsets = {SOON: now + 120, AGO: now - 10}
+    return {name: offsets.get(value, value) if isinstance(value, str) else value for name, value in claims.items()}
+
+
 @pytest.mark.parametrize(
     "claims",
     [
-        {"exp": int(time.time()) - 10},  # expired
-        {"nbf": int(time.time()) + 120},  # not valid yet
+        {"exp": AGO},  # expired
+        {"nbf": SOON},  # not valid yet
         {"aud": "another-service"},
         {"iss": "https://evil.example"},
         {"exp": None},  # no expiry at all
@@ -42,7 +53,7 @@ def test_a_valid_token_names_its_subject() -> None:
 )
 def test_wrong_claims_are_refused(claims: dict[str, object]) -> None:
     with pytest.raises(InvalidToken):
-        verifier().subject(PROVIDER.token("user-42", **claims))
+        verifier().subject(PROVIDER.token("user-42", **at_run_time(claims)))
 
 
 def test_an_unsigned_token_is_refused() -> None:
