@@ -1,8 +1,8 @@
 """Read model `messaging_accounts`: the accounts as the Messaging service needs them.
 
 Built from the Payments events themselves (event-carried state transfer): the
-Messaging service checks that participants exist and learns the sender's
-currency without calling Payments.
+Messaging service checks that participants exist, learns the sender's
+currency and which end user holds an account, without calling Payments.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from projections.tables import messaging_accounts
 
 async def apply(connection: AsyncConnection, messages: Sequence[Message]) -> None:
     rows = [
-        {"account_id": m.event.aggregate_id, "currency": m.event.data["currency"]}
+        {"account_id": m.event.aggregate_id, "currency": m.event.data["currency"], "holder": m.event.data.get("holder")}
         for m in messages
         if m.event.type == "AccountOpened"
     ]

@@ -127,11 +127,14 @@ async def messaging_account(connection: AsyncConnection, account_id: str) -> Row
     ).first()
 
 
-async def known_accounts(connection: AsyncConnection, account_ids: Sequence[str]) -> set[str]:
+async def known_accounts(connection: AsyncConnection, account_ids: Sequence[str]) -> dict[str, str | None]:
+    """The accounts Messaging knows among `account_ids`, with the end user who holds each (or None)."""
     result = await connection.execute(
-        select(messaging_accounts.c.account_id).where(messaging_accounts.c.account_id.in_(account_ids))
+        select(messaging_accounts.c.account_id, messaging_accounts.c.holder).where(
+            messaging_accounts.c.account_id.in_(account_ids)
+        )
     )
-    return {row.account_id for row in result}
+    return {row.account_id: row.holder for row in result}
 
 
 async def conversation(connection: AsyncConnection, conversation_id: str) -> Row[Any] | None:

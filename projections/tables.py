@@ -148,6 +148,7 @@ messaging_accounts = Table(
     metadata,
     Column("account_id", UUID(as_uuid=False), primary_key=True),
     Column("currency", Text, nullable=False),
+    Column("holder", Text),  # the end user who holds it; none for a service's account
 )
 
 conversations = Table(

@@ -15,7 +15,11 @@ decision. The rules:
   of an account that is not theirs answers 404, exactly as for one that does not
   exist (no existence leak); a command on it answers 403;
 - `COMMAND_HOLDER`: the route's `{command_id}` must be a command on an account
-  the user holds (404 otherwise).
+  the user holds (404 otherwise);
+- `BY_ROUTE`: the route checks itself, knowing which accounts a request
+  involves (Messaging: a conversation includes one of the user's accounts, a
+  message is posted or marked read as one of them, and a conversation or
+  message is visible only to a user who takes part).
 
 Holding is the `holder` of `AccountOpened`, set from the token's subject when a
 user opens an account, never from the request body; it never changes, so a
@@ -103,6 +107,9 @@ class Rule(Enum):
     ANYONE = "anyone"
     HOLDER = "holder of the account"
     COMMAND_HOLDER = "holder of the command's account"
+    # The route checks itself, as only it knows which accounts are involved (a body's sender, a
+    # conversation's participants): app/api/messaging.py, with `user` from the command context.
+    BY_ROUTE = "checked by the route"
 
 
 # (method, route path) → what a user may do there; every other route is closed to users.
@@ -115,19 +122,19 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/accounts/{account_id}/deposits"): Rule.HOLDER,
     ("POST", "/accounts/{account_id}/withdrawals"): Rule.HOLDER,
     ("GET", "/commands/{command_id}"): Rule.COMMAND_HOLDER,
+    ("POST", "/conversations"): Rule.BY_ROUTE,  # one of the participants is the user's
+    ("POST", "/conversations/{conversation_id}/messages"): Rule.BY_ROUTE,  # the sender is the user's
+    ("GET", "/conversations/{conversation_id}/messages"): Rule.BY_ROUTE,  # a participant is the user's
+    ("POST", "/messages/{message_id}/read"): Rule.BY_ROUTE,  # the reader is the user's
+    ("GET", "/messages/{message_id}"): Rule.BY_ROUTE,  # the sender or a recipient is the user's
 }
 
-# Closed to end users on purpose: the log and operations are for services and operators; messaging
-# (conversations, messages, the notification stream) opens to users once it checks who takes part.
+# Closed to end users on purpose: the log and operations are for services and operators; the
+# notification stream opens to users once it filters by holder (issue 13, item 5).
 CLOSED: frozenset[tuple[str, str]] = frozenset(
     {
         ("GET", "/events"),
         ("GET", "/events/{event_id}"),
-        ("POST", "/conversations"),
-        ("POST", "/conversations/{conversation_id}/messages"),
-        ("GET", "/conversations/{conversation_id}/messages"),
-        ("POST", "/messages/{message_id}/read"),
-        ("GET", "/messages/{message_id}"),
         ("GET", "/notifications/stream"),
         ("GET", "/projections"),
         ("GET", "/projections/failures"),

@@ -57,6 +57,27 @@ def tariff(settings: Settings) -> messages.Tariff:
 WRITER = require("writer")
 
 
+def not_your_account(detail: str) -> Problem:
+    return Problem(403, "not-your-account", "Not your account", detail=detail)
+
+
+async def holders_of(request: Request, account_ids: list[str]) -> dict[str, str | None]:
+    """Who holds each of these accounts, as far as Messaging knows, caught up with the log on a miss."""
+    async with read_model(request) as db:
+        known = await queries.known_accounts(db, account_ids)
+    if set(account_ids) - known.keys():
+        await clients(request).consistency.caught_up_with_the_log("messaging_accounts")
+        async with read_model(request) as db:
+            known = await queries.known_accounts(db, account_ids)
+    return known
+
+
+async def takes_part(request: Request, db: AsyncConnection, account_ids: list[str]) -> bool:
+    """A service key sees everything; an end user only what one of their accounts takes part in."""
+    user = getattr(request.state, "user", None)
+    return user is None or user in (await queries.known_accounts(db, account_ids)).values()
+
+
 @router.get("/pricing", response_model=Pricing)
 async def pricing(request: Request) -> Pricing:
     """The tariff: what a message costs its sender."""
@@ -82,12 +103,12 @@ async def start_conversation(
     # The connection goes back to the pool before the command is sent: no reading while it is decided.
     async with read_model(request, "messaging_accounts", consistent_with) as db:
         known = await queries.known_accounts(db, body.participants)
-    if set(body.participants) - known:
+    if set(body.participants) - known.keys():
         # Not known yet may be just opened: catch up with Payments' events before saying unknown.
         await clients(request).consistency.caught_up_with_the_log("messaging_accounts")
         async with read_model(request) as db:
             known = await queries.known_accounts(db, body.participants)
-    unknown = sorted(set(body.participants) - known)
+    unknown = sorted(set(body.participants) - known.keys())
     if unknown:
         raise Problem(
             422,
@@ -96,6 +117,8 @@ async def start_conversation(
             detail=f"no such accounts: {', '.join(unknown)}",
             unknown=unknown,
         )
+    if context.user is not None and context.user not in known.values():
+        raise not_your_account("a conversation you start must include one of your accounts")
     conversation_id = context.new_id("conversation")
     command = context.envelope(
         conversations.StartConversation(participants=body.participants, title=body.title),
@@ -142,6 +165,8 @@ async def submit_message(
             account = await queries.messaging_account(db, body.sender)
     if conversation is None:
         raise not_found("conversation", conversation_id)
+    if context.user is not None and (account is None or account.holder != context.user):
+        raise not_your_account("you may post only as one of your own accounts")
     if body.sender not in conversation.participants:
         raise Problem(
             403, "not-a-participant", "Not a participant", detail="only the conversation's participants may post to it"
@@ -177,19 +202,23 @@ async def submit_message(
     "/messages/{message_id}/read", response_model=CommandAccepted, responses=COMMAND_RESPONSES, dependencies=[WRITER]
 )
 async def mark_read(
-    message_id: uuid.UUID, body: MarkReadRequest, bus: BusDep, context: CommandContextDep
+    message_id: uuid.UUID, body: MarkReadRequest, request: Request, bus: BusDep, context: CommandContextDep
 ) -> JSONResponse:
     """Mark a delivered message as read by one of its recipients."""
+    if context.user is not None and await holders_of(request, [body.reader]) != {body.reader: context.user}:
+        raise not_your_account("you may mark messages read only for your own accounts")
     command = context.envelope(messages.MarkRead(reader=body.reader), str(message_id))
     return await submit(bus, command, context.waits)
 
 
 @router.get("/messages/{message_id}", response_model=MessageView, responses=QUERY_RESPONSES)
-async def get_message(message_id: uuid.UUID, db: Annotated[AsyncConnection, reading("messages")]) -> Any:
+async def get_message(
+    message_id: uuid.UUID, request: Request, db: Annotated[AsyncConnection, reading("messages")]
+) -> Any:
     """A message and its payment status: pending_payment, delivered or rejected (with the reason)."""
     row = await queries.message(db, str(message_id))
-    if row is None:
-        raise not_found("message", message_id)
+    if row is None or not await takes_part(request, db, [row.sender, *row.recipients]):
+        raise not_found("message", message_id)  # to an end user, another's message does not exist
     return MessageView.model_validate(row._mapping)
 
 
@@ -200,14 +229,16 @@ async def get_message(message_id: uuid.UUID, db: Annotated[AsyncConnection, read
 )
 async def conversation_messages(
     conversation_id: uuid.UUID,
+    request: Request,
     db: Annotated[AsyncConnection, reading("messages", "conversations")],
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> Any:
     """The conversation's delivered messages, in delivery order."""
     after = decode_timeline(cursor)
-    if await queries.conversation(db, str(conversation_id)) is None:
-        raise not_found("conversation", conversation_id)
+    found = await queries.conversation(db, str(conversation_id))
+    if found is None or not await takes_part(request, db, found.participants):
+        raise not_found("conversation", conversation_id)  # to an end user, one they are not in does not exist
     rows = await queries.conversation_messages(db, str(conversation_id), limit, after)
     items = [MessageView.model_validate(row._mapping) for row in rows[:limit]]
     last = rows[limit - 1] if len(rows) > limit else None
