@@ -9,6 +9,7 @@ import re
 import secrets
 import subprocess
 import uuid
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -20,6 +21,13 @@ from tests.support import Process, free_port, fresh_namespace
 from tests.waiting import eventually
 
 FIRST_LINE = "KEY=$(cat .local/dev-api-key); API=http://127.0.0.1:8000"
+
+
+async def ready(http: httpx.AsyncClient) -> int:
+    try:
+        return (await http.get("/health/ready")).status_code
+    except httpx.TransportError:
+        return 0
 
 
 def walkthrough() -> str:
@@ -42,14 +50,7 @@ async def test_the_readme_walkthrough_needs_no_token_between_commands(settings: 
     server = Process(ns, "run").start()
     try:
         async with httpx.AsyncClient(base_url=api, timeout=10, headers={"Authorization": f"Bearer {key}"}) as http:
-
-            async def ready() -> int:
-                try:
-                    return (await http.get("/health/ready")).status_code
-                except httpx.TransportError:
-                    return 0
-
-            await eventually(ready, 200, timeout=60, interval=0.3)
+            await eventually(partial(ready, http), 200, timeout=60, interval=0.3)
             ran = await asyncio.create_subprocess_exec(
                 "bash", "-c", f"KEY={key}; API={api}\n{walkthrough()}",
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
@@ -109,14 +110,7 @@ async def test_the_readme_end_user_walkthrough_runs_with_the_development_identit
     server = Process(ns, "run").start()
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
-
-            async def ready() -> int:
-                try:
-                    return (await http.get("/health/ready")).status_code
-                except httpx.TransportError:
-                    return 0
-
-            await eventually(ready, 200, timeout=60, interval=0.3)
+            await eventually(partial(ready, http), 200, timeout=60, interval=0.3)
         ran = await asyncio.create_subprocess_exec(
             "bash", "-c", end_user_walkthrough(), cwd=ROOT,
             env=env | {"API_UNDER_TEST": f"http://127.0.0.1:{port}"},
