@@ -52,6 +52,8 @@ class Message:
 
 
 Apply = Callable[[AsyncConnection, Sequence[Message]], Awaitable[None]]
+# A rebuild's way into an insert-only projection's fresh tables (no index, no row yet): (connection, schema, …).
+BulkApply = Callable[[AsyncConnection, str, Sequence[Message]], Awaitable[None]]
 Decode = Callable[[bytes], Any]
 
 
@@ -81,6 +83,8 @@ class Projection:
     # Its apply only inserts, keeping any row already there (insert_rows): a rebuild then fills
     # fresh tables without indexes and builds them once, after the replay (projections/rebuild.py).
     insert_only: bool = False
+    # With insert_only: how the rebuild's replay fills those tables instead of `apply` (COPY).
+    bulk_apply: BulkApply | None = None
 
     def key_columns(self, table: Table) -> tuple[str, ...]:
         if self.keys and table.name in self.keys:
@@ -106,6 +110,17 @@ async def insert_rows(connection: AsyncConnection, table: Table, rows: Sequence[
     if rows:
         await connection.execute(
             _unnest_insert(table), {f"all_{c.name}": [row[c.name] for row in rows] for c in table.columns}
+        )
+
+
+async def copy_rows(connection: AsyncConnection, schema: str, table: Table, rows: Sequence[tuple[Any, ...]]) -> None:
+    """COPY rows (each a tuple in the table's column order) into `schema.table`, in the connection's
+    transaction: PostgreSQL's bulk path, with no conflict handling, so only for a table that cannot
+    hold any of them yet (a rebuild's fresh copy; its unique keys come after, deferred_indexes.py)."""
+    if rows:
+        raw = await connection.get_raw_connection()
+        await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
+            table.name, records=rows, columns=[c.name for c in table.columns], schema_name=schema
         )
 
 

@@ -3,35 +3,69 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
+import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from projections.base import Message, Projection, insert_rows, occurred_at
+from projections.base import Message, Projection, copy_rows, insert_rows, occurred_at
 from projections.tables import event_log
+
+COLUMNS = tuple(column.name for column in event_log.columns)
+DATA = COLUMNS.index("data")
+
+
+def row_values(messages: Sequence[Message]) -> list[tuple[Any, ...]]:
+    """Each event's row, in the table's column order (checked at import, below)."""
+    return [
+        (
+            m.event.event_id,
+            m.event.aggregate_type,
+            m.event.aggregate_id,
+            m.event.version,
+            m.event.type,
+            m.event.schema_version,
+            occurred_at(m.event),
+            m.event.command_id,
+            m.event.correlation_id,
+            m.event.causation_id,
+            m.event.data,
+            m.partition,
+            m.offset,
+            m.event.principal,
+        )
+        for m in messages
+    ]
+
+
+assert COLUMNS == (
+    "event_id",
+    "aggregate_type",
+    "aggregate_id",
+    "version",
+    "type",
+    "schema_version",
+    "occurred_at",
+    "command_id",
+    "correlation_id",
+    "causation_id",
+    "data",
+    "partition",
+    "offset",
+    "principal",
+), "row_values must follow the table's columns"
 
 
 async def apply(connection: AsyncConnection, messages: Sequence[Message]) -> None:
-    rows = [
-        {
-            "event_id": m.event.event_id,
-            "aggregate_type": m.event.aggregate_type,
-            "aggregate_id": m.event.aggregate_id,
-            "version": m.event.version,
-            "type": m.event.type,
-            "schema_version": m.event.schema_version,
-            "occurred_at": occurred_at(m.event),
-            "command_id": m.event.command_id,
-            "correlation_id": m.event.correlation_id,
-            "causation_id": m.event.causation_id,
-            "data": m.event.data,
-            "partition": m.partition,
-            "offset": m.offset,
-            "principal": m.event.principal,
-        }
-        for m in messages
-    ]
+    rows = [dict(zip(COLUMNS, values, strict=True)) for values in row_values(messages)]
     if rows:
         await insert_rows(connection, event_log, rows)
 
 
-PROJECTION = Projection(name="event_log", tables=(event_log,), apply=apply, insert_only=True)
+async def bulk_apply(connection: AsyncConnection, schema: str, messages: Sequence[Message]) -> None:
+    """A rebuild's replay: COPY into the fresh table (asyncpg takes a JSONB value as its JSON text)."""
+    rows = [(*v[:DATA], orjson.dumps(v[DATA]).decode(), *v[DATA + 1 :]) for v in row_values(messages)]
+    await copy_rows(connection, schema, event_log, rows)
+
+
+PROJECTION = Projection(name="event_log", tables=(event_log,), apply=apply, insert_only=True, bulk_apply=bulk_apply)

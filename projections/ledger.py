@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from projections.base import Message, Projection, insert_rows, occurred_at
+from projections.base import Message, Projection, copy_rows, insert_rows, occurred_at
 from projections.tables import ledger
 
 KINDS = {
@@ -18,7 +19,22 @@ KINDS = {
 
 
 async def apply(connection: AsyncConnection, messages: Sequence[Message]) -> None:
-    rows = [
+    rows = movements(messages)
+    if rows:
+        # A replayed event is already there: its (account, version) row is kept as it is.
+        await insert_rows(connection, ledger, rows)
+
+
+async def bulk_apply(connection: AsyncConnection, schema: str, messages: Sequence[Message]) -> None:
+    """A rebuild's replay: COPY into the fresh table."""
+    await copy_rows(connection, schema, ledger, [tuple(row[c] for c in COLUMNS) for row in movements(messages)])
+
+
+COLUMNS = tuple(column.name for column in ledger.columns)
+
+
+def movements(messages: Sequence[Message]) -> list[dict[str, Any]]:
+    return [
         {
             "account_id": m.event.aggregate_id,
             "version": m.event.version,
@@ -31,9 +47,6 @@ async def apply(connection: AsyncConnection, messages: Sequence[Message]) -> Non
         for m in messages
         if m.event.type in KINDS
     ]
-    if rows:
-        # A replayed event is already there: its (account, version) row is kept as it is.
-        await insert_rows(connection, ledger, rows)
 
 
-PROJECTION = Projection(name="ledger", tables=(ledger,), apply=apply, insert_only=True)
+PROJECTION = Projection(name="ledger", tables=(ledger,), apply=apply, insert_only=True, bulk_apply=bulk_apply)

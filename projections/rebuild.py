@@ -221,7 +221,9 @@ async def replay(
         settings,
         engine,
         members,
-        RunnerOptions(schema=REBUILD_SCHEMA, group=False, batch=20_000, failure_mode="halt", slots=frozenset(ends)),
+        RunnerOptions(
+            schema=REBUILD_SCHEMA, group=False, batch=20_000, failure_mode="halt", slots=frozenset(ends), bulk=True
+        ),
     )
     await runner.start()
     try:

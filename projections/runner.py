@@ -83,6 +83,7 @@ class RunnerOptions:
     retries: int = 3
     batch: int = 5000
     slots: frozenset[Slot] | None = None  # without a group: read only these partitions (None: all)
+    bulk: bool = False  # a rebuild's replay into fresh tables: Projection.bulk_apply where there is one
 
 
 class ProjectionRunner(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -320,7 +321,7 @@ class ProjectionRunner(ConsumerRebalanceListener):  # type: ignore[misc]
             await checkpoints.advance_all(connection, {item.member.checkpoint_name: item.moves for item in work})
             for item in work:
                 if item.messages:
-                    await item.member.projection.apply(connection, item.messages)
+                    await self.apply(item.member.projection, connection, item.messages)
             await checkpoints.notify(connection, self.settings.namespace, names)
         for item in work:
             for slot, (_, new) in item.moves.items():
@@ -333,6 +334,13 @@ class ProjectionRunner(ConsumerRebalanceListener):  # type: ignore[misc]
     async def hold_locks(self, connection: AsyncConnection, names: list[str]) -> None:
         """Shared per projection: a rebuild's swap takes it exclusively, so no batch is in flight then."""
         await checkpoints.lock_shared(connection, sorted(lock_key(name) for name in names))
+
+    async def apply(self, projection: Projection, connection: AsyncConnection, messages: Sequence[Message]) -> None:
+        """Into a rebuild's fresh tables, an insert-only projection's bulk path (COPY) when it has one."""
+        if self.options.schema is not None and self.options.bulk and projection.bulk_apply is not None:
+            await projection.bulk_apply(connection, self.options.schema, messages)
+        else:
+            await projection.apply(connection, messages)
 
     async def connection(self, raw: AsyncConnection) -> AsyncConnection:
         if self.options.schema is None:
