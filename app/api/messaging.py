@@ -61,11 +61,15 @@ def not_your_account(detail: str) -> Problem:
     return Problem(403, "not-your-account", "Not your account", detail=detail)
 
 
-async def holders_of(request: Request, account_ids: list[str]) -> dict[str, str | None]:
-    """Who holds each of these accounts, as far as Messaging knows, caught up with the log on a miss."""
-    async with read_model(request) as db:
+async def holders_of(
+    request: Request, account_ids: list[str], consistent_with: str | None = None
+) -> dict[str, str | None]:
+    """The accounts Messaging knows among these, with who holds each. The connection goes back to
+    the pool before any command is sent: no reading while it is decided."""
+    async with read_model(request, "messaging_accounts", consistent_with) as db:
         known = await queries.known_accounts(db, account_ids)
     if set(account_ids) - known.keys():
+        # Not known yet may be just opened: catch up with Payments' events before saying unknown.
         await clients(request).consistency.caught_up_with_the_log("messaging_accounts")
         async with read_model(request) as db:
             known = await queries.known_accounts(db, account_ids)
@@ -100,14 +104,7 @@ async def start_conversation(
     consistent_with: ConsistentWith = None,
 ) -> JSONResponse:
     """Start a conversation between 2 to 50 existing accounts."""
-    # The connection goes back to the pool before the command is sent: no reading while it is decided.
-    async with read_model(request, "messaging_accounts", consistent_with) as db:
-        known = await queries.known_accounts(db, body.participants)
-    if set(body.participants) - known.keys():
-        # Not known yet may be just opened: catch up with Payments' events before saying unknown.
-        await clients(request).consistency.caught_up_with_the_log("messaging_accounts")
-        async with read_model(request) as db:
-            known = await queries.known_accounts(db, body.participants)
+    known = await holders_of(request, body.participants, consistent_with)
     unknown = sorted(set(body.participants) - known.keys())
     if unknown:
         raise Problem(
