@@ -87,6 +87,24 @@ class Settings(BaseSettings):
     message_base_fee: int = Field(default=5, ge=0, le=10**9)
     message_fee_per_recipient: int = Field(default=2, ge=0, le=10**9)
     notification_heartbeat_s: float = Field(default=15.0, gt=0, description="SSE heartbeat when idle.")
+    notification_streams_max: int = Field(
+        default=5000, ge=1, description="Open SSE streams one API process serves; more get 503 with Retry-After."
+    )
+    notification_buffer: int = Field(
+        default=1000,
+        ge=1,
+        description="Notifications queued for one stream; a stream that falls further behind is ended, resumable.",
+    )
+    notification_history: int = Field(
+        default=1000,
+        ge=0,
+        description="Recent notifications per partition kept in memory, so a short reconnect resumes without Kafka.",
+    )
+    notification_replays_max: int = Field(
+        default=16,
+        ge=1,
+        description="Streams replaying from Kafka at once (resumes older than the history, start=beginning).",
+    )
 
     # HTTP API: access and limits.
     api_keys: str = Field(

@@ -28,6 +28,7 @@ from app.api.docs import install_docs
 from app.api.end_users import TokenVerifier
 from app.api.errors import install_error_handlers, with_problem_component
 from app.api.limits import DeclaredBodyLimit
+from app.api.notification_hub import NotificationHub
 from app.api.security import refuse_open_access, require
 from app.api.state import AppState, Clients, install_state
 from app.api_keys import parse_api_keys
@@ -82,14 +83,19 @@ def create_app(settings: Settings | None = None, workers: Mapping[str, Worker] |
         await watermarks.start()
         consistency = ConsistencyWaiter(settings, engine, offsets, watermarks)
         await consistency.start()
-        state.clients = Clients(engine=engine, command_bus=bus, consistency=consistency, offsets=offsets)
+        hub = NotificationHub(settings)
+        await hub.start()
+        state.clients = Clients(
+            engine=engine, command_bus=bus, consistency=consistency, offsets=offsets, notifications=hub
+        )
         tasks = [start_worker(name, worker, settings) for name, worker in (workers or {}).items()]
         try:
             yield
         finally:
             state.clients = None
             await stop_workers(tasks)
-            for close in (offsets.stop, watermarks.stop, consistency.stop, bus.stop, bus.producer.stop, engine.dispose):
+            closes = (hub.stop, offsets.stop, watermarks.stop, consistency.stop, bus.stop, bus.producer.stop)
+            for close in (*closes, engine.dispose):
                 await close_quietly(close)
 
     app = EventlineAPI(

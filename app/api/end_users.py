@@ -127,15 +127,14 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/conversations/{conversation_id}/messages"): Rule.BY_ROUTE,  # a participant is the user's
     ("POST", "/messages/{message_id}/read"): Rule.BY_ROUTE,  # the reader is the user's
     ("GET", "/messages/{message_id}"): Rule.BY_ROUTE,  # the sender or a recipient is the user's
+    ("GET", "/notifications/stream"): Rule.BY_ROUTE,  # only the notifications of the user's accounts
 }
 
-# Closed to end users on purpose: the log and operations are for services and operators; the
-# notification stream opens to users once it filters by holder (issue 13, item 5).
+# Closed to end users on purpose: the log and operations are for services and operators.
 CLOSED: frozenset[tuple[str, str]] = frozenset(
     {
         ("GET", "/events"),
         ("GET", "/events/{event_id}"),
-        ("GET", "/notifications/stream"),
         ("GET", "/projections"),
         ("GET", "/projections/failures"),
         ("GET", "/metrics"),

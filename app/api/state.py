@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.api.consistency import ConsistencyWaiter
+from app.api.notification_hub import NotificationHub
 from app.api.readiness import SharedProbe
 from app.api_keys import ApiKey
 from app.config import Settings
@@ -31,6 +32,7 @@ class Clients:
     command_bus: CommandBus
     consistency: ConsistencyWaiter
     offsets: AIOKafkaConsumer  # reads end offsets for the projection lag
+    notifications: NotificationHub  # feeds every SSE stream of this process
 
 
 @dataclass(slots=True)
@@ -40,6 +42,7 @@ class AppState:
     tokens: TokenVerifier | None = None  # end users' bearer tokens, when an issuer is configured
     clients: Clients | None = None
     readiness: SharedProbe[Any] = field(default_factory=SharedProbe)  # /health/ready shares one probe
+    kafka_probe: SharedProbe[bool] = field(default_factory=SharedProbe)  # streams opening share one
 
 
 def install_state(app: FastAPI, state: AppState) -> None:

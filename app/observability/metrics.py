@@ -48,6 +48,12 @@ PROJECTION_FAILURES = Gauge(
     "eventline_projection_failures", "Open projection failures.", ["projection"], registry=REGISTRY
 )
 SAGA_PENDING = Gauge("eventline_saga_pending_messages", "Messages waiting for their payment.", registry=REGISTRY)
+NOTIFICATION_STREAMS = Gauge(
+    "eventline_notification_streams", "Open notification streams (SSE) of this process.", registry=REGISTRY
+)
+NOTIFICATION_OVERFLOWS = Counter(
+    "eventline_notification_overflows", "Streams ended for falling behind their buffer.", registry=REGISTRY
+)
 
 
 def exposition() -> bytes:

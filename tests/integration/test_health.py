@@ -1,7 +1,8 @@
-"""Readiness follows the real dependencies: stop them and it says so, quickly."""
+"""Readiness follows the real dependencies: stop them and it says so, quickly (and so do streams)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import time
@@ -70,6 +71,13 @@ async def test_stopped_kafka_then_recovery_without_restarting_the_api(
     assert response.status_code == 503
     assert response.json()["kafka"] != "ok"
     assert elapsed < READY_BUDGET_S
+    # A notification stream is refused the same way: it names the dependency, not its address.
+    started = time.monotonic()
+    async with asyncio.timeout(10):  # a stream opened instead would never end
+        stream = await client.get("/notifications/stream")
+    assert (stream.status_code, stream.headers["Retry-After"]) == (503, "1"), stream.text
+    assert stream.json()["type"].endswith("/kafka-unavailable") and "127.0.0.1" not in stream.text
+    assert time.monotonic() - started < READY_BUDGET_S
     infra("up", "kafka")
     await eventually(lambda: ready_status(client), 200, timeout=60)
 

@@ -203,21 +203,3 @@ def test_a_notification_links_to_its_event() -> None:
     )
     assert orjson.loads(notification.encode())["href"] == "/events/evt-1"
     assert "data" not in orjson.loads(notification.encode())
-
-
-def test_a_notification_becomes_one_sse_frame_and_junk_none() -> None:
-    from aiokafka.structs import ConsumerRecord
-
-    from app.api.notifications import sse
-
-    def record(value: bytes) -> ConsumerRecord[bytes, bytes]:
-        return ConsumerRecord("ns.notifications", 0, 7, 0, 0, None, value, None, len(value), 0, [])
-
-    frame = sse("0:8", record(b'{"type":"FundsDeposited","event_id":"e-1"}'))
-
-    assert frame == b'id: 0:8\nevent: FundsDeposited\ndata: {"type":"FundsDeposited","event_id":"e-1"}\n\n'
-    assert sse("0:8", record(b'{"not":"an event"')) is None
-    assert sse("0:8", record(b'["a list"]')) is None
-    assert sse("0:8", record(b'{"type":"x\\ny"}')) is None  # a newline would end the frame early
-    injected = sse("0:8", record(b'{"type":"T",\n"data":"a\\n\\nevent: forged"}'))
-    assert injected is not None and injected.count(b"\n\n") == 1
