@@ -38,6 +38,7 @@ from bench.report import FIGURES, write_markdown
 from bench.restore import idempotency_only, measure_restore
 from bench.setup import bench_settings, delete_namespace_topics, drop_database
 from bench.startup import measure_startup
+from bench.streams import measure_streams
 
 console = Console()
 REBUILT = ["accounts", "ledger", "event_log"]
@@ -63,6 +64,8 @@ def plan(quick: bool) -> dict[str, Any]:
         "ceiling_seconds": 2.0 if quick else 8.0,
         "perf_records": 100_000 if quick else 1_000_000,
         "profile": True,
+        "streams": 200 if quick else 2000,  # notification streams held open on one API process
+        "stream_rate": 200.0,  # deposits/s while they are open
     }
 
 
@@ -179,6 +182,11 @@ async def startup() -> dict[str, Any]:
     return await measure_startup(say)
 
 
+async def streams(p: dict[str, Any]) -> dict[str, Any]:
+    say(f"[bold]streams[/bold]: {p['streams']:,} notification streams on one API process")
+    return await measure_streams(p, say)
+
+
 def machine() -> dict[str, Any]:
     cpu = ""
     with contextlib.suppress(OSError):
@@ -230,7 +238,14 @@ def flatten(results: dict[str, Any]) -> dict[str, float | None]:
         "cluster_ratio": get("cluster", "ratio"),
         "start_to_first_decision_s": get("startup", "start_to_first_decision_s"),
         "takeover_to_first_decision_s": get("startup", "takeover_to_first_decision_s"),
+        "streams_open": get("streams", "streams"),
+        "stream_delivery_p99_ms": get("streams", "loaded", "latency", "p99_ms"),
+        "stream_delivery_p99_one_stream_ms": get("streams", "baseline", "latency", "p99_ms"),
+        "stream_kib_each": None,
     }
+    per_stream = get("streams", "bytes_per_stream")
+    if per_stream is not None:
+        flat["stream_kib_each"] = per_stream / 1024
     seconds, count = get("restore", "seconds"), get("restore", "aggregates")
     if seconds is not None and count:
         flat["restore_100k_s"] = seconds * 100_000 / count
@@ -246,7 +261,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=None, help="events for the rebuilds (default 1,000,000)")
     parser.add_argument(
-        "--only", default="write,kafka,restore,read,cluster,startup", help="comma-separated sections to run"
+        "--only", default="write,kafka,restore,read,cluster,startup,streams", help="comma-separated sections to run"
     )
     args = parser.parse_args()
     p = plan(os.environ.get("BENCH_QUICK", "") not in ("", "0"))
@@ -268,6 +283,7 @@ def main() -> None:
         ("read", "read_side", lambda: read_side(p["events"]), False),
         ("cluster", "cluster", lambda: single_and_cluster(p, say), False),
         ("startup", "startup", lambda: startup(), False),
+        ("streams", "streams", lambda: streams(p), True),  # uvloop, as the API runs
     ]
     for name, key, section, on_uvloop in sections:
         if name not in only:

@@ -28,6 +28,10 @@ FIGURES: dict[str, str] = {
     "cluster_ratio": "reported",
     "start_to_first_decision_s": "≤ 2",
     "takeover_to_first_decision_s": "≤ 2",
+    "streams_open": "2,000",
+    "stream_delivery_p99_ms": "reported",
+    "stream_delivery_p99_one_stream_ms": "",
+    "stream_kib_each": "reported",
 }
 
 
@@ -342,6 +346,44 @@ partition is timed from that stop. Times to the results on `<ns>.command-results
 """
 
 
+def streams_section(results: dict[str, Any]) -> str:
+    st = results.get("streams")
+    if not st:
+        return "## Notification streams\n\nNot measured in this run" + error(results, "streams") + "\n"
+    base, loaded = st["baseline"], st["loaded"]
+
+    def row(name: str, run: dict[str, Any], latency: dict[str, Any], delivered: Any) -> str:
+        own = run["deposit_latency"]
+        return (
+            f"| {name} | {run['sent']:,} | {delivered:,} | {latency['p50_ms']:.1f} | {latency['p99_ms']:.1f} "
+            f"| {latency['max_ms']:.1f} | {own['p50_ms']:.1f} / {own['p99_ms']:.1f} |"
+        )
+
+    return f"""## Notification streams
+
+`bench/streams.py`: processor, projector and API as processes; {st["streams"]:,} end users each open an
+account with their own token (ES256, verified by the API against a JWKS). The stream generator
+(`bench/sse_load.py`, a process of its own on uvloop) holds the streams open on one API process and
+sends deposits at {st["rate"]:.0f}/s for {st["duration_s"]:.0f} s, one per account in turn; delivery counts from a
+deposit's request being sent to its notification arriving on a stream (the deposit's decision, the
+Kafka transaction and the fan-out included). Baseline: one service stream alone, which gets every
+notification. Then the same with one stream per user beside it, each getting only its own account's.
+
+| run | deposits | delivered | p50 ms | p99 ms | max ms | the deposits' own p50 / p99 ms |
+|---|---:|---:|---:|---:|---:|---:|
+{row("one service stream (baseline)", base, base["latency"], base["delivered"])}
+{row(f"{st['streams']:,} user streams", loaded, loaded["latency"], loaded["delivered"])}
+{row("the service stream beside them", loaded, loaded["service_latency"], loaded["sent"])}
+
+Opening the {st["streams"]:,} streams took {st["open_seconds"]:.1f} s; the API process grew from
+{st["api_rss_before_mib"]:.0f} to {st["api_rss_after_mib"]:.0f} MiB:
+**{st["bytes_per_stream"] / 1024:.1f} KiB per stream** (resident set, before and after they opened).
+The API used {loaded["api_cores"]:.2f} of a core while the
+deposits flowed to the {st["streams"]:,} streams (p99 ratio to the baseline:
+{ratio(loaded["latency"]["p99_ms"], base["latency"]["p99_ms"])}).
+"""
+
+
 def profile_section(results: dict[str, Any]) -> str:
     prof = (results.get("write_side") or {}).get("eventline", {}).get("profile")
     if not prof:
@@ -417,4 +459,5 @@ Targets are for comparison only; nothing is asserted.
 {read_section(results)}
 {cluster_section(results)}
 {startup_section(results)}
+{streams_section(results)}
 {profile_section(results)}""")
