@@ -14,10 +14,9 @@ from sqlalchemy import bindparam, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.domain.accounts import AccountCharged, AccountOpened, ChargeRefunded, FundsDeposited, FundsWithdrawn
 from projections.base import Message, Projection, occurred_at
 from projections.tables import accounts
-
-BALANCE_EVENTS = frozenset({"FundsDeposited", "FundsWithdrawn", "AccountCharged", "ChargeRefunded"})
 
 
 async def apply(connection: AsyncConnection, messages: Sequence[Message]) -> None:
@@ -25,24 +24,33 @@ async def apply(connection: AsyncConnection, messages: Sequence[Message]) -> Non
     changed: dict[str, dict[str, Any]] = {}
     for message in messages:
         event = message.event
-        at = occurred_at(event)
-        if event.type == "AccountOpened":
-            opened[event.aggregate_id] = {
-                "account_id": event.aggregate_id,
-                "owner": event.data["owner"],
-                "currency": event.data["currency"],
-                "holder": event.data.get("holder"),
-                "balance": 0,
-                "version": event.version,
-                "created_at": at,
-                "updated_at": at,
-            }
-        elif event.type in BALANCE_EVENTS:
-            state = {"balance": event.data["balance_after"], "version": event.version, "updated_at": at}
-            if event.aggregate_id in opened:
-                opened[event.aggregate_id].update(state)
-            else:
-                changed[event.aggregate_id] = {"b_id": event.aggregate_id, **{f"b_{k}": v for k, v in state.items()}}
+        match message.fact:
+            case AccountOpened(owner=owner, currency=currency, holder=holder):
+                at = occurred_at(event)
+                opened[event.aggregate_id] = {
+                    "account_id": event.aggregate_id,
+                    "owner": owner,
+                    "currency": currency,
+                    "holder": holder,
+                    "balance": 0,
+                    "version": event.version,
+                    "created_at": at,
+                    "updated_at": at,
+                }
+            case (
+                FundsDeposited(balance_after=balance)
+                | FundsWithdrawn(balance_after=balance)
+                | AccountCharged(balance_after=balance)
+                | ChargeRefunded(balance_after=balance)
+            ):
+                state = {"balance": balance, "version": event.version, "updated_at": occurred_at(event)}
+                if event.aggregate_id in opened:
+                    opened[event.aggregate_id].update(state)
+                else:
+                    changed[event.aggregate_id] = {
+                        "b_id": event.aggregate_id,
+                        **{f"b_{k}": v for k, v in state.items()},
+                    }
     if opened:
         await connection.execute(insert(accounts).on_conflict_do_nothing(), list(opened.values()))
     if changed:

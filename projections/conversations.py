@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.domain.conversations import ConversationStarted
 from projections.base import Message, Projection, occurred_at
 from projections.tables import conversations
 
@@ -15,12 +16,12 @@ async def apply(connection: AsyncConnection, messages: Sequence[Message]) -> Non
     rows = [
         {
             "conversation_id": m.event.aggregate_id,
-            "title": m.event.data.get("title"),
-            "participants": m.event.data["participants"],
+            "title": started.title,
+            "participants": started.participants,
             "started_at": occurred_at(m.event),
         }
         for m in messages
-        if m.event.type == "ConversationStarted"
+        if isinstance(started := m.fact, ConversationStarted)
     ]
     if rows:
         await connection.execute(insert(conversations).on_conflict_do_nothing(), rows)

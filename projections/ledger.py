@@ -7,14 +7,17 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.domain.accounts import AccountCharged, ChargeRefunded, FundsDeposited, FundsWithdrawn
 from projections.base import Message, Projection, copy_rows, insert_rows, occurred_at
 from projections.tables import ledger
 
-KINDS = {
-    "FundsDeposited": "deposit",
-    "FundsWithdrawn": "withdrawal",
-    "AccountCharged": "charge",
-    "ChargeRefunded": "refund",
+# The events that move money, and what the ledger calls each movement.
+Movement = FundsDeposited | FundsWithdrawn | AccountCharged | ChargeRefunded
+KINDS: dict[type[Movement], str] = {
+    FundsDeposited: "deposit",
+    FundsWithdrawn: "withdrawal",
+    AccountCharged: "charge",
+    ChargeRefunded: "refund",
 }
 
 
@@ -34,19 +37,22 @@ COLUMNS = tuple(column.name for column in ledger.columns)
 
 
 def movements(messages: Sequence[Message]) -> list[dict[str, Any]]:
-    return [
-        {
-            "account_id": m.event.aggregate_id,
-            "version": m.event.version,
-            "kind": KINDS[m.event.type],
-            "amount": m.event.data["amount"],
-            "balance_after": m.event.data["balance_after"],
-            "reference": m.event.data.get("reference"),
-            "occurred_at": occurred_at(m.event),
-        }
-        for m in messages
-        if m.event.type in KINDS
-    ]
+    rows = []
+    for m in messages:
+        moved = m.fact
+        if isinstance(moved, Movement):
+            rows.append(
+                {
+                    "account_id": m.event.aggregate_id,
+                    "version": m.event.version,
+                    "kind": KINDS[type(moved)],
+                    "amount": moved.amount,
+                    "balance_after": moved.balance_after,
+                    "reference": moved.reference,
+                    "occurred_at": occurred_at(m.event),
+                }
+            )
+    return rows
 
 
 PROJECTION = Projection(name="ledger", tables=(ledger,), apply=apply, insert_only=True, bulk_apply=bulk_apply)

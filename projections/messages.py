@@ -14,6 +14,7 @@ from sqlalchemy import and_, bindparam, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.domain.messages import MessageDelivered, MessageRead, MessageRejected, MessageSubmitted
 from projections.base import Message, Projection, occurred_at
 from projections.tables import inbox, messages
 
@@ -26,11 +27,11 @@ async def apply(connection: AsyncConnection, batch: Sequence[Message]) -> None:
     for message in batch:
         event = message.event
         at = occurred_at(event)
-        match event.type:
-            case "MessageSubmitted":
-                submitted[event.aggregate_id] = _submitted(event.aggregate_id, event.data, event.version, at)
-            case "MessageDelivered" | "MessageRejected":
-                change = _settled(event.type, event.data, event.version, at)
+        match fact := message.fact:
+            case MessageSubmitted():
+                submitted[event.aggregate_id] = _submitted(event.aggregate_id, fact, event.version, at)
+            case MessageDelivered() | MessageRejected():
+                change = _settled(fact, event.version, at)
                 if event.aggregate_id in submitted:
                     submitted[event.aggregate_id].update(change)
                 else:
@@ -38,10 +39,10 @@ async def apply(connection: AsyncConnection, batch: Sequence[Message]) -> None:
                         "b_id": event.aggregate_id,
                         **{f"b_{k}": v for k, v in change.items()},
                     }
-                if event.type == "MessageDelivered":
-                    delivered += _inbox_rows(event.aggregate_id, event.data, at)
-            case "MessageRead":
-                read.append({"b_account": event.data["reader"], "b_id": event.aggregate_id, "b_at": at})
+                if isinstance(fact, MessageDelivered):
+                    delivered += _inbox_rows(event.aggregate_id, fact, at)
+            case MessageRead(reader=reader):
+                read.append({"b_account": reader, "b_id": event.aggregate_id, "b_at": at})
     if submitted:
         await connection.execute(insert(messages).on_conflict_do_nothing(), list(submitted.values()))
     if settled:
@@ -52,15 +53,15 @@ async def apply(connection: AsyncConnection, batch: Sequence[Message]) -> None:
         await connection.execute(MARK_READ, read)
 
 
-def _submitted(message_id: str, data: dict[str, Any], version: int, at: object) -> dict[str, Any]:
+def _submitted(message_id: str, fact: MessageSubmitted, version: int, at: object) -> dict[str, Any]:
     return {
         "message_id": message_id,
-        "conversation_id": data["conversation_id"],
-        "sender": data["sender"],
-        "recipients": data["recipients"],
-        "body": data["body"],
-        "price": data["price"],
-        "currency": data["currency"],
+        "conversation_id": fact.conversation_id,
+        "sender": fact.sender,
+        "recipients": fact.recipients,
+        "body": fact.body,
+        "price": fact.price,
+        "currency": fact.currency,
         "status": "pending_payment",
         "reason": None,
         "version": version,
@@ -69,23 +70,23 @@ def _submitted(message_id: str, data: dict[str, Any], version: int, at: object) 
     }
 
 
-def _settled(kind: str, data: dict[str, Any], version: int, at: object) -> dict[str, Any]:
-    if kind == "MessageDelivered":
+def _settled(fact: MessageDelivered | MessageRejected, version: int, at: object) -> dict[str, Any]:
+    if isinstance(fact, MessageDelivered):
         return {"status": "delivered", "reason": None, "version": version, "delivered_at": at}
-    return {"status": "rejected", "reason": data["reason"], "version": version, "delivered_at": None}
+    return {"status": "rejected", "reason": fact.reason, "version": version, "delivered_at": None}
 
 
-def _inbox_rows(message_id: str, data: dict[str, Any], at: object) -> list[dict[str, Any]]:
+def _inbox_rows(message_id: str, fact: MessageDelivered, at: object) -> list[dict[str, Any]]:
     return [
         {
             "account_id": recipient,
             "message_id": message_id,
-            "conversation_id": data["conversation_id"],
-            "sender": data["sender"],
+            "conversation_id": fact.conversation_id,
+            "sender": fact.sender,
             "delivered_at": at,
             "read_at": None,
         }
-        for recipient in data["recipients"]
+        for recipient in fact.recipients
     ]
 
 

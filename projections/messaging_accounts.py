@@ -12,15 +12,16 @@ from collections.abc import Sequence
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.domain.accounts import AccountOpened
 from projections.base import Message, Projection
 from projections.tables import messaging_accounts
 
 
 async def apply(connection: AsyncConnection, messages: Sequence[Message]) -> None:
     rows = [
-        {"account_id": m.event.aggregate_id, "currency": m.event.data["currency"], "holder": m.event.data.get("holder")}
+        {"account_id": m.event.aggregate_id, "currency": opened.currency, "holder": opened.holder}
         for m in messages
-        if m.event.type == "AccountOpened"
+        if isinstance(opened := m.fact, AccountOpened)
     ]
     if rows:
         await connection.execute(insert(messaging_accounts).on_conflict_do_nothing(), rows)

@@ -42,7 +42,11 @@ def refuse_open_access(keys: tuple[ApiKey, ...], tokens: bool, allow_anonymous: 
         )
 
 
-bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer <key>`.")
+bearer = HTTPBearer(
+    auto_error=False,
+    description="A service's API key, or an end user's token (a JWT from the identity provider): "
+    "`Authorization: Bearer <key or token>`.",
+)
 
 
 def identify(keys: tuple[ApiKey, ...], presented: str) -> ApiKey | None:
