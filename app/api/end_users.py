@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,12 @@ class InvalidToken(Exception):
     """Why a token was refused, for the log; the client hears only 401."""
 
 
+@dataclass(frozen=True, slots=True)
+class VerifiedToken:
+    subject: str
+    expires_at: float  # seconds since the epoch, the leeway included: when it stops being accepted
+
+
 class TokenVerifier:
     def __init__(self, jwks: dict[str, Any], issuer: str, audience: str, leeway_s: float) -> None:
         self.keys = jwt.PyJWKSet.from_dict(jwks)
@@ -69,6 +76,10 @@ class TokenVerifier:
 
     def subject(self, token: str) -> str:
         """The verified token's subject; InvalidToken for anything short of a valid, current token."""
+        return self.verify(token).subject
+
+    def verify(self, token: str) -> VerifiedToken:
+        """The verified token's subject and expiry; InvalidToken for anything short of a valid, current token."""
         try:
             header = jwt.get_unverified_header(token)
             if header.get("alg") not in ALGORITHMS:
@@ -88,7 +99,7 @@ class TokenVerifier:
         subject = claims["sub"]
         if not isinstance(subject, str) or not 0 < len(subject) <= 200 or not subject.isprintable():
             raise InvalidToken("the subject is not a printable string of 1 to 200 characters")
-        return subject
+        return VerifiedToken(subject, float(claims["exp"]) + self.leeway_s)
 
     def key_for(self, kid: object) -> jwt.PyJWK:
         if kid is None and len(self.keys.keys) == 1:

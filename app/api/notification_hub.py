@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
@@ -113,9 +114,12 @@ class Stream:
         self.begin, self.upto, self.backlog, self.missing = begin, upto, backlog, missing
         self.replaying = bool(missing)
         self.closed = False
+        self.until: float | None = None  # when the stream must end (its token's expiry), in time.time()
+        self.expired = False
 
     async def items(self, heartbeat_s: float) -> AsyncIterator[Item | None]:
-        """Each item in order per partition; None when nothing came for `heartbeat_s`. Ends on overflow."""
+        """Each item in order per partition; None when nothing came for `heartbeat_s`. Ends on overflow,
+        and at `until` (then `expired`): a stream does not outlive the token that opened it."""
         for item in self.backlog:
             yield self.advance(item)
         if self.missing:
@@ -132,11 +136,18 @@ class Stream:
                     yield self.advance(item)
             if self.subscriber.overflowed:
                 return  # too slow for its buffer: the last id sent resumes it exactly here
+            left = None if self.until is None else self.until - time.time()
+            if left is not None and left <= 0:
+                self.expired = True
+                return  # the last id sent resumes it, with a fresh token
             self.subscriber.wakeup.clear()
             try:
-                await asyncio.wait_for(self.subscriber.wakeup.wait(), heartbeat_s)
+                await asyncio.wait_for(
+                    self.subscriber.wakeup.wait(), heartbeat_s if left is None else min(heartbeat_s, left)
+                )
             except TimeoutError:
-                yield None
+                if self.until is None or time.time() < self.until:
+                    yield None
 
     def advance(self, item: Item) -> Item:
         self.cursor[item.partition] = item.offset + 1
@@ -238,7 +249,7 @@ class NotificationHub:
     def full(self) -> bool:
         return self.streams >= self.settings.notification_streams_max
 
-    def open(self, accounts: frozenset[str] | None, begin: Position | None) -> Stream:
+    def open(self, accounts: frozenset[str] | None, begin: Position | None, until: float | None = None) -> Stream:
         """A stream of what `accounts` (None: everything) want from `begin` (None: from now) on.
 
         Raises Exhausted at the stream cap, or when its backlog needs Kafka and the replay cap is
@@ -255,7 +266,9 @@ class NotificationHub:
         self.streams += 1
         NOTIFICATION_STREAMS.set(self.streams)
         self.replays += bool(missing)
-        return Stream(self, subscriber, begin, upto, backlog, missing)
+        stream = Stream(self, subscriber, begin, upto, backlog, missing)
+        stream.until = until
+        return stream
 
     def subscribe(self, accounts: frozenset[str] | None) -> tuple[Subscriber, Position]:
         """A new stream's queue, and the position from which it gets everything it wants."""

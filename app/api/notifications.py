@@ -67,7 +67,8 @@ async def stream(
     held = await held_accounts(request, consistent_with)
     begin = resume if resume is not None else {p: 0 for p in hub.position} if start == "beginning" else None
     try:
-        opened = hub.open(held, begin)  # None: from now
+        # An end user's stream ends when their token does (None: from now; a service key's: never).
+        opened = hub.open(held, begin, until=getattr(request.state, "token_expires_at", None))
     except Exhausted as error:
         raise unavailable("too-many-streams", "Too many notification streams", str(error)) from error
     return SseResponse(opened, settings.notification_heartbeat_s)
@@ -102,7 +103,10 @@ async def sse_frames(opened: Stream, heartbeat_s: float) -> AsyncIterator[bytes]
             yield b": heartbeat\n\n"
         else:
             yield b"id: %s\nevent: %s\ndata: %s\n\n" % (position.encode(opened.cursor).encode(), item.kind, item.data)
-    yield b": too far behind; reconnect with the last id to resume\n\n"
+    if opened.expired:
+        yield b": the token expired; reconnect with a fresh one and the last id to resume\n\n"
+    else:
+        yield b": too far behind; reconnect with the last id to resume\n\n"
 
 
 def parse_resume(last_event_id: str | None, partitions: int) -> Position | None:

@@ -90,11 +90,13 @@ def require(role: Role) -> Any:
         if state.tokens is None or not looks_like_a_token(credentials.credentials):
             raise unauthorized()
         try:
-            subject = state.tokens.subject(credentials.credentials)
+            verified = state.tokens.verify(credentials.credentials)
         except InvalidToken as refused:
             log.info("end-user token refused: %s", refused)  # the reason stays here; the client hears 401
             raise unauthorized() from None
+        subject = verified.subject
         request.state.principal, request.state.user = USER_PREFIX + subject, subject
+        request.state.token_expires_at = verified.expires_at  # a stream ends then
         await admit(request, subject)
 
     return Depends(check)

@@ -39,6 +39,7 @@ async def ns(settings: Settings) -> Settings:
         token_issuer=ISSUER,
         token_audience=AUDIENCE,
         token_jwks=PROVIDER.jwks(),
+        token_leeway_s=0,  # a token's expiry is exactly its stream's end
         allow_anonymous=False,
     )
 
@@ -239,3 +240,23 @@ async def test_an_end_user_streams_the_notifications_of_their_own_accounts_only(
             assert data["aggregate_id"] == alice, data  # Bob's came first, and Alice's stream skipped it
             if kind == "FundsDeposited":
                 break
+
+
+async def test_an_end_users_stream_ends_when_the_token_that_opened_it_expires(
+    http: httpx.AsyncClient, writer: httpx.AsyncClient
+) -> None:
+    token = PROVIDER.token("carol")
+    opened = await writer.post("/accounts", json={"owner": "Carol", "currency": "EUR"}, headers=bearer(token))
+    assert opened.status_code == 201, opened.text
+    short = PROVIDER.token("carol", exp=int(time.time()) + 3)
+    started = time.monotonic()
+    async with http.stream("GET", "/notifications/stream", headers=bearer(short)) as stream:
+        assert stream.status_code == 200
+        async with asyncio.timeout(30):  # a stream that outlived its token would run on, heartbeating
+            lines = [line async for line in stream.aiter_lines()]
+    assert lines[-2].startswith(": the token expired"), lines
+    assert time.monotonic() - started >= 1.5  # it was open, and then it ended
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}

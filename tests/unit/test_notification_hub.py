@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import orjson
 import pytest
@@ -118,3 +119,14 @@ async def test_an_idle_stream_yields_heartbeats() -> None:
     stream = hub().open(None, None)
     items = stream.items(heartbeat_s=0.01)
     assert await asyncio.wait_for(anext(items), 1) is None
+
+
+async def test_a_stream_ends_when_its_token_expires_after_what_it_had() -> None:
+    notifications = hub()
+    lasting = notifications.open(None, None, until=time.time() + 0.2)
+    notifications.publish(record(0, 0))
+    started = time.monotonic()
+    got = [item async for item in lasting.items(heartbeat_s=0.05)]  # ends by itself
+    assert [i.offset for i in got if i is not None] == [0]
+    assert lasting.expired and 0.1 < time.monotonic() - started < 2
+    assert not notifications.open(None, None).expired  # a service key's stream has no end of its own
