@@ -137,6 +137,12 @@ async def known_accounts(connection: AsyncConnection, account_ids: Sequence[str]
     return {row.account_id: row.holder for row in result}
 
 
+async def accounts_held_by(connection: AsyncConnection, holder: str) -> frozenset[str]:
+    """The accounts an end user holds."""
+    result = await connection.execute(select(accounts.c.account_id).where(accounts.c.holder == holder))
+    return frozenset(str(account_id) for (account_id,) in result)
+
+
 async def conversation(connection: AsyncConnection, conversation_id: str) -> Row[Any] | None:
     return (
         await connection.execute(select(conversations).where(conversations.c.conversation_id == conversation_id))

@@ -42,8 +42,8 @@ async def ready(request: Request, response: Response) -> Readiness:
 
     async def probe() -> tuple[DependencyState, DependencyState]:
         kafka, postgres = await asyncio.gather(
-            _probe(lambda: state.command_bus.producer.client.fetch_all_metadata(), budget),
-            _probe(lambda: _ping_postgres(state.engine), budget),
+            probe_dependency(lambda: state.command_bus.producer.client.fetch_all_metadata(), budget),
+            probe_dependency(lambda: _ping_postgres(state.engine), budget),
         )
         return kafka, postgres
 
@@ -54,7 +54,7 @@ async def ready(request: Request, response: Response) -> Readiness:
     return Readiness(kafka=kafka, postgres=postgres)
 
 
-async def _probe(check: Callable[[], Awaitable[object]], budget: float) -> DependencyState:
+async def probe_dependency(check: Callable[[], Awaitable[object]], budget: float) -> DependencyState:
     try:
         await asyncio.wait_for(check(), budget)
     except TimeoutError:

@@ -108,13 +108,14 @@ class Stream:
         upto: Position,
         backlog: list[Item],
         missing: list[int],
+        until: float | None,
     ) -> None:
         self.hub, self.subscriber = hub, subscriber
         self.cursor = dict(begin)  # the next offset per partition: what the client's id says
         self.begin, self.upto, self.backlog, self.missing = begin, upto, backlog, missing
         self.replaying = bool(missing)
         self.closed = False
-        self.until: float | None = None  # when the stream must end (its token's expiry), in time.time()
+        self.until = until  # when the stream must end (its token's expiry), in time.time(); None: never
         self.expired = False
 
     async def items(self, heartbeat_s: float) -> AsyncIterator[Item | None]:
@@ -185,12 +186,7 @@ class NotificationHub:
     # --- lifecycle ----------------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap,
-            isolation_level="read_committed",
-            enable_auto_commit=False,
-            fetch_max_wait_ms=FETCH_WAIT_MS,
-        )
+        consumer = self.new_consumer()
         await consumer.start()
         self.consumer = consumer
         tps = [TopicPartition(self.topic, p) for p in range(self.settings.partitions)]
@@ -198,6 +194,16 @@ class NotificationHub:
         await consumer.seek_to_end(*tps)
         self.begin_at({tp.partition: await consumer.position(tp) for tp in tps})
         self.task = asyncio.create_task(self.run(consumer), name="notification-hub")
+
+    def new_consumer(self, auto_offset_reset: str = "latest") -> AIOKafkaConsumer:
+        """A consumer of committed notifications, assigned by hand (no group, nothing committed)."""
+        return AIOKafkaConsumer(
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            isolation_level="read_committed",
+            enable_auto_commit=False,
+            auto_offset_reset=auto_offset_reset,
+            fetch_max_wait_ms=FETCH_WAIT_MS,
+        )
 
     def begin_at(self, position: Position) -> None:
         """Read on from `position` (next offsets), with an empty history."""
@@ -266,9 +272,7 @@ class NotificationHub:
         self.streams += 1
         NOTIFICATION_STREAMS.set(self.streams)
         self.replays += bool(missing)
-        stream = Stream(self, subscriber, begin, upto, backlog, missing)
-        stream.until = until
-        return stream
+        return Stream(self, subscriber, begin, upto, backlog, missing, until)
 
     def subscribe(self, accounts: frozenset[str] | None) -> tuple[Subscriber, Position]:
         """A new stream's queue, and the position from which it gets everything it wants."""
@@ -311,13 +315,7 @@ class NotificationHub:
         A position older than the topic's retention resumes at its oldest notification (the
         consumer resets to the earliest offset): what is gone is gone.
         """
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap,
-            isolation_level="read_committed",
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=FETCH_WAIT_MS,
-        )
+        consumer = self.new_consumer(auto_offset_reset="earliest")
         await consumer.start()
         try:
             tps = [TopicPartition(self.topic, p) for p in partitions]

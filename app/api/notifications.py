@@ -22,16 +22,16 @@ from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
-from sqlalchemy import select
 from starlette.types import Receive, Scope, Send
 
 from app.api.errors import Problem, problem_doc
+from app.api.health import probe_dependency
 from app.api.notification_hub import Exhausted, NotificationHub, Stream
 from app.api.queries import ConsistentWith, read_model
 from app.api.state import app_state, clients
 from app.eventstore import position
 from app.eventstore.position import Position
-from projections.tables import accounts
+from projections import queries
 
 router = APIRouter(tags=["notifications"])
 
@@ -133,11 +133,7 @@ async def kafka_answers(request: Request) -> bool:
     kafka = clients(request).command_bus.producer.client
 
     async def probe() -> bool:
-        try:
-            await asyncio.wait_for(kafka.fetch_all_metadata(), state.settings.readiness_timeout_s)
-        except Exception:
-            return False
-        return True
+        return await probe_dependency(kafka.fetch_all_metadata, state.settings.readiness_timeout_s) == "ok"
 
     answered: bool = await state.kafka_probe.get(probe)
     return answered
@@ -168,8 +164,7 @@ async def held_accounts(request: Request, consistent_with: str | None) -> frozen
     if user is None:
         return None
     async with read_model(request, "accounts", consistent_with) as db:
-        rows = await db.execute(select(accounts.c.account_id).where(accounts.c.holder == user))
-    return frozenset(str(account_id) for (account_id,) in rows)
+        return await queries.accounts_held_by(db, user)
 
 
 def unavailable(slug: str, title: str, detail: str) -> Problem:
