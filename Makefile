@@ -82,5 +82,7 @@ bench: setup infra
 		$$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -q wrk >/dev/null; }
 	@test -x $(BIN)/py-spy || { echo "==> installing py-spy (the profile of the API under load)"; \
 		$(BIN)/python -m pip install --quiet -c constraints.txt py-spy; }
+	@test -x $(BIN)/granian || { echo "==> installing granian (python -m bench.server: the HTTP server A/B)"; \
+		$(BIN)/python -m pip install --quiet -c constraints.txt granian; }
 	@echo "==> running the benchmarks (see BENCHMARKS.md)"
 	@$(BIN)/python -m bench

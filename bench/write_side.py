@@ -52,13 +52,16 @@ async def running(services: list[Service], ready_url: str) -> AsyncIterator[None
 
 @asynccontextmanager
 async def serving_eventline(
-    settings: Settings, accounts: int, open_timeout: float = 90
+    settings: Settings, accounts: int, open_timeout: float = 90, api: list[str] | None = None
 ) -> AsyncIterator[tuple[str, Path, list[Service]]]:
     """Processor, projector and API as processes on `settings`' namespace, with `accounts` opened:
-    (base URL, the accounts file, the services). The namespace's topics and database go afterwards."""
+    (base URL, the accounts file, the services). `api` replaces `eventline api`'s command line.
+    The namespace's topics and database go afterwards."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     services = eventline_services(settings, port, "split")
+    if api is not None:
+        services[-1].argv = api
     accounts_file = Path(tempfile.mkstemp(prefix="bench-accounts-", suffix=".txt")[1])
     try:
         async with running(services, f"{base}/health/ready"):
