@@ -21,6 +21,15 @@ class Settings(BaseSettings):
 
     # Kafka: the event store.
     kafka_bootstrap: str = "127.0.0.1:19092"
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT",
+        description="How clients reach the brokers. SASL_*: each process authenticates with its own "
+        "EVENTLINE_KAFKA_USERNAME and EVENTLINE_KAFKA_PASSWORD, and the brokers' ACLs say what it may do "
+        "(docs/security.md).",
+    )
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256"] = "SCRAM-SHA-512"
+    kafka_username: str = Field(default="", description="This process's Kafka principal (SASL only).")
+    kafka_password: str = Field(default="", repr=False, description="…and its password.")
     namespace: str = Field(
         default="eventline",
         pattern=r"^[a-z0-9][a-z0-9_-]{0,48}$",
@@ -155,6 +164,11 @@ class Settings(BaseSettings):
             raise ValueError("EVENTLINE_API_KEYS must be set in production")
         if self.environment == "production" and self.allow_anonymous:
             raise ValueError("EVENTLINE_ALLOW_ANONYMOUS is for development; production always authenticates")
+        if self.kafka_security_protocol != "PLAINTEXT" and not (self.kafka_username and self.kafka_password):
+            raise ValueError(
+                f"EVENTLINE_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs "
+                "EVENTLINE_KAFKA_USERNAME and EVENTLINE_KAFKA_PASSWORD"
+            )
         return self
 
     def topic(self, name: str) -> str:

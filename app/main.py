@@ -35,7 +35,7 @@ from app.api_keys import parse_api_keys
 from app.config import Settings, get_settings
 from app.db import create_engine
 from app.eventstore.command_bus import CommandBus, new_producer
-from app.eventstore.kafka import admin_client, wait_for_kafka
+from app.eventstore.kafka import admin_client, connection, wait_for_kafka
 from app.eventstore.topics import verify_topics
 
 log = logging.getLogger(__name__)
@@ -77,9 +77,9 @@ def create_app(settings: Settings | None = None, workers: Mapping[str, Worker] |
         await producer.start()
         bus = CommandBus(settings, producer)
         await bus.start()
-        offsets = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, isolation_level="read_committed")
+        offsets = AIOKafkaConsumer(**connection(settings), isolation_level="read_committed")
         await offsets.start()
-        watermarks = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, isolation_level="read_uncommitted")
+        watermarks = AIOKafkaConsumer(**connection(settings), isolation_level="read_uncommitted")
         await watermarks.start()
         consistency = ConsistencyWaiter(settings, engine, offsets, watermarks)
         await consistency.start()

@@ -37,6 +37,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.config import Settings
+from app.eventstore.kafka import connection
 from projections import checkpoints, deferred_indexes
 from projections.base import Message, Projection, decode_record
 from projections.checkpoints import Slot
@@ -182,7 +183,7 @@ async def prepare_tables(engine: AsyncEngine, projection: Projection) -> None:
 
 async def end_offsets(settings: Settings, projections: Sequence[Projection]) -> Ends:
     """Where every partition the projections read ends now: the replay goes that far, the swap the rest."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, isolation_level="read_committed")
+    consumer = AIOKafkaConsumer(**connection(settings), isolation_level="read_committed")
     await consumer.start()
     try:
         return await ends_of(
@@ -375,9 +376,7 @@ async def catch_up(
 
 
 async def read_range(settings: Settings, projection: Projection, ranges: dict[Slot, tuple[int, int]]) -> list[Message]:
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, isolation_level="read_committed", enable_auto_commit=False
-    )
+    consumer = AIOKafkaConsumer(**connection(settings), isolation_level="read_committed", enable_auto_commit=False)
     await consumer.start()
     try:
         tps = {TopicPartition(settings.topic(topic), p): (topic, p) for topic, p in ranges}

@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.config import Settings
 from app.db import is_outage
+from app.eventstore.kafka import connection
 from app.observability.metrics import DEPENDENCY_ERRORS, PROJECTED
 from projections import checkpoints, failures
 from projections.base import Decode, Message, Projection, UndecodableRecord, decode_record
@@ -100,7 +101,7 @@ class ProjectionRunner(ConsumerRebalanceListener):  # type: ignore[misc]
         self.failure: BaseException | None = None
         self.halt_checked = 0.0
         self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap,
+            **connection(settings),
             isolation_level="read_committed",
             enable_auto_commit=False,
             auto_offset_reset="earliest",

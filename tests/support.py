@@ -23,7 +23,7 @@ from alembic import command
 from app.config import Settings
 from app.eventstore.bad_records import UNREADABLE
 from app.eventstore.envelope import EventEnvelope
-from app.eventstore.kafka import admin_client
+from app.eventstore.kafka import admin_client, connection
 from app.eventstore.partitioner import partition_for
 from app.eventstore.topics import create_topics
 from app.main import Worker, create_app
@@ -148,7 +148,7 @@ async def wait_for_log(process: Process, pattern: str, after: int = 0, timeout: 
 async def read_topic(settings: Settings, name: str) -> list[ConsumerRecord[bytes, bytes]]:
     """Every committed record of `<ns>.<name>`, in partition then offset order."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
+        **connection(settings),
         isolation_level="read_committed",
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -187,7 +187,7 @@ def decoded(raw: bytes | None) -> EventEnvelope | None:
 
 async def write_foreign_record(settings: Settings, aggregate_id: str, value: bytes) -> None:
     """Write to the aggregate's event partition what the processor never would: a plain, foreign record."""
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+    producer = AIOKafkaProducer(**connection(settings))
     await producer.start()
     try:
         await producer.send_and_wait(
@@ -208,7 +208,7 @@ def assert_versions_gapless(events: list[EventEnvelope]) -> None:
 
 async def end_offsets(settings: Settings, name: str = "commands") -> dict[TopicPartition, int]:
     """The end offsets of every partition of `<ns>.<name>`: equal before and after means nothing was written."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    consumer = AIOKafkaConsumer(**connection(settings))
     await consumer.start()
     try:
         count = settings.result_partitions if name == "command-results" else settings.partitions

@@ -35,6 +35,7 @@ from aiokafka.structs import ConsumerRecord
 
 from app.config import Settings
 from app.eventstore.bad_records import UNREADABLE, skip_bad_record
+from app.eventstore.kafka import connection
 from app.eventstore.position import Position
 from app.observability.metrics import NOTIFICATION_OVERFLOWS, NOTIFICATION_STREAMS
 
@@ -198,7 +199,7 @@ class NotificationHub:
     def new_consumer(self, auto_offset_reset: str = "latest") -> AIOKafkaConsumer:
         """A consumer of committed notifications, assigned by hand (no group, nothing committed)."""
         return AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap,
+            **connection(self.settings),
             isolation_level="read_committed",
             enable_auto_commit=False,
             auto_offset_reset=auto_offset_reset,

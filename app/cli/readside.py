@@ -14,6 +14,7 @@ from rich.table import Table
 from app.cli.app import cli, configure_logging, console
 from app.config import Settings, get_settings
 from app.db import create_engine
+from app.eventstore.kafka import connection
 from projections import failures
 from projections.rebuild import default_workers, rebuild_together, summary
 from projections.registry import PROJECTIONS
@@ -54,7 +55,7 @@ def projections() -> None:
 
 async def _status(settings: Settings) -> list[dict[str, Any]]:
     engine = create_engine(settings)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, isolation_level="read_committed")
+    consumer = AIOKafkaConsumer(**connection(settings), isolation_level="read_committed")
     await consumer.start()
     try:
         return await projection_status(settings, engine, consumer)

@@ -20,7 +20,7 @@ from aiokafka.structs import ConsumerRecord
 from app.config import Settings
 from app.eventstore.bad_records import UNREADABLE, skip_bad_record
 from app.eventstore.envelope import CommandEnvelope, CommandResult
-from app.eventstore.kafka import producer_is_dead
+from app.eventstore.kafka import connection, producer_is_dead
 from app.eventstore.partitioner import partition_for
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ class CommandNotAccepted(RuntimeError):
 
 
 def new_producer(settings: Settings) -> AIOKafkaProducer:
-    return AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True)
+    return AIOKafkaProducer(**connection(settings), acks="all", enable_idempotence=True)
 
 
 class CommandBus:
@@ -40,7 +40,7 @@ class CommandBus:
         self.producer = producer
         self.waiters: defaultdict[str, list[asyncio.Future[CommandResult]]] = defaultdict(list)
         self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap,
+            **connection(settings),
             isolation_level="read_committed",
             enable_auto_commit=False,
             group_id=None,

@@ -5,14 +5,32 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Any
 
 from aiokafka import AIOKafkaClient, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
+from aiokafka.helpers import create_ssl_context
 
 from app.config import Settings
 
 log = logging.getLogger(__name__)
+
+
+def connection(settings: Settings) -> dict[str, Any]:
+    """How every client of this process reaches the brokers: the bootstrap servers and, when the
+    brokers require it, this process's SASL principal (each process its own, so ACLs can tell them apart)."""
+    options: dict[str, Any] = {"bootstrap_servers": settings.kafka_bootstrap}
+    if settings.kafka_security_protocol != "PLAINTEXT":
+        options |= {
+            "security_protocol": settings.kafka_security_protocol,
+            "sasl_mechanism": settings.kafka_sasl_mechanism,
+            "sasl_plain_username": settings.kafka_username,
+            "sasl_plain_password": settings.kafka_password,
+        }
+    if settings.kafka_security_protocol == "SASL_SSL":
+        options["ssl_context"] = create_ssl_context()  # the system's certificate authorities
+    return options
 
 
 class KafkaUnavailable(RuntimeError):
@@ -23,7 +41,7 @@ async def wait_for_kafka(settings: Settings) -> None:
     """Return once the broker answers a metadata request; raise KafkaUnavailable after the budget."""
     deadline = time.monotonic() + settings.startup_timeout_s
     while True:
-        client = AIOKafkaClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=5000)
+        client = AIOKafkaClient(**connection(settings), request_timeout_ms=5000)
         try:
             await client.bootstrap()
             return
@@ -39,7 +57,7 @@ async def wait_for_kafka(settings: Settings) -> None:
 
 
 def admin_client(settings: Settings) -> AIOKafkaAdminClient:
-    return AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=10000)
+    return AIOKafkaAdminClient(**connection(settings), request_timeout_ms=10000)
 
 
 def sender_task(producer: AIOKafkaProducer) -> asyncio.Task[None] | None:

@@ -22,6 +22,7 @@ from aiokafka.errors import KafkaError, ProducerFenced
 from aiokafka.structs import ConsumerRecord
 
 from app.config import Settings
+from app.eventstore.kafka import connection
 from app.eventstore.partition_writer import PartitionWriter
 from app.eventstore.restore import restore_partitions
 from app.observability.metrics import BATCHES, DEPENDENCY_ERRORS
@@ -90,7 +91,7 @@ class Processor(ConsumerRebalanceListener):  # type: ignore[misc]
         self.failure: BaseException | None = None
         self.chores: set[asyncio.Task[None]] = set()
         self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap,
+            **connection(settings),
             group_id=settings.processor_group,
             isolation_level="read_committed",
             enable_auto_commit=False,
@@ -244,7 +245,7 @@ async def fence_partition(settings: Settings, partition: int) -> AIOKafkaProduce
     owner's open transaction is aborted.
     """
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap,
+        **connection(settings),
         transactional_id=f"{settings.namespace}.processor.{partition}",
         enable_idempotence=True,
         acks="all",

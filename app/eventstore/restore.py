@@ -20,6 +20,7 @@ from app.eventstore.bad_records import UNREADABLE, skip_bad_record
 from app.eventstore.decision import Aggregate
 from app.eventstore.envelope import AggregateRecord
 from app.eventstore.idempotency import IdempotencyMemory, is_command_key, now_ms
+from app.eventstore.kafka import connection
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ async def restore_partitions(settings: Settings, partitions: list[int]) -> dict[
     started = time.monotonic()
     topic = settings.topic("aggregates")
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap,
+        **connection(settings),
         isolation_level="read_committed",
         enable_auto_commit=False,
         auto_offset_reset="earliest",

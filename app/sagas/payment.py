@@ -29,7 +29,7 @@ from app.domain import accounts, messages
 from app.domain.base import Command
 from app.eventstore.bad_records import UNREADABLE, skip_bad_record
 from app.eventstore.envelope import CommandEnvelope, EventEnvelope, domain_event, new_command
-from app.eventstore.kafka import producer_is_dead
+from app.eventstore.kafka import connection, producer_is_dead
 from app.eventstore.partitioner import partition_for
 from app.eventstore.upcasting import upcast
 from app.observability.logs import carrying
@@ -94,7 +94,7 @@ class PaymentSaga:
         self.settings = settings
         self.consumer = AIOKafkaConsumer(
             settings.topic("events"),
-            bootstrap_servers=settings.kafka_bootstrap,
+            **connection(settings),
             group_id=settings.saga_group,
             isolation_level="read_committed",
             enable_auto_commit=False,
@@ -104,9 +104,7 @@ class PaymentSaga:
         self.producer = self.new_producer()
 
     def new_producer(self) -> AIOKafkaProducer:
-        return AIOKafkaProducer(
-            bootstrap_servers=self.settings.kafka_bootstrap, acks="all", enable_idempotence=True, linger_ms=2
-        )
+        return AIOKafkaProducer(**connection(self.settings), acks="all", enable_idempotence=True, linger_ms=2)
 
     async def run(self) -> None:
         await self.producer.start()

@@ -14,6 +14,7 @@ from app.config import Settings
 from app.db import create_engine
 from app.eventstore.bad_records import UNREADABLE
 from app.eventstore.envelope import CommandResult, EventEnvelope
+from app.eventstore.kafka import connection
 from app.sagas.payment import message_of
 from projections.rebuild import rebuild_together
 from projections.registry import PROJECTIONS
@@ -111,7 +112,7 @@ async def lag(ns: Settings, group: str, topic: str, transactional: bool) -> int:
     one record per partition does not count there; the commands topic has no markers.
     """
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=ns.kafka_bootstrap, group_id=group, enable_auto_commit=False, isolation_level="read_committed"
+        **connection(ns), group_id=group, enable_auto_commit=False, isolation_level="read_committed"
     )
     await consumer.start()
     try:
@@ -128,7 +129,7 @@ async def projections_caught_up(ns: Settings) -> bool:
     from projections.status import projection_status
 
     engine = create_engine(ns)
-    consumer = AIOKafkaConsumer(bootstrap_servers=ns.kafka_bootstrap, isolation_level="read_committed")
+    consumer = AIOKafkaConsumer(**connection(ns), isolation_level="read_committed")
     await consumer.start()
     try:
         views = await projection_status(ns, engine, consumer)
