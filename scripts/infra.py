@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Local infrastructure for Eventline: a real PostgreSQL and a real Apache Kafka.
 
-    python3 scripts/infra.py up | down | kill | status | restart [kafka|postgres|cluster|cluster-N] [--brokers 3]
-    python3 scripts/infra.py destroy cluster    # SIGKILL the cluster and delete its data
+    python3 scripts/infra.py up | down | kill | status | restart [SERVICE …] [--brokers 3]
+        SERVICE: kafka, postgres, cluster, cluster-N (scripts/kafka_cluster.py), secured (scripts/kafka_secured.py)
+    python3 scripts/infra.py destroy cluster|secured    # SIGKILL it and delete its data
 
 Everything lives under `.local/` (git-ignored): PostgreSQL's data directory and
 Kafka's jars, storage and logs. Both servers listen on 127.0.0.1 only, on
@@ -618,9 +619,10 @@ def status() -> int:
 
 
 def main(argv: list[str]) -> int:
-    import kafka_cluster  # beside this file; it builds on the classes above
+    import kafka_cluster  # beside these files; they build on the classes above
+    import kafka_secured
 
-    services = {**SERVICES, **kafka_cluster.services()}
+    services = {**SERVICES, **kafka_cluster.services(), **kafka_secured.services()}
     parser = argparse.ArgumentParser(description="Start and stop Eventline's local Kafka and PostgreSQL.")
     parser.add_argument(
         "action",
@@ -647,7 +649,7 @@ def main(argv: list[str]) -> int:
                 service.kill()
         if args.action == "destroy":
             if any(not hasattr(service, "destroy") for service in chosen) or not args.services:
-                parser.error("destroy is for the cluster only: `destroy cluster`")
+                parser.error("destroy is for the cluster and the secured broker only: `destroy cluster`")
             for service in chosen:
                 service.destroy()  # type: ignore[union-attr]
         if args.action in ("down", "restart"):

@@ -34,7 +34,7 @@ os.environ.setdefault("EVENTLINE_ALLOW_ANONYMOUS", "true")
 
 
 # Each suite is marked by its folder: `pytest -m "not faults"`, say, leaves out the fault rounds.
-SUITES = ("unit", "integration", "faults", "cluster", "e2e")
+SUITES = ("unit", "integration", "faults", "cluster", "secured", "e2e")
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -33,15 +33,20 @@ class System:
     processes: dict[str, list[Process]] = field(default_factory=dict)
     accounts: list[str] = field(default_factory=list)
     conversations: list[tuple[str, str]] = field(default_factory=list)
+    # Settings a kind of process runs with over `ns`'s: its own Kafka principal, on the secured broker.
+    overrides: dict[str, dict[str, object]] = field(default_factory=dict)
+
+    def settings_for(self, kind: str) -> Settings:
+        return self.ns.model_copy(update=self.overrides.get(kind, {}))
 
     def start(self, kind: str) -> Process:
-        process = Process(self.ns, kind).start()
+        process = Process(self.settings_for(kind), kind).start()
         self.processes.setdefault(kind, []).append(process)
         return process
 
     def kill_and_restart(self, kind: str, index: int = 0) -> None:
         self.processes[kind][index].kill()
-        self.processes[kind][index] = Process(self.ns, kind).start()
+        self.processes[kind][index] = Process(self.settings_for(kind), kind).start()
 
     def exited(self) -> list[str]:
         """The processes that ended though no fault was meant to end them, with their last words."""
@@ -60,16 +65,18 @@ class System:
 
 @asynccontextmanager
 async def behind_two_apis(
-    ns: Settings, kinds: Iterable[str]
+    ns: Settings, kinds: Iterable[str], overrides: dict[str, dict[str, object]] | None = None
 ) -> AsyncIterator[tuple[System, list[ApiProcess], httpx.AsyncClient]]:
     """The processes `kinds` and two real `eventline api` (uvicorn over TCP): the system, the API
-    processes, and a client of the first one (`system.client` speaks to the second)."""
-    apis = [ApiProcess(ns.model_copy(update={"api_port": free_port()})) for _ in range(2)]
+    processes, and a client of the first one (`system.client` speaks to the second). `overrides`
+    are settings by kind of process ("api" for both APIs)."""
+    overrides = overrides or {}
+    apis = [ApiProcess(ns.model_copy(update={**overrides.get("api", {}), "api_port": free_port()})) for _ in range(2)]
     async with (
         httpx.AsyncClient(base_url=apis[0].url, timeout=30) as first,
         httpx.AsyncClient(base_url=apis[1].url, timeout=30) as second,
     ):
-        system = System(ns, second)
+        system = System(ns, second, overrides=overrides)
         for kind in kinds:
             system.start(kind)
         try:
