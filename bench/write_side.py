@@ -74,6 +74,33 @@ async def serving_eventline(
         await drop_database(settings)
 
 
+async def closed_loops_with_cpu(
+    label: str, base: str, accounts: Path, services: list[Service], concurrency: tuple[int, ...] = (16, 64)
+) -> dict[str, Any]:
+    """For an A/B: a 10 s closed loop per client count, with commands/s, latency and the CPU
+    milliseconds one command cost each process (printed as `label, N clients: …`)."""
+    figures: dict[str, Any] = {}
+    for clients in concurrency:
+        meter = CpuMeter({s.name.removeprefix("eventline-"): s.pid for s in services} | infra_pids())
+        meter.start()
+        run = await asyncio.to_thread(closed_loop, base, accounts, concurrency=clients, warmup=2.0, duration=10.0)
+        cpu, done = meter.stop(), run["ok_per_s"]
+        per_command = {name: round(share / done * 1000, 3) for name, share in cpu.items()}
+        figures[f"closed_{clients}"] = {
+            "commands_per_s": round(done, 1),
+            "p50_ms": run["latency"]["p50_ms"],
+            "p99_ms": run["latency"]["p99_ms"],
+            "cpu_ms_per_command": per_command,
+        }
+        print(
+            f"{label}, {clients} clients: {done:.0f} commands/s, "
+            f"p50 {run['latency']['p50_ms']:.1f} ms, p99 {run['latency']['p99_ms']:.1f} ms; "
+            f"CPU ms per command {per_command}, total {sum(per_command.values()):.2f}",
+            flush=True,
+        )
+    return figures
+
+
 def eventline_services(settings: Settings, port: int, layout: str) -> list[Service]:
     env = eventline_environment(settings, EVENTLINE_API_PORT=str(port))
     binary = str(VENV_BIN / "eventline")
