@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncpg
 import orjson
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from app.config import Settings
@@ -22,10 +22,25 @@ def create_engine(settings: Settings, statement_cache: bool = True, pre_ping: bo
     url = make_url(settings.database_url)
     if not statement_cache:
         url = url.update_query_dict({"prepared_statement_cache_size": "0"})
+    size = settings.database_pool_size
+    return _engine(url, pool_size=size, max_overflow=size, pre_ping=pre_ping)
+
+
+def create_probe_engine(settings: Settings) -> AsyncEngine:
+    """A single connection for `/health/ready` alone, apart from the pool the queries use.
+
+    The probe is open to anyone, and a flood of probes that took pooled connections left
+    queries none (503). One connection is enough: probes are shared, one runs at a time
+    (app/api/readiness.py).
+    """
+    return _engine(make_url(settings.database_url), pool_size=1, max_overflow=0, pre_ping=True)
+
+
+def _engine(url: URL, *, pool_size: int, max_overflow: int, pre_ping: bool) -> AsyncEngine:
     return create_async_engine(
         url,
-        pool_size=settings.database_pool_size,
-        max_overflow=settings.database_pool_size,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
         # A restarted PostgreSQL leaves dead connections in the pool; ping them on checkout.
         pool_pre_ping=pre_ping,
         pool_timeout=3,

@@ -33,7 +33,7 @@ from app.api.security import refuse_open_access, require
 from app.api.state import AppState, Clients, install_state
 from app.api_keys import parse_api_keys
 from app.config import Settings, get_settings
-from app.db import create_engine
+from app.db import create_engine, create_probe_engine
 from app.eventstore.command_bus import CommandBus, new_producer
 from app.eventstore.kafka import admin_client, connection, wait_for_kafka
 from app.eventstore.topics import verify_topics
@@ -73,6 +73,7 @@ def create_app(settings: Settings | None = None, workers: Mapping[str, Worker] |
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await check_topics(settings)
         engine = create_engine(settings, statement_cache=False)
+        probe_engine = create_probe_engine(settings)
         producer = new_producer(settings)
         await producer.start()
         bus = CommandBus(settings, producer)
@@ -86,7 +87,12 @@ def create_app(settings: Settings | None = None, workers: Mapping[str, Worker] |
         hub = NotificationHub(settings)
         await hub.start()
         state.clients = Clients(
-            engine=engine, command_bus=bus, consistency=consistency, offsets=offsets, notifications=hub
+            engine=engine,
+            probe_engine=probe_engine,
+            command_bus=bus,
+            consistency=consistency,
+            offsets=offsets,
+            notifications=hub,
         )
         tasks = [start_worker(name, worker, settings) for name, worker in (workers or {}).items()]
         try:
@@ -95,7 +101,7 @@ def create_app(settings: Settings | None = None, workers: Mapping[str, Worker] |
             state.clients = None
             await stop_workers(tasks)
             closes = (hub.stop, offsets.stop, watermarks.stop, consistency.stop, bus.stop, bus.producer.stop)
-            for close in (*closes, engine.dispose):
+            for close in (*closes, engine.dispose, probe_engine.dispose):
                 await close_quietly(close)
 
     app = EventlineAPI(

@@ -43,11 +43,11 @@ async def ready(request: Request, response: Response) -> Readiness:
     async def probe() -> tuple[DependencyState, DependencyState]:
         kafka, postgres = await asyncio.gather(
             probe_dependency(lambda: state.command_bus.producer.client.fetch_all_metadata(), budget),
-            probe_dependency(lambda: _ping_postgres(state.engine), budget),
+            probe_dependency(lambda: _ping_postgres(state.probe_engine), budget),
         )
         return kafka, postgres
 
-    # Shared by concurrent callers: a flood of probes holds one pooled connection, never starves queries.
+    # Shared by concurrent callers, on a connection of its own: a flood of probes takes nothing from queries.
     kafka, postgres = await app_state(request).readiness.get(probe)
     if kafka != "ok" or postgres != "ok":
         response.status_code = 503

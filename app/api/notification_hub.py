@@ -17,7 +17,8 @@ with no await between, so nothing published falls between the two). What came
 before that, from the client's own position, is its backlog: from the recent
 history kept here when it reaches back far enough, else read from Kafka by a
 consumer of the stream's own, of which at most `notification_replays_max` run
-at once.
+at once. Both hold every account's notifications: the stream sends only those
+its subscriber wants (`Stream.passes`), as the fan-out does for live ones.
 """
 
 from __future__ import annotations
@@ -123,11 +124,13 @@ class Stream:
         """Each item in order per partition; None when nothing came for `heartbeat_s`. Ends on overflow,
         and at `until` (then `expired`): a stream does not outlive the token that opened it."""
         for item in self.backlog:
-            yield self.advance(item)
+            if self.passes(item):
+                yield item
         if self.missing:
             try:
                 async for item in self.hub.from_kafka(self.begin, self.upto, self.missing):
-                    yield self.advance(item)
+                    if self.passes(item):
+                        yield item
             finally:
                 self.end_replay()
         queue = self.subscriber.queue
@@ -154,6 +157,16 @@ class Stream:
     def advance(self, item: Item) -> Item:
         self.cursor[item.partition] = item.offset + 1
         return item
+
+    def passes(self, item: Item) -> bool:
+        """Step over a backlog item; True when it is this stream's to send.
+
+        The backlog (history or replay) holds every account's notifications, unlike the queue the
+        hub fills, so an end user's must be filtered here. The cursor steps over the others too,
+        so the next id sent resumes exactly past them.
+        """
+        self.advance(item)
+        return self.subscriber.wants(item)
 
     def end_replay(self) -> None:
         if self.replaying:

@@ -1,10 +1,11 @@
 """One readiness probe at a time, its answer shared by everyone who asked meanwhile.
 
 `/health/ready` is open to anyone (load balancers call it without a key), and
-each probe takes a database connection from the pool the queries use: a flood
-of probes turned queries into 503. Callers arriving while a probe runs wait for
-its answer instead of starting their own, so readiness holds at most one pooled
-connection however many ask. No answer is reused after its probe ended: an
+each probe took a database connection from the pool the queries use: a flood
+of probes turned queries into 503. Now the probe has a connection of its own
+(`app.db.create_probe_engine`, pool of one), and callers arriving while a probe
+runs wait for its answer instead of starting their own, so that one connection
+is enough however many ask. No answer is reused after its probe ended: an
 outage shows in the very next probe.
 """
 

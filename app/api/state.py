@@ -29,6 +29,7 @@ class Clients:
     """The connections the lifespan opens: Kafka, PostgreSQL, and what is built on them."""
 
     engine: AsyncEngine
+    probe_engine: AsyncEngine  # /health/ready's own connection: a flood of probes never takes the queries'
     command_bus: CommandBus
     consistency: ConsistencyWaiter
     offsets: AIOKafkaConsumer  # reads end offsets for the projection lag

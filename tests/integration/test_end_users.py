@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from functools import partial
 
 import httpx
+import jwt
 import pytest
 
 from app.api.end_users import CLOSED
@@ -143,14 +146,37 @@ async def test_routes_closed_to_users_answer_403(client: httpx.AsyncClient, meth
     assert answer.status_code == 403, answer.text
 
 
-@pytest.mark.parametrize(
-    "claims",
-    [{"exp": 1}, {"aud": "someone-else"}, {"iss": "https://evil.example"}],
-    ids=["expired", "wrong-audience", "wrong-issuer"],
-)
-async def test_a_bad_token_is_401_and_writes_nothing(client: httpx.AsyncClient, claims: dict[str, object]) -> None:
+def unsigned(subject: str) -> str:
+    """`alg: none` and no signature: a verifier that took the header's word would accept it."""
+    head = b64(json.dumps({"alg": "none", "typ": "JWT"}).encode())
+    body = jwt.decode(PROVIDER.token(subject), options={"verify_signature": False})
+    return f"{head}.{b64(json.dumps(body).encode())}."
+
+
+def tampered(subject: str) -> str:
+    """A genuine token, its signature kept, its payload rewritten to name `subject`."""
+    head, _, signature = PROVIDER.token("someone-real").split(".")
+    body = jwt.decode(PROVIDER.token("someone-real"), options={"verify_signature": False}) | {"sub": subject}
+    return f"{head}.{b64(json.dumps(body).encode())}.{signature}"
+
+
+def b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+BAD_TOKENS: dict[str, Callable[[str], str]] = {
+    "expired": partial(PROVIDER.token, exp=1),
+    "wrong-audience": partial(PROVIDER.token, aud="someone-else"),
+    "wrong-issuer": partial(PROVIDER.token, iss="https://evil.example"),
+    "unsigned-alg-none": unsigned,
+    "tampered": tampered,
+}
+
+
+@pytest.mark.parametrize("token_of", BAD_TOKENS.values(), ids=BAD_TOKENS.keys())
+async def test_a_bad_token_is_401_and_writes_nothing(client: httpx.AsyncClient, token_of: Callable[[str], str]) -> None:
     refused = await client.post(
-        "/accounts", json={"owner": "Mallory", "currency": "EUR"}, headers=as_user("m", **claims)
+        "/accounts", json={"owner": "Mallory", "currency": "EUR"}, headers={"Authorization": f"Bearer {token_of('m')}"}
     )
     assert refused.status_code == 401, refused.text
     assert refused.headers["content-type"] == "application/problem+json"

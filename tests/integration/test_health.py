@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 
 import httpx
@@ -17,6 +18,7 @@ from tests.conftest import ROOT
 from tests.waiting import eventually
 
 READY_BUDGET_S = 2.0
+FLOOD, FLOOD_ROUNDS = 300, 10
 
 
 @pytest.fixture
@@ -46,6 +48,32 @@ async def test_liveness_is_always_ok(client: httpx.AsyncClient) -> None:
 async def test_ready_when_both_dependencies_answer(client: httpx.AsyncClient) -> None:
     response = await client.get("/health/ready")
     assert (response.status_code, response.json()) == (200, {"kafka": "ok", "postgres": "ok"})
+
+
+async def test_a_flood_of_readiness_probes_never_starves_queries(settings: Settings) -> None:
+    """300 probes at once, ten rounds each, while queries run: every probe and every query answers 200.
+
+    The query pool is kept small (two connections and two overflow) so that probes taking pooled
+    connections would show at once; the probe's own connection leaves the pool to the queries."""
+    app = create_app(settings.model_copy(update={"database_pool_size": 2}))
+    probes: Counter[int] = Counter()
+    queries: Counter[int] = Counter()
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://eventline", timeout=30) as client:
+
+            async def probe_rounds() -> None:
+                for _ in range(FLOOD_ROUNDS):
+                    probes[(await client.get("/health/ready")).status_code] += 1
+
+            async def query_until(flood: asyncio.Future[list[None]]) -> None:
+                while not flood.done() or not queries:
+                    queries[(await client.get("/events", params={"limit": 5})).status_code] += 1
+
+            async with asyncio.timeout(120):  # a deadline for the whole flood, not a pause
+                flood = asyncio.gather(*(probe_rounds() for _ in range(FLOOD)))
+                await asyncio.gather(flood, *(query_until(flood) for _ in range(4)))
+    assert (dict(probes), set(queries)) == ({200: FLOOD * FLOOD_ROUNDS}, {200}), (probes, queries)
 
 
 async def test_a_hung_kafka_is_reported_within_the_budget(

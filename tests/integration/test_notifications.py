@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -240,6 +241,51 @@ async def test_an_end_user_streams_the_notifications_of_their_own_accounts_only(
             assert data["aggregate_id"] == alice, data  # Bob's came first, and Alice's stream skipped it
             if kind == "FundsDeposited":
                 break
+
+
+@pytest.mark.parametrize("opened_from", ["start=beginning", "Last-Event-ID at zero"])
+async def test_an_end_users_stream_from_the_beginning_or_a_resume_at_zero_holds_only_their_own_accounts(
+    http: httpx.AsyncClient, writer: httpx.AsyncClient, ns: Settings, opened_from: str
+) -> None:
+    run = uuid.uuid4().hex[:8]  # users of their own: the module's other tests open accounts too
+    alice, bob = as_user(f"alice-{run}"), as_user(f"bob-{run}")
+    alices, bobs = await open_account(writer, alice, "Alice"), await open_account(writer, bob, "Bob")
+    async with http.stream("GET", "/notifications/stream", headers=SERVICE) as everything:
+        assert (await writer.post(f"/accounts/{bobs}/deposits", json={"amount": 5}, headers=bob)).status_code == 200
+        async for _, _, data in sse_events(everything):
+            if data["aggregate_id"] == bobs and data["type"] == "FundsDeposited":
+                break  # the hub has Bob's deposit: it is in the backlog of any stream opened from now on
+    deposited = await writer.post(f"/accounts/{alices}/deposits", json={"amount": 7}, headers=alice)
+    assert deposited.status_code == 200, deposited.text
+    headers = alice | {"X-Consistent-With": str(deposited.json()["position"])}
+    params = {}
+    if opened_from == "start=beginning":
+        params["start"] = "beginning"
+    else:
+        headers["Last-Event-ID"] = ",".join(f"{p}:0" for p in range(ns.partitions))
+    seen: list[tuple[object, object]] = []
+    async with http.stream("GET", "/notifications/stream", params=params, headers=headers) as alices_stream:
+        assert alices_stream.status_code == 200, await alices_stream.aread()
+        marker = await writer.post(f"/accounts/{alices}/deposits", json={"amount": 1}, headers=alice)
+        assert marker.status_code == 200, marker.text
+        async for _, _, data in sse_events(alices_stream):
+            seen.append((data["aggregate_id"], data["version"]))
+            if (data["aggregate_id"], data["version"]) == (alices, marker.json()["version"]):
+                break  # a live notification: the whole backlog came before it
+    accounts = {account for account, _ in seen}
+    assert bobs not in accounts, f"Alice's stream carried Bob's account: {seen}"
+    assert accounts == {alices}, seen  # nobody else's either
+    assert [version for _, version in seen] == [1, 2, 3]  # all of hers: opened, deposit, the live marker
+
+
+def as_user(subject: str) -> dict[str, str]:
+    return bearer(PROVIDER.token(subject))
+
+
+async def open_account(writer: httpx.AsyncClient, user: dict[str, str], owner: str) -> str:
+    opened = await writer.post("/accounts", json={"owner": owner, "currency": "EUR"}, headers=user)
+    assert opened.status_code == 201, opened.text
+    return str(opened.json()["aggregate_id"])
 
 
 async def test_an_end_users_stream_ends_when_the_token_that_opened_it_expires(

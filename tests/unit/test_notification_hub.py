@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator, Iterable
 
 import orjson
 import pytest
@@ -11,6 +12,7 @@ from aiokafka.structs import ConsumerRecord
 
 from app.api.notification_hub import Exhausted, Item, NotificationHub, Stream, item_of
 from app.config import Settings
+from app.eventstore.position import Position
 
 PARTITIONS = 2
 
@@ -63,6 +65,46 @@ async def test_service_streams_get_everything_and_user_streams_only_their_accoun
     assert [i.aggregate_id for i in await take(everything, 3)] == ["alice-1", "bob-1", "alice-1"]
     assert [i.aggregate_id for i in await take(alice, 2)] == ["alice-1", "alice-1"]
     assert alice.cursor == {0: 3, 1: 0}  # bob's notification at 1:1 was never alice's
+
+
+async def test_a_users_backlog_from_the_history_holds_only_their_accounts_and_its_ids_pass_the_rest() -> None:
+    notifications = hub(notification_history=100)
+    for partition, offset, account in [(0, 0, "bob-1"), (1, 0, "alice-1"), (0, 1, "alice-1"), (1, 1, "bob-1")]:
+        notifications.publish(record(partition, offset, account))
+    alice = notifications.open(frozenset({"alice-1"}), {0: 0, 1: 0})  # from the beginning
+    assert not alice.missing  # all of it from the history: no Kafka
+    notifications.publish(record(0, 2, "alice-1"))
+    got = await take(alice, 3)
+    assert [(i.partition, i.offset, i.aggregate_id) for i in got] == [
+        (0, 1, "alice-1"),
+        (1, 0, "alice-1"),
+        (0, 2, "alice-1"),
+    ]
+    assert alice.cursor == {0: 3, 1: 2}  # past Bob's too: a resume from here neither repeats nor skips
+
+
+async def test_a_users_backlog_replayed_from_kafka_holds_only_their_accounts_and_its_ids_pass_the_rest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    notifications = hub(notification_history=0)
+    published = [record(0, 0, "bob-1"), record(0, 1, "alice-1"), record(1, 0, "bob-1")]
+    for one in published:
+        notifications.publish(one)
+    in_kafka = [item for one in published if (item := item_of(one, "test")) is not None]
+
+    async def from_kafka(start: Position, upto: Position, partitions: Iterable[int]) -> AsyncIterator[Item]:
+        for item in in_kafka:  # what a consumer of its own reads: every account's
+            if item.partition in partitions and start[item.partition] <= item.offset < upto[item.partition]:
+                yield item
+
+    monkeypatch.setattr(notifications, "from_kafka", from_kafka)
+    alice = notifications.open(frozenset({"alice-1"}), {0: 0, 1: 0})
+    assert alice.missing == [0, 1]
+    notifications.publish(record(1, 1, "alice-1"))
+    got = await take(alice, 2)
+    assert [(i.partition, i.offset, i.aggregate_id) for i in got] == [(0, 1, "alice-1"), (1, 1, "alice-1")]
+    assert alice.cursor == {0: 2, 1: 2}
+    assert notifications.replays == 0  # the replay is over and gave its place back
 
 
 async def test_a_stream_too_slow_for_its_buffer_ends_after_what_it_had_and_resumes_exactly() -> None:
