@@ -56,6 +56,14 @@ class Settings(BaseSettings):
         description="How long a command sent under an Idempotency-Key is remembered and answered with its "
         "first result (an ISO 8601 duration such as PT24H or P7D).",
     )
+    processor_shards: int = Field(
+        default=2,
+        ge=1,
+        le=1024,
+        description="Sets of command partitions owned and written together, one Kafka transaction per batch "
+        "across a set (partition p is in set p mod this). The most processors that share the work; fixed for "
+        "the life of a deployment: change it only with every processor stopped.",
+    )
     processor_batch: int = Field(default=1000, ge=1, description="Most commands fetched per poll.")
     processor_linger_ms: int = Field(default=0, ge=0)
     processor_gather_ms: int = Field(

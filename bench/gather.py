@@ -1,6 +1,9 @@
-"""A/B of `EVENTLINE_PROCESSOR_GATHER_MS` in one run: closed loops at 16 and 64 clients, CPU per command.
+"""A/B of one processor setting in one run: closed loops at 16 and 64 clients, CPU per command.
 
-python -m bench.gather 0,5,10      (each setting gets a fresh namespace, processes and database)
+python -m bench.gather 0,5,10                          EVENTLINE_PROCESSOR_GATHER_MS
+python -m bench.gather 8,2,1 processor_shards          EVENTLINE_PROCESSOR_SHARDS
+(each value gets a fresh namespace, processes and database; a value may be named twice, e.g. 8,1,8,1,
+so a drift of the machine's speed shows as a difference between the repeats)
 """
 
 from __future__ import annotations
@@ -12,12 +15,13 @@ from bench.setup import bench_settings
 from bench.write_side import closed_loops_with_cpu, serving_eventline
 
 
-async def main(settings: list[int]) -> None:
-    for gather_ms in settings:
-        ns = await bench_settings(processor_gather_ms=gather_ms)
+async def main(values: list[int], setting: str) -> None:
+    for value in values:
+        ns = await bench_settings(**{setting: value})
         async with serving_eventline(ns, 1000) as (base, accounts, services):
-            await closed_loops_with_cpu(f"gather {gather_ms} ms", base, accounts, services)
+            await closed_loops_with_cpu(f"{setting} {value}", base, accounts, services)
 
 
 if __name__ == "__main__":
-    asyncio.run(main([int(value) for value in (sys.argv[1] if len(sys.argv) > 1 else "0,5").split(",")]))
+    values = [int(value) for value in (sys.argv[1] if len(sys.argv) > 1 else "0,5").split(",")]
+    asyncio.run(main(values, sys.argv[2] if len(sys.argv) > 2 else "processor_gather_ms"))

@@ -1,11 +1,12 @@
 """The command processor: the single writer of each partition of the event store.
 
 Processors form one consumer group on `<ns>.commands`. Owning command
-partition p makes a processor the only writer of `<ns>.events` p. Each owned
-partition has its own writer (`partition_writer.py`) and its own pump: batches
-of one partition are applied one after the other, each in one Kafka
-transaction, while the partitions go at their own pace. See
-docs/write-path.md for the failure analysis.
+partition p makes a processor the only writer of `<ns>.events` p. Partitions
+are owned a shard at a time (`shards.py`): each owned shard has its own writer
+(`shard_writer.py`) and its own pump, so a shard's batches are applied one
+after the other, each in one Kafka transaction across the shard's partitions,
+while the shards go at their own pace. See docs/write-path.md for the failure
+analysis.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ from aiokafka.structs import ConsumerRecord
 
 from app.config import Settings
 from app.eventstore.kafka import connection
-from app.eventstore.partition_writer import PartitionWriter
+from app.eventstore.partition_state import PartitionState
 from app.eventstore.restore import restore_partitions
+from app.eventstore.shard_writer import ShardWriter
+from app.eventstore.shards import Shards
 from app.observability.metrics import BATCHES, DEPENDENCY_ERRORS
 
 log = logging.getLogger(__name__)
@@ -40,14 +43,14 @@ class OffsetsUnavailable(KafkaError):  # type: ignore[misc]
 
 STOP_TIMEOUT_S = 10.0
 
-# Backpressure: stop fetching a partition whose writer is this far behind, resume below the second.
+# Backpressure: stop fetching a shard whose writer is this far behind, resume below the second.
 PAUSE_BACKLOG, RESUME_BACKLOG = 5_000, 500
 
 
 class Pump:
-    """Feeds one partition's writer: the records fetched for it, one transaction at a time."""
+    """Feeds one shard's writer: the records fetched for it, one transaction at a time."""
 
-    def __init__(self, writer: PartitionWriter) -> None:
+    def __init__(self, writer: ShardWriter) -> None:
         self.writer = writer
         self.pending: list[ConsumerRecord[bytes, bytes]] = []
         self.more = asyncio.Event()
@@ -64,7 +67,7 @@ class Pump:
             await self.more.wait()
             if self.gather_s and time.monotonic() - self.busy_until < self.gather_s:
                 # Under load (a transaction just ended): let the clients answered by it send their
-                # next commands, so one transaction carries several. An idle partition starts at once.
+                # next commands, so one transaction carries several. An idle shard starts at once.
                 await asyncio.sleep(self.gather_s)
             self.more.clear()
             records, self.pending = self.pending, []
@@ -82,12 +85,13 @@ class Pump:
 
 
 class Processor(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Consumes commands, owns partitions, and runs one pump per owned partition."""
+    """Consumes commands, owns whole shards of partitions, and runs one pump per owned shard."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.pumps: dict[int, Pump] = {}
-        self.lock = asyncio.Lock()  # serialises rebalances and partition reopening
+        self.shards = Shards(settings)
+        self.pumps: dict[int, Pump] = {}  # by shard
+        self.lock = asyncio.Lock()  # serialises rebalances and shard reopening
         self.failure: BaseException | None = None
         self.chores: set[asyncio.Task[None]] = set()
         self.consumer = AIOKafkaConsumer(
@@ -100,6 +104,7 @@ class Processor(ConsumerRebalanceListener):  # type: ignore[misc]
             heartbeat_interval_ms=max(1000, settings.processor_session_timeout_ms // 3),
             max_poll_interval_ms=settings.processor_max_poll_interval_ms,
             fetch_max_wait_ms=100,
+            partition_assignment_strategy=(self.shards.assignor(),),
         )
 
     async def run(self) -> None:
@@ -122,39 +127,39 @@ class Processor(ConsumerRebalanceListener):  # type: ignore[misc]
             await asyncio.sleep(1)
             return
         for tp, records in batch.items():
-            pump = self.pumps.get(tp.partition)
+            pump = self.pumps.get(self.shards.of(tp.partition))
             if pump is None:
                 continue  # revoked or fenced meanwhile; the new owner reads these again
             pump.offer(records)
             if len(pump.pending) >= PAUSE_BACKLOG:
-                self.consumer.pause(tp)
+                self.consumer.pause(*pump.writer.sources)
         paused = self.consumer.paused()
         for pump in self.pumps.values():
-            if pump.writer.source in paused and len(pump.pending) < RESUME_BACKLOG:
-                self.consumer.resume(pump.writer.source)
+            if len(pump.pending) < RESUME_BACKLOG:
+                self.consumer.resume(*(tp for tp in pump.writer.sources if tp in paused))
 
-    def start_pump(self, writer: PartitionWriter) -> None:
+    def start_pump(self, writer: ShardWriter) -> None:
         pump = Pump(writer)
-        pump.task = asyncio.create_task(self.pumping(pump), name=f"partition-{writer.partition}")
-        self.pumps[writer.partition] = pump
+        pump.task = asyncio.create_task(self.pumping(pump), name=f"shard-{writer.shard}")
+        self.pumps[writer.shard] = pump
 
     async def pumping(self, pump: Pump) -> None:
-        """Run a pump; decide what a failure means for its partition."""
-        tp = pump.writer.source
+        """Run a pump; decide what a failure means for its shard."""
+        shard = pump.writer.shard
         try:
             await pump.run()
         except FENCING_ERRORS:
             BATCHES.labels("fenced").inc()
-            log.warning("partition %d: fenced by a newer owner; stopping it", tp.partition)
-            self.consumer.pause(tp)
+            log.warning("shard %d: fenced by a newer owner; stopping it", shard)
+            self.consumer.pause(*pump.writer.sources)
             self.later(self.retire(pump, reopen=False))
         except KafkaError as error:
             BATCHES.labels("aborted").inc()
             DEPENDENCY_ERRORS.labels("kafka").inc()
-            log.warning("partition %d: batch aborted (%r); reloading and retrying", tp.partition, error)
+            log.warning("shard %d: batch aborted (%r); reloading and retrying", shard, error)
             self.later(self.retire(pump, reopen=True))
         except Exception as bug:  # not Kafka's doing: stop the processor, loudly
-            log.exception("partition %d: unexpected error", tp.partition)
+            log.exception("shard %d: unexpected error", shard)
             self.failure = bug
 
     def later(self, work: Coroutine[Any, Any, None]) -> None:
@@ -164,63 +169,70 @@ class Processor(ConsumerRebalanceListener):  # type: ignore[misc]
         task.add_done_callback(self.chores.discard)
 
     async def retire(self, pump: Pump, reopen: bool) -> None:
-        """Drop a failed pump; after an aborted batch, take the partition over again from its commit."""
+        """Drop a failed pump; after an aborted batch, take the shard over again from its commit."""
         async with self.lock:
-            partition = pump.writer.partition
-            if self.pumps.get(partition) is not pump:
+            shard = pump.writer.shard
+            if self.pumps.get(shard) is not pump:
                 return  # a rebalance got there first
-            await self.close([partition])
-            tp = pump.writer.source
-            if reopen and tp in self.consumer.assignment():
+            await self.close([shard])
+            if reopen and set(pump.writer.sources) <= self.consumer.assignment():
                 await asyncio.sleep(0.5)
-                await self.open([partition])
+                await self.open([shard])
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         async with self.lock:
-            await self.close([tp.partition for tp in revoked])
+            await self.close(sorted({self.shards.of(tp.partition) for tp in revoked}))
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         async with self.lock:
             try:
-                await self.open([tp.partition for tp in assigned])
+                await self.open(self.shards.whole(tp.partition for tp in assigned))
             except Exception as bug:  # aiokafka would only log it; stop the processor instead
                 self.failure = bug
                 raise
 
-    async def open(self, partitions: list[int]) -> None:
-        """Take partitions over, retrying while Kafka is unreachable (owning p without a writer would stall p)."""
+    async def open(self, shards: list[int]) -> None:
+        """Take shards over, retrying while Kafka is unreachable (owning p without a writer would stall p)."""
         while True:
             try:
-                for writer in await self.take_over(partitions):
+                for writer in await self.take_over(shards):
                     self.start_pump(writer)
-                log.info("owning partitions %s", sorted(self.pumps))
+                log.info("owning partitions %s (shards %s)", self.owned_partitions(), sorted(self.pumps))
                 return
             except KafkaError as error:
-                log.warning("taking over partitions %s failed (%r); retrying", partitions, error)
+                log.warning("taking over shards %s failed (%r); retrying", shards, error)
                 await asyncio.sleep(1)
 
-    async def take_over(self, partitions: list[int]) -> list[PartitionWriter]:
+    def owned_partitions(self) -> list[int]:
+        return sorted(p for shard in self.pumps for p in self.shards.partitions_of(shard))
+
+    async def take_over(self, shards: list[int]) -> list[ShardWriter]:
         """Fence, then read offsets, then restore: in that order, or a zombie's work could resurface."""
-        started = await asyncio.gather(*(fence_partition(self.settings, p) for p in partitions), return_exceptions=True)
+        started = await asyncio.gather(*(fence_shard(self.settings, s) for s in shards), return_exceptions=True)
         producers = [p for p in started if isinstance(p, AIOKafkaProducer)]
         try:
             if len(producers) < len(started):
                 raise next(e for e in started if isinstance(e, BaseException))
+            partitions = [p for s in shards for p in self.shards.partitions_of(s)]
             restored = await restore_partitions(self.settings, partitions)
             writers = []
-            for partition, producer in zip(partitions, producers, strict=True):
-                tp = TopicPartition(self.settings.topic("commands"), partition)
-                state = restored[partition]
-                next_offset = await self.committed_offset(tp, has_state=bool(state.aggregates or state.memory))
-                writers.append(
-                    PartitionWriter(self.settings, partition, producer, state.aggregates, next_offset, state.memory)
-                )
+            for shard, producer in zip(shards, producers, strict=True):
+                states = []
+                for partition in self.shards.partitions_of(shard):
+                    tp = TopicPartition(self.settings.topic("commands"), partition)
+                    memory = restored[partition]
+                    next_offset = await self.committed_offset(tp, has_state=bool(memory.aggregates or memory.memory))
+                    states.append(
+                        PartitionState(self.settings, partition, memory.aggregates, next_offset, memory.memory)
+                    )
+                writers.append(ShardWriter(self.settings, shard, producer, states))
         except BaseException:
             await asyncio.gather(*(stop_quietly(p) for p in producers))
             raise
         for writer in writers:
-            self.consumer.seek(writer.source, writer.next_offset)
-            self.consumer.resume(writer.source)
+            for owned in writer.partitions.values():
+                self.consumer.seek(owned.source, owned.next_offset)
+            self.consumer.resume(*writer.sources)
         return writers
 
     async def committed_offset(self, tp: TopicPartition, has_state: bool) -> int:
@@ -232,13 +244,13 @@ class Processor(ConsumerRebalanceListener):  # type: ignore[misc]
             raise OffsetsUnavailable(f"partition {tp.partition} has aggregate states but no committed offset")
         return committed or 0
 
-    async def close(self, partitions: list[int]) -> None:
-        pumps = [self.pumps.pop(p) for p in partitions if p in self.pumps]
+    async def close(self, shards: list[int]) -> None:
+        pumps = [self.pumps.pop(s) for s in shards if s in self.pumps]
         await asyncio.gather(*(pump.stop() for pump in pumps))
 
 
-async def fence_partition(settings: Settings, partition: int) -> AIOKafkaProducer:
-    """Start p's transactional producer: obtaining its producer id fences older owners.
+async def fence_shard(settings: Settings, shard: int) -> AIOKafkaProducer:
+    """Start a shard's transactional producer: obtaining its producer id fences older owners.
 
     aiokafka requests the producer id inside `start()` (the sender waits for
     it before starting), and the coordinator answers only once the previous
@@ -246,7 +258,7 @@ async def fence_partition(settings: Settings, partition: int) -> AIOKafkaProduce
     """
     producer = AIOKafkaProducer(
         **connection(settings),
-        transactional_id=f"{settings.namespace}.processor.{partition}",
+        transactional_id=Shards(settings).transactional_id(shard),
         enable_idempotence=True,
         acks="all",
         linger_ms=settings.processor_linger_ms,

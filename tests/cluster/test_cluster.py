@@ -24,6 +24,7 @@ from app.config import Settings
 from app.eventstore.kafka import admin_client
 from app.eventstore.partitioner import partition_for
 from app.eventstore.processor import run_processor
+from app.eventstore.shards import Shards
 from app.eventstore.topics import verify_topics
 from tests.conftest import ROOT, run_infra
 from tests.faults.load import MixedLoad
@@ -212,8 +213,9 @@ async def roles(ns: Settings) -> Roles:
     await admin.start()
     try:
         (events,) = await admin.describe_topics([ns.topic("events")])
+        shards = Shards(ns)
         transactions = {
-            p: await admin.find_coordinator(f"{ns.namespace}.processor.{p}", coordinator_type=1)
+            p: await admin.find_coordinator(shards.transactional_id(shards.of(p)), coordinator_type=1)
             for p in range(ns.partitions)
         }
         group_coordinator = await admin.find_coordinator(ns.processor_group)

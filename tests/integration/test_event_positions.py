@@ -2,7 +2,7 @@
 
 After its first transaction a partition's writer knows where its event log
 ends and predicts the offsets of the next batch's events, so it can send the
-results in the same round trip (app/eventstore/partition_writer.py). These
+results in the same round trip (app/eventstore/shard_writer.py). These
 tests hold the predictions against the log itself.
 """
 

@@ -25,8 +25,10 @@ from aiokafka.structs import ConsumerRecord
 
 from app.config import Settings
 from app.eventstore.envelope import CommandEnvelope, EventEnvelope, utc_now
-from app.eventstore.partition_writer import ABORT_TIMEOUT_S, PartitionWriter, TransactionStuck
-from app.eventstore.processor import fence_partition, stop_quietly
+from app.eventstore.partition_state import PartitionState
+from app.eventstore.processor import fence_shard, stop_quietly
+from app.eventstore.shard_writer import ABORT_TIMEOUT_S, ShardWriter, TransactionStuck
+from app.eventstore.shards import Shards
 from tests.conftest import ROOT
 from tests.support import (
     Process,
@@ -226,21 +228,32 @@ def open_account_record(
     )
 
 
+async def writer_of(ns: Settings, partition: int) -> ShardWriter:
+    """A writer of the shard holding `partition`, with every partition of it empty, as a new owner has it."""
+    shards = Shards(ns)
+    shard = shards.of(partition)
+    states = [PartitionState(ns, p, {}, 0) for p in shards.partitions_of(shard)]
+    return ShardWriter(ns, shard, await fence_shard(ns, shard), states)
+
+
 async def test_a_fenced_writer_cannot_commit_its_open_transaction(ns: Settings) -> None:
-    """The zombie case made deterministic: a new owner fences p while the old one is mid-transaction."""
-    partition = 0
-    zombie = PartitionWriter(ns, partition, await fence_partition(ns, partition), {}, 0)
-    command_id, record = open_account_record(ns, partition, "Zombie")
-    batch = zombie.decide([record])
+    """The zombie case made deterministic: a new owner fences the shard while the old one is
+    mid-transaction, a transaction that holds commands of two of the shard's partitions."""
+    zombie = await writer_of(ns, 0)
+    first, second = sorted(zombie.partitions)[:2]
+    decided = [open_account_record(ns, p, "Zombie") for p in (first, second)]
+    batches = [zombie.partitions[record.partition].decide([record]) for _, record in decided]
+    assert None not in batches
     new_owner = None
     with pytest.raises(ProducerFenced):
         async with zombie.producer.transaction():
-            await zombie.write(batch, 1)
-            new_owner = await fence_partition(ns, partition)  # takes p over before the commit
+            await zombie.write([b for b in batches if b is not None])
+            new_owner = await fence_shard(ns, zombie.shard)  # takes the shard over before the commit
     assert new_owner is not None
     await new_owner.stop()
     await stop_quietly(zombie.producer)
-    assert [e for e in await read_events(ns) if e.command_id == command_id] == []
+    commands = {command_id for command_id, _ in decided}
+    assert [e for e in await read_events(ns) if e.command_id in commands] == []
 
 
 async def test_a_fenced_writer_says_fenced_on_every_batch_after(ns: Settings) -> None:
@@ -248,8 +261,8 @@ async def test_a_fenced_writer_says_fenced_on_every_batch_after(ns: Settings) ->
     send's IllegalOperation, `begin_transaction`'s AssertionError). The writer names the
     cause, so the processor steps down from the partition instead of stopping altogether."""
     partition = 2
-    zombie = PartitionWriter(ns, partition, await fence_partition(ns, partition), {}, 0)
-    new_owner = await fence_partition(ns, partition)
+    zombie = await writer_of(ns, partition)
+    new_owner = await fence_shard(ns, zombie.shard)
     try:
         for first in (0, 10, 20):
             records = [open_account_record(ns, partition, "Zombie", offset=first + n)[1] for n in range(10)]
@@ -258,14 +271,15 @@ async def test_a_fenced_writer_says_fenced_on_every_batch_after(ns: Settings) ->
     finally:
         await new_owner.stop()
         await stop_quietly(zombie.producer)
-    assert zombie.next_offset == 0 and zombie.aggregates == {}
+    state = zombie.partitions[partition]
+    assert state.next_offset == 0 and state.aggregates == {}
 
 
 async def test_a_transaction_the_broker_stops_answering_is_given_up(ns: Settings) -> None:
     """aiokafka would wait without end; the writer gives up at its transaction timeout instead."""
     quick = ns.model_copy(update={"processor_transaction_timeout_ms": 1000})
     partition = 1
-    writer = PartitionWriter(quick, partition, await fence_partition(quick, partition), {}, 0)
+    writer = await writer_of(quick, partition)
     command_id, record = open_account_record(quick, partition, "Stuck")
     broker = int((LOCAL / "kafka" / "kafka.pid").read_text().split()[0])
     os.kill(broker, signal.SIGSTOP)
@@ -277,5 +291,6 @@ async def test_a_transaction_the_broker_stops_answering_is_given_up(ns: Settings
     finally:
         os.kill(broker, signal.SIGCONT)
         await stop_quietly(writer.producer)
-    assert writer.next_offset == 0 and writer.aggregates == {}  # memory did not move
+    state = writer.partitions[partition]
+    assert state.next_offset == 0 and state.aggregates == {}  # memory did not move
     assert [e for e in await read_events(ns) if e.command_id == command_id] == []

@@ -1,5 +1,5 @@
-"""A partition's pump gathers the commands that follow a transaction into the next one, and starts an
-idle partition's first command at once (app/eventstore/processor.py, `EVENTLINE_PROCESSOR_GATHER_MS`)."""
+"""A shard's pump gathers the commands that follow a transaction into the next one, and starts an
+idle shard's first command at once (app/eventstore/processor.py, `EVENTLINE_PROCESSOR_GATHER_MS`)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from app.eventstore.processor import Pump
 
 
 class RecordingWriter:
-    """Stands in for a PartitionWriter: keeps each batch it is given, as one transaction."""
+    """Stands in for a ShardWriter: keeps each batch it is given, as one transaction."""
 
     def __init__(self, gather_ms: int) -> None:
         self.settings = Settings(processor_gather_ms=gather_ms)
