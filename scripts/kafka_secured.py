@@ -2,6 +2,7 @@
 
     python3 scripts/infra.py up secured              # start it (port EVENTLINE_SECURED_PORT, 19292)
     python3 scripts/kafka_secured.py grant <namespace>   # the ACLs of one namespace's processes
+    python3 scripts/kafka_secured.py acls <namespace>    # print them: kafka-acls --add arguments, a rule a line
     python3 scripts/infra.py destroy secured         # SIGKILL it and delete its data
 
 The profile a deployment runs where Kafka is reachable by more than Eventline's
@@ -27,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shlex
 import shutil
 import subprocess
 import sys
@@ -186,8 +188,11 @@ def services() -> dict[str, SecuredKafka]:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3 or sys.argv[1] != "grant":
-        sys.exit("usage: python3 scripts/kafka_secured.py grant <namespace>")
+    if len(sys.argv) != 3 or sys.argv[1] not in ("grant", "acls"):
+        sys.exit("usage: python3 scripts/kafka_secured.py grant|acls <namespace>")
+    if sys.argv[1] == "acls":  # docker-compose.secured.yml grants these (tests/integration/test_compose_cli.py)
+        print("\n".join(shlex.join(rule) for rule in grants(sys.argv[2])))
+        sys.exit(0)
     try:
         grant(sys.argv[2])
     except InfraError as error:

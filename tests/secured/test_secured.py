@@ -2,16 +2,21 @@
 SASL/SCRAM from every client, and its ACLs let each of Eventline's processes do only its part.
 
 `scripts/infra.py up secured` starts it beside the single node the rest of the suite
-uses; this module deletes it again at the end.
+uses; this module deletes it again at the end. The fault rounds that touch what a principal
+is granted run here on one system, each followed by the fault suite's invariants: a SIGKILLed
+processor, a SIGSTOPped one woken as a fenced zombie, a SIGKILLed saga and projector.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -20,12 +25,16 @@ from aiokafka.errors import KafkaError, TopicAuthorizationFailedError
 
 from app.config import Settings
 from app.eventstore.kafka import connection
+from app.eventstore.partitioner import partition_for
 from tests.conftest import ROOT, run_infra
 from tests.faults.load import MixedLoad
 from tests.faults.system import System, behind_two_apis, seed, verify
-from tests.support import fresh_namespace
+from tests.support import Process, fresh_namespace, wait_for_log
+from tests.waiting import eventually
 
-SECURED = "127.0.0.1:19292"  # EVENTLINE_SECURED_PORT's default (scripts/kafka_secured.py)
+# Where scripts/kafka_secured.py puts the broker: this checkout's port and `.local`, as infra.py reads them.
+SECURED = f"127.0.0.1:{os.environ.get('EVENTLINE_SECURED_PORT', '19292')}"
+CREDENTIALS = Path(os.environ.get("EVENTLINE_LOCAL_DIR", ROOT / ".local")) / "kafka-secured" / "credentials.json"
 PROCESSES = ("api", "processor", "projector", "saga")
 
 
@@ -33,7 +42,7 @@ PROCESSES = ("api", "processor", "projector", "saga")
 def passwords() -> Iterator[dict[str, str]]:
     run_infra("up", "secured")
     try:
-        yield json.loads((ROOT / ".local" / "kafka-secured" / "credentials.json").read_text())
+        yield json.loads(CREDENTIALS.read_text())
     finally:
         run_infra("destroy", "secured")  # the suite owns it: no data or credentials kept
 
@@ -44,6 +53,7 @@ async def ns(settings: Settings, passwords: dict[str, str]) -> Settings:
     created = await fresh_namespace(
         settings,
         own_database=True,
+        processor_shards=2,  # each of the two processors owns a shard, so each can be a zombie
         kafka_bootstrap=SECURED,
         kafka_security_protocol="SASL_PLAINTEXT",
         kafka_username="admin",
@@ -117,12 +127,58 @@ async def test_a_process_writing_a_topic_it_may_not_is_refused_by_the_broker(
 
 @pytest.fixture(scope="module")
 async def secured_system(ns: Settings, passwords: dict[str, str]) -> AsyncIterator[tuple[System, httpx.AsyncClient]]:
-    """Two APIs, two processors, the projector and the saga, each as its own principal."""
+    """Two APIs, two processors, the projector and the saga, each as its own principal.
+
+    One system for every fault round below, in the fault suite's way: starting it costs more than
+    a round, and each round's invariants hold over the whole log, the earlier rounds' included."""
     overrides = {user: as_principal(user, passwords) for user in PROCESSES}
     kinds = ("processor", "processor", "projector", "saga")
-    async with behind_two_apis(ns, kinds, overrides) as (system, _, first):
+    async with behind_two_apis(ns, kinds, overrides) as (system, apis, first):
+        # Listed with the others, so that their logs are searched for refusals and their exits noticed.
+        system.processes["api"] = [api.process for api in apis if api.process is not None]
         await seed(system)
         yield system, first
+
+
+async def under_load(
+    secured_system: tuple[System, httpx.AsyncClient], faults: Callable[[MixedLoad], Awaitable[None]]
+) -> MixedLoad:
+    """The mixed load with paid messages through both APIs while `faults` runs."""
+    system, first = secured_system
+    load = MixedLoad(first, list(system.accounts), list(system.conversations), fallbacks=[system.client])
+    running = asyncio.create_task(load.run())
+    try:
+        await faults(load)
+    finally:
+        load.stopping.set()
+        await running
+    return load
+
+
+async def progressed(load: MixedLoad, by: int = 30, timeout: float = 60) -> None:
+    """Until `by` more operations of the load were decided: the system is working, not just up."""
+    wanted = sum(op.decided for op in load.operations) + by
+
+    async def enough() -> bool:
+        return sum(op.decided for op in load.operations) >= wanted
+
+    await eventually(enough, True, timeout=timeout)
+
+
+# How aiokafka names the broker's refusals: *AuthorizationFailed* for want of an ACL, the others
+# for a credential it did not accept.
+REFUSED = re.compile(r"AuthorizationFailed|AuthenticationFailed|SaslAuthentication")
+
+
+def refusals(system: System) -> list[str]:
+    """The log lines in which a running process (the APIs too) was refused by the broker."""
+    return [
+        f"{kind}[{n}]: {line}"
+        for kind, processes in system.processes.items()
+        for n, process in enumerate(processes)
+        for line in process.log().splitlines()
+        if REFUSED.search(line)
+    ]
 
 
 async def test_the_write_path_and_a_crashed_processor_on_the_secured_broker(
@@ -130,15 +186,95 @@ async def test_the_write_path_and_a_crashed_processor_on_the_secured_broker(
 ) -> None:
     """The mixed load with paid messages through both APIs, a processor SIGKILLed twice while it
     runs; then every invariant of the fault suite, over the log and every read model."""
-    system, first = secured_system
-    load = MixedLoad(first, list(system.accounts), list(system.conversations), fallbacks=[system.client])
-    running = asyncio.create_task(load.run())
-    try:
-        for _ in range(2):
-            await asyncio.sleep(3.0)
-            system.kill_and_restart("processor", 0)
-        await asyncio.sleep(3.0)
-    finally:
-        load.stopping.set()
-        await running
+    system, _ = secured_system
+
+    async def faults(load: MixedLoad) -> None:
+        for round_ in range(2):
+            await progressed(load)
+            system.kill_and_restart("processor", round_)
+        await progressed(load)
+
+    load = await under_load(secured_system, faults)
+    assert not (refused := refusals(system)), refused
     await verify(system, "secured: sigkill processor", load, 2)
+
+
+async def test_a_paused_processor_wakes_as_a_zombie_the_broker_fences_not_one_it_refuses(
+    secured_system: tuple[System, httpx.AsyncClient],
+) -> None:
+    """SIGSTOP a processor past its session, then SIGCONT it, as the fault suite does.
+
+    The survivor takes the victim's shards over, which needs its principal's grant on
+    transactional ids it has not used before; the zombie, woken mid-batch, must be refused as
+    fenced (a newer epoch), not for want of an ACL. A burst of deposits to the victim's
+    partitions just before the pause makes a mid-batch wake likely; rounds go on (four at most)
+    until a zombie's write was refused. Then every invariant: nothing a zombie decided got in.
+    """
+    system, _ = secured_system
+    fenced, rounds = 0, 0
+
+    async def faults(load: MixedLoad) -> None:
+        nonlocal fenced, rounds
+        while fenced == 0 and rounds < 4:
+            processors = system.processes["processor"]
+            victim, survivor = processors[rounds % 2], processors[1 - rounds % 2]
+            rounds += 1
+            await progressed(load)
+            fenced += await pause_past_its_session(system, victim, survivor)
+        await progressed(load)
+
+    load = await under_load(secured_system, faults)
+    assert fenced == 1, f"in {rounds} rounds no zombie tried to write: fencing was never exercised"
+    assert not (refused := refusals(system)), refused
+    await verify(system, "secured: sigstop processor", load, rounds, zombies_refused=fenced)
+
+
+async def pause_past_its_session(system: System, victim: Process, survivor: Process) -> int:
+    """One SIGSTOP round: 1 when the woken zombie's write was refused as fenced, 0 when it had
+    been idle at the pause and stepped down without writing."""
+    seen, woken = len(survivor.log()), len(victim.log())
+    burst = [asyncio.create_task(system.client.post(f"/accounts/{a}/deposits", json={"amount": 1}))
+             for a in accounts_of(system, victim)]  # fmt: skip
+    await asyncio.sleep(0.02)  # not a wait for a condition: it places the pause inside the victim's batch
+    victim.pause()
+    everything = re.escape(f"owning partitions {list(range(system.ns.partitions))}")
+    try:  # past the 6 s session the group moves the victim's partitions to the survivor
+        await wait_for_log(survivor, everything, after=seen, timeout=60)
+    finally:
+        victim.resume()
+    try:
+        await wait_for_log(victim, "fenced by a newer owner", after=woken, timeout=10)
+    except AssertionError:
+        return 0
+    finally:
+        await asyncio.gather(*burst)
+    return 1
+
+
+def accounts_of(system: System, process: Process) -> list[str]:
+    """The seeded accounts on the partitions `process` last said it owns."""
+    owned = re.findall(r"owning partitions \[([0-9, ]*)\]", process.log())
+    partitions = {int(p) for p in owned[-1].split(",") if p.strip()} if owned else set()
+    return [a for a in system.accounts if partition_for(a, system.ns.partitions) in partitions]
+
+
+async def test_a_killed_saga_and_projector_resume_in_the_groups_their_principals_may_read(
+    secured_system: tuple[System, httpx.AsyncClient],
+) -> None:
+    """SIGKILL the saga and the projector by turns under the load, twice each: each restarted one
+    joins its consumer group again and resumes from its committed position (the saga's offsets in
+    `<ns>.saga.payment`, the projector's checkpoints beside its rows), which its principal must be
+    granted. Neither writes Kafka in a transaction: the saga's producer is only idempotent, and the
+    projector writes PostgreSQL. Then every invariant: every paid message settled once, every read
+    model equal to the log and to a rebuild, which needs both to have caught up after the last kill."""
+    system, _ = secured_system
+
+    async def faults(load: MixedLoad) -> None:
+        for kind in ("saga", "projector", "saga", "projector"):
+            await progressed(load)
+            system.kill_and_restart(kind)
+        await progressed(load)
+
+    load = await under_load(secured_system, faults)
+    assert not (refused := refusals(system)), refused
+    await verify(system, "secured: sigkill saga and projector", load, 4)
