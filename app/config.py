@@ -57,7 +57,7 @@ class Settings(BaseSettings):
         "first result (an ISO 8601 duration such as PT24H or P7D).",
     )
     processor_shards: int = Field(
-        default=2,
+        default=1,
         ge=1,
         le=1024,
         description="Sets of command partitions owned and written together, one Kafka transaction per batch "
@@ -76,6 +76,13 @@ class Settings(BaseSettings):
     processor_session_timeout_ms: int = Field(default=10_000, ge=6_000)
     processor_max_poll_interval_ms: int = Field(default=60_000, ge=1_000)
     processor_transaction_timeout_ms: int = Field(default=30_000, ge=1_000)
+    processor_retry_backoff_ms: int = Field(
+        default=25,
+        ge=1,
+        le=1_000,
+        description="How soon a writer retries a produce the broker refused as retriable: one that raced the "
+        "previous transaction's commit markers, or a broker that is away.",
+    )
 
     # PostgreSQL: the read models.
     database_url: str = "postgresql+asyncpg://eventline:eventline@127.0.0.1:15432/eventline"

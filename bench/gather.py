@@ -9,17 +9,35 @@ so a drift of the machine's speed shows as a difference between the repeats)
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
+from collections import Counter
 
 from bench.setup import bench_settings
 from bench.write_side import closed_loops_with_cpu, serving_eventline
+
+# aiokafka's warning for a produce it retries, counted once a line and `[N more like this …]` after it.
+RETRIED = re.compile(r"Got error produce response.*?Error: <class '([\w.]+)'>(?: \[(\d+) more like this)?")
+
+
+def produce_retries(log: str) -> Counter[str]:
+    """Produces the processor retried, by error: each costs the transaction a retry backoff."""
+    found: Counter[str] = Counter()
+    for error, more in RETRIED.findall(log):
+        found[error.rsplit(".", 1)[-1]] += 1 + int(more or 0)
+    return found
 
 
 async def main(values: list[int], setting: str) -> None:
     for value in values:
         ns = await bench_settings(**{setting: value})
         async with serving_eventline(ns, 1000) as (base, accounts, services):
-            await closed_loops_with_cpu(f"{setting} {value}", base, accounts, services)
+            processor = next(s for s in services if s.name == "eventline-processor")
+            before = produce_retries(processor.tail(100_000_000))
+            figures = await closed_loops_with_cpu(f"{setting} {value}", base, accounts, services)
+            retried = produce_retries(processor.tail(100_000_000)) - before
+            commands = sum(run["commands_per_s"] * 12 for run in figures.values())  # 2 s warm-up + 10 s each
+            print(f"{setting} {value}: produce retries {dict(retried)} over about {commands:,.0f} commands", flush=True)
 
 
 if __name__ == "__main__":

@@ -267,7 +267,7 @@ async def fence_shard(settings: Settings, shard: int) -> AIOKafkaProducer:
         # commit's markers with a retriable error (NOT_ENOUGH_REPLICAS for this protocol
         # version). Retry sooner than after the default 100 ms, but not so soon that a broker
         # outage turns into a storm of reconnects (the same backoff paces them).
-        retry_backoff_ms=25,
+        retry_backoff_ms=settings.processor_retry_backoff_ms,
     )
     await producer.start()
     return producer

@@ -52,6 +52,7 @@ async def cluster_namespace(
     created = await fresh_namespace(
         settings,
         own_database=own_database,
+        processor_shards=2,  # the two processors each own a shard, as the fault suite's do
         kafka_bootstrap=cluster,
         replication_factor=3,
         min_insync_replicas=2,

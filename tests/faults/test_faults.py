@@ -34,8 +34,14 @@ RESTARTS = max(2, ROUNDS // 2)  # a dependency restart takes longer than a kill:
 
 @pytest.fixture(scope="module")
 async def system(settings: Settings) -> AsyncIterator[System]:
+    # Two shards, so each of the two processors owns one: the rounds crash and pause a writer with a partner.
     ns = await fresh_namespace(
-        settings, own_database=True, processor_session_timeout_ms=6000, command_timeout_s=1.5, consistency_timeout_s=15
+        settings,
+        own_database=True,
+        processor_session_timeout_ms=6000,
+        command_timeout_s=1.5,
+        consistency_timeout_s=15,
+        processor_shards=2,
     )
     async with api_client(ns) as client:
         system = System(ns, client)

@@ -47,7 +47,8 @@ LOCAL = Path(os.environ.get("EVENTLINE_LOCAL_DIR", ROOT / ".local"))
 @pytest.fixture
 async def ns(settings: Settings) -> Settings:
     # The broker's minimum session timeout: a dead processor is noticed in about 6 s.
-    return await fresh_namespace(settings, processor_session_timeout_ms=6000, command_timeout_s=2.0)
+    # Two shards: two processors share the partitions, so one can crash or stall while the other works.
+    return await fresh_namespace(settings, processor_session_timeout_ms=6000, command_timeout_s=2.0, processor_shards=2)
 
 
 @pytest.fixture
