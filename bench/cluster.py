@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -24,7 +25,9 @@ from bench.paths import ROOT
 from bench.setup import bench_settings
 from bench.write_side import closed_loop, serving_eventline
 
-BOOTSTRAP = "127.0.0.1:19192,127.0.0.1:19194,127.0.0.1:19196"  # scripts/kafka_cluster.py
+# Where scripts/kafka_cluster.py starts the three brokers: EVENTLINE_CLUSTER_PORT and the two ports after it.
+CLUSTER_PORT = int(os.environ.get("EVENTLINE_CLUSTER_PORT", "19192"))
+BOOTSTRAP = ",".join(f"127.0.0.1:{CLUSTER_PORT + 2 * n}" for n in range(3))
 Say = Callable[[str], None]
 
 

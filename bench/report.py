@@ -101,6 +101,25 @@ def open_rate(el: dict[str, Any]) -> float:
     return float((el.get("open_rate") or {}).get("rate") or 0)
 
 
+def drained_note(el: dict[str, Any]) -> str:
+    """Each Eventline phase starts once nothing is queued: what the previous phase left, and the wait."""
+    phases = {"16 clients": "closed_16", "64 clients": "closed_64", "256 clients": "closed_256"}
+    phases |= {"half-capacity open loop": "open_rate", "visibility": "visibility", "light load": "light"}
+    seen = [(name, el[key]["drained"]) for name, key in phases.items() if (el.get(key) or {}).get("drained")]
+    if not seen:
+        return ""
+    parts = [
+        f"{name} {d['waited_s']:.1f} s (left: {d['lag_at_end_of_previous']['processor']} commands, "
+        f"{d['lag_at_end_of_previous']['projections']} events)"
+        for name, d in seen
+    ]
+    return (
+        "Each Eventline phase starts from a drained system (`bench/drain.py`: no command waiting for the "
+        "processor, no event for a projection; checked, not assumed). Wait before each phase, and what the "
+        "previous phase had left queued: " + "; ".join(parts) + ".\n"
+    )
+
+
 def light_note(el: dict[str, Any], plan: dict[str, Any]) -> str:
     """The same probes under light load: what the path costs without waiting for a core."""
     light = el.get("light")
@@ -163,6 +182,7 @@ generator itself could not hold 500/s. Each measurement is {plan["warmup"]:.0f} 
 
 Closed loop: each client sends its next command when the previous answer arrives. Open loop: commands
 start at a fixed rate whatever the answers do; latency counts from when a command was due.
+{drained_note(el)}
 "generator cpu" is the share of one core the Python generator used (near 1.0 would mean it was the
 limit); "wrk" marks wrk runs.
 

@@ -23,6 +23,7 @@ from sqlalchemy.engine import make_url
 from app.config import Settings
 from bench import oncpu, profile
 from bench.cpu import CpuMeter, infra_pids
+from bench.drain import drained
 from bench.processes import (
     VENV_BIN,
     Service,
@@ -122,6 +123,7 @@ async def eventline(accounts: int, plan: dict[str, Any], layout: str, say: Say) 
             say(f"  eventline ({layout}): opening {accounts:,} accounts …")
             await open_accounts(base, accounts, accounts_file)
             for clients in plan["concurrency"]:
+                before = await drained(settings, base)
                 meter = CpuMeter({s.name.removeprefix("eventline-"): s.pid for s in services} | infra_pids())
                 meter.start()
                 run = await asyncio.to_thread(
@@ -133,6 +135,7 @@ async def eventline(accounts: int, plan: dict[str, Any], layout: str, say: Say) 
                     duration=plan["duration"],
                 )
                 run["cpu"] = meter.stop()
+                run["drained"] = before
                 results[f"closed_{clients}"] = run
                 say(
                     f"  eventline, {clients} clients: {run['ok_per_s']:,.0f} commands/s, "
@@ -140,7 +143,10 @@ async def eventline(accounts: int, plan: dict[str, Any], layout: str, say: Say) 
                 )
 
             async def open_loop(rate: float, visibility_every: int = 0) -> dict[str, Any]:
-                return await asyncio.to_thread(
+                before = await drained(settings, base)
+                left = before["lag_at_end_of_previous"]
+                say(f"  drained in {before['waited_s']} s (lag left by the previous phase: {left})")
+                run: dict[str, Any] = await asyncio.to_thread(
                     run_load,
                     base,
                     accounts_file,
@@ -150,6 +156,8 @@ async def eventline(accounts: int, plan: dict[str, Any], layout: str, say: Say) 
                     warmup=plan["warmup"],
                     duration=plan["duration"],
                 )
+                run["drained"] = before
+                return run
 
             # Half of the 64-client capacity just measured: a load carried with room to spare, so
             # latency is the path's own and not a queue's (a fixed rate past capacity measures the queue).
