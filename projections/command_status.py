@@ -33,7 +33,7 @@ async def apply(connection: AsyncConnection, messages: Sequence[Message]) -> Non
         await connection.execute(
             statement.on_conflict_do_update(
                 index_elements=[command_status.c.command_id],
-                set_={"command_type": statement.excluded.command_type, "accepted_at": statement.excluded.accepted_at},
+                set_={name: statement.excluded[name] for name in ("command_type", "accepted_at", "principal")},
             ),
             list(accepted.values()),
         )
@@ -64,6 +64,7 @@ def _accepted(command: CommandEnvelope) -> dict[str, Any]:
         "aggregate_id": command.aggregate_id,
         "status": "accepted",
         "accepted_at": datetime.fromisoformat(command.issued_at),
+        "principal": command.principal,
         "version": None,
         "position": None,
         "problem": None,
@@ -81,6 +82,7 @@ def _decided(result: CommandResult) -> dict[str, Any]:
         "position": position.encode(result.position) if result.position else None,
         "problem": result.error,
         "accepted_at": None,
+        "principal": None,  # the command says who sent it, not its result
         "decided_at": datetime.fromisoformat(result.decided_at) if result.decided_at else None,
     }
 

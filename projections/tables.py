@@ -137,6 +137,8 @@ command_status = Table(
     Column("problem", JSONB),
     Column("accepted_at", DateTime(timezone=True)),
     Column("decided_at", DateTime(timezone=True)),
+    # Who sent it (`user:<subject>`, a key's name, `saga`): an end user reads the commands they sent.
+    Column("principal", Text),
 )
 
 # ---------------------------------------------------------------- messaging read models

@@ -14,8 +14,9 @@ decision. The rules:
 - `HOLDER`: the route's `{account_id}` must be an account the user holds. A read
   of an account that is not theirs answers 404, exactly as for one that does not
   exist (no existence leak); a command on it answers 403;
-- `COMMAND_HOLDER`: the route's `{command_id}` must be a command on an account
-  the user holds (404 otherwise);
+- `COMMAND_SENDER`: the route's `{command_id}` must be a command the user sent
+  (on any of their accounts, conversations or messages), or, while the command
+  itself is not read yet, one on an account they hold (404 otherwise);
 - `BY_ROUTE`: the route checks itself, knowing which accounts a request
   involves (Messaging: a conversation includes one of the user's accounts, a
   message is posted or marked read as one of them, and a conversation or
@@ -117,7 +118,7 @@ def looks_like_a_token(credential: str) -> bool:
 class Rule(Enum):
     ANYONE = "anyone"
     HOLDER = "holder of the account"
-    COMMAND_HOLDER = "holder of the command's account"
+    COMMAND_SENDER = "sender of the command"
     # The route checks itself, as only it knows which accounts are involved (a body's sender, a
     # conversation's participants): app/api/messaging.py, with `user` from the command context.
     BY_ROUTE = "checked by the route"
@@ -132,7 +133,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/accounts/{account_id}/inbox"): Rule.HOLDER,
     ("POST", "/accounts/{account_id}/deposits"): Rule.HOLDER,
     ("POST", "/accounts/{account_id}/withdrawals"): Rule.HOLDER,
-    ("GET", "/commands/{command_id}"): Rule.COMMAND_HOLDER,
+    ("GET", "/commands/{command_id}"): Rule.COMMAND_SENDER,
     ("POST", "/conversations"): Rule.BY_ROUTE,  # one of the participants is the user's
     ("POST", "/conversations/{conversation_id}/messages"): Rule.BY_ROUTE,  # the sender is the user's
     ("GET", "/conversations/{conversation_id}/messages"): Rule.BY_ROUTE,  # a participant is the user's
@@ -166,14 +167,23 @@ async def admit(request: Request, subject: str) -> None:
             if request.method == "GET" or holder is None:
                 raise not_found("account", account_id)  # another's account reads as one that does not exist
             raise Problem(403, "not-your-account", "Not your account", detail="you may act only on your own accounts")
-    elif rule is Rule.COMMAND_HOLDER:
+    elif rule is Rule.COMMAND_SENDER:
         command_id = str(request.path_params["command_id"])
-        async with clients(request).engine.connect() as db:
-            target = await db.scalar(
-                select(command_status.c.aggregate_id).where(command_status.c.command_id == command_id)
-            )
-        if target is None or await holder_of(request, str(target)) != subject:
+        if not await sent_by(request, command_id, subject):
             raise not_found("command", command_id)
+
+
+async def sent_by(request: Request, command_id: str, subject: str) -> bool:
+    """Whether the user sent this command. Its result can be read before the command itself (the
+    projection reads both topics); until then, a command on an account they hold is theirs to see."""
+    query = select(command_status.c.principal, command_status.c.aggregate_id)
+    async with clients(request).engine.connect() as db:
+        row = (await db.execute(query.where(command_status.c.command_id == command_id))).first()
+    if row is None:
+        return False
+    if row.principal is not None:
+        return bool(row.principal == USER_PREFIX + subject)
+    return await holder_of(request, str(row.aggregate_id)) == subject
 
 
 async def holder_of(request: Request, account_id: str) -> str | None:

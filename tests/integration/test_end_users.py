@@ -132,6 +132,10 @@ async def test_users_converse_as_their_own_accounts_and_see_only_what_they_take_
     message = f"/messages/{sent.json()['message_id']}"
     for user, expected in (("ann", 200), ("ben", 200), ("cat", 404)):
         await eventually(partial(status_code, client, message, as_user(user)), expected, timeout=30)
+    # The commands Ann sent are hers to follow, not Ben's, though he takes part in the conversation.
+    for command in (started.json()["command_id"], sent.json()["command_id"]):
+        await eventually(partial(status_code, client, f"/commands/{command}", as_user("ann")), 200, timeout=30)
+        assert (await client.get(f"/commands/{command}", headers=as_user("ben"))).status_code == 404
 
     for_ben = await client.post(f"{message}/read", json={"reader": ben}, headers=as_user("cat"))
     assert for_ben.status_code == 403, for_ben.text
