@@ -330,8 +330,8 @@ class NotificationHub:
         consumer resets to the earliest offset): what is gone is gone.
         """
         consumer = self.new_consumer(auto_offset_reset="earliest")
-        await consumer.start()
         try:
+            await consumer.start()  # inside: a start that fails half-way has connections to close too
             tps = [TopicPartition(self.topic, p) for p in partitions]
             consumer.assign(tps)
             for tp in tps:
