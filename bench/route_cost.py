@@ -1,0 +1,99 @@
+"""What a command costs the API process itself: CPU per deposit, in-process, without uvicorn.
+
+    python -m bench.route_cost [N]       (needs the local Kafka and PostgreSQL: `make infra`)
+
+The app is called as ASGI directly by 64 concurrent callers with `Prefer:
+respond-async`, so no processor is needed and the figure is the API's own work:
+middleware, routing, FastAPI's parameter solving, the route, and producing the
+command. To A/B a change of the API, run it from a checkout of each version,
+alternating: `cd <checkout> && PYTHONPATH=. <venv>/bin/python -m bench.route_cost`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+import uuid
+from typing import Any
+
+import orjson
+
+from app.main import create_app
+from bench.setup import bench_settings, delete_namespace_topics, drop_database
+
+CALLERS = 64
+
+
+def deposit_scope(account: str, body: bytes) -> dict[str, Any]:
+    path = f"/accounts/{account}/deposits"
+    headers = [(b"host", b"bench"), (b"content-type", b"application/json"), (b"prefer", b"respond-async")]
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "server": ("127.0.0.1", 8000),
+        "client": ("127.0.0.1", 50000),
+        "headers": [*headers, (b"content-length", str(len(body)).encode())],
+        "state": {},
+    }
+
+
+async def call(app: Any, scope: dict[str, Any], body: bytes) -> int:
+    """One request through the whole ASGI app; its status."""
+    given = False
+    status = 0
+
+    async def receive() -> dict[str, Any]:
+        nonlocal given
+        if given:
+            await asyncio.Event().wait()  # the client never disconnects
+        given = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+
+    await app(dict(scope), receive, send)
+    return status
+
+
+async def main(requests: int) -> None:
+    os.environ.setdefault("EVENTLINE_ALLOW_ANONYMOUS", "true")
+    settings = await bench_settings()
+    app = create_app(settings)
+    body = orjson.dumps({"amount": 1})
+    scope = deposit_scope(str(uuid.uuid4()), body)
+    try:
+        async with app.router.lifespan_context(app):
+
+            async def caller(count: int) -> None:
+                for _ in range(count):
+                    if (status := await call(app, scope, body)) != 202:
+                        raise RuntimeError(f"a deposit answered {status}")
+
+            await asyncio.gather(*(caller(10) for _ in range(CALLERS)))  # warm-up
+            wall, cpu = time.perf_counter(), time.process_time()
+            await asyncio.gather(*(caller(requests // CALLERS) for _ in range(CALLERS)))
+            done = requests // CALLERS * CALLERS
+            print(
+                f"{(time.process_time() - cpu) / done * 1e6:.0f} µs of CPU per deposit in-process "
+                f"({done:,} requests, {CALLERS} callers, {done / (time.perf_counter() - wall):,.0f}/s)",
+                flush=True,
+            )
+    finally:
+        await delete_namespace_topics(settings)
+        await drop_database(settings)
+
+
+if __name__ == "__main__":
+    asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 6400))
