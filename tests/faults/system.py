@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
@@ -17,10 +18,11 @@ from typing import Any
 import httpx
 
 from app.config import Settings
+from app.eventstore.partitioner import partition_for
 from tests.conftest import ROOT
 from tests.faults.invariants import check_invariants, settle
 from tests.faults.load import MixedLoad
-from tests.support import ApiProcess, Process, free_port
+from tests.support import ApiProcess, Process, free_port, wait_for_log
 from tests.waiting import eventually
 
 REPORT = ROOT / "artifacts" / "reliability.json"
@@ -154,3 +156,32 @@ def record(name: str, figures: dict[str, Any]) -> None:
     report = json.loads(REPORT.read_text()) if REPORT.exists() else {}
     report[name] = {**figures, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     REPORT.write_text(json.dumps(report, indent=2) + "\n")
+
+
+async def pause_past_its_session(system: System, victim: Process, survivor: Process) -> int:
+    """One SIGSTOP round: 1 when the woken zombie's write was refused as fenced, 0 when it had
+    been idle at the pause and stepped down without writing."""
+    seen, woken = len(survivor.log()), len(victim.log())
+    burst = [asyncio.create_task(system.client.post(f"/accounts/{a}/deposits", json={"amount": 1}))
+             for a in accounts_of(system, victim)]  # fmt: skip
+    await asyncio.sleep(0.02)  # not a wait for a condition: it places the pause inside the victim's batch
+    victim.pause()
+    everything = re.escape(f"owning partitions {list(range(system.ns.partitions))}")
+    try:  # past the 6 s session the group moves the victim's partitions to the survivor
+        await wait_for_log(survivor, everything, after=seen, timeout=60)
+    finally:
+        victim.resume()
+    try:
+        await wait_for_log(victim, "fenced by a newer owner", after=woken, timeout=10)
+    except AssertionError:
+        return 0
+    finally:
+        await asyncio.gather(*burst)
+    return 1
+
+
+def accounts_of(system: System, process: Process) -> list[str]:
+    """The seeded accounts on the partitions `process` last said it owns."""
+    owned = re.findall(r"owning partitions \[([0-9, ]*)\]", process.log())
+    partitions = {int(p) for p in owned[-1].split(",") if p.strip()} if owned else set()
+    return [a for a in system.accounts if partition_for(a, system.ns.partitions) in partitions]

@@ -11,9 +11,7 @@ artifacts/reliability.json for docs/reliability.md.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import re
 from collections.abc import AsyncIterator, Callable
 
 import httpx
@@ -21,10 +19,9 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from app.config import Settings
-from app.eventstore.partitioner import partition_for
 from tests.faults.load import MixedLoad
-from tests.faults.system import System, behind_two_apis, seed, under_load, verify
-from tests.support import ApiProcess, Process, api_client, fresh_namespace, wait_for_log
+from tests.faults.system import System, behind_two_apis, pause_past_its_session, seed, under_load, verify
+from tests.support import ApiProcess, api_client, fresh_namespace
 from tests.waiting import eventually
 
 JUNK = b'{"not":"an event"'  # not even JSON, as any foreign or buggy producer could write
@@ -87,32 +84,12 @@ async def test_a_paused_processor_is_fenced_and_the_load_goes_on(system: System)
             survivor = system.processes["processor"][1 - rounds % 2]
             rounds += 1
             await asyncio.sleep(2.0)
-            seen, woken = len(survivor.log()), len(victim.log())
-            burst = [asyncio.create_task(system.client.post(f"/accounts/{a}/deposits", json={"amount": 1}))
-                     for a in accounts_of(system, victim)]  # fmt: skip
-            await asyncio.sleep(0.02)  # the victim is deciding them
-            victim.pause()
-            # Past the 6 s session the group moves the victim's partitions to the survivor.
-            await wait_for_log(
-                survivor, re.escape(f"owning partitions {list(range(system.ns.partitions))}"), after=seen, timeout=60
-            )
-            victim.resume()
-            with contextlib.suppress(AssertionError):  # idle at the pause: it steps down unrefused
-                await wait_for_log(victim, "fenced by a newer owner", after=woken, timeout=10)
-                refused += 1
-            await asyncio.gather(*burst)
+            refused += await pause_past_its_session(system, victim, survivor)
         await asyncio.sleep(4.0)
 
     load = await under_load(system, faults)
     assert refused >= 1, f"in {rounds} rounds no zombie tried to write: fencing was never exercised"
     await verify(system, "sigstop processor", load, rounds, zombies_refused=refused)
-
-
-def accounts_of(system: System, process: Process) -> list[str]:
-    """The seeded accounts on the partitions `process` last said it owns."""
-    owned = re.findall(r"owning partitions \[([0-9, ]*)\]", process.log())
-    partitions = {int(p) for p in owned[-1].split(",") if p.strip()} if owned else set()
-    return [a for a in system.accounts if partition_for(a, system.ns.partitions) in partitions]
 
 
 async def test_junk_records_in_every_topic_under_load_stop_nothing(system: System) -> None:

@@ -25,11 +25,10 @@ from aiokafka.errors import KafkaError, TopicAuthorizationFailedError
 
 from app.config import Settings
 from app.eventstore.kafka import connection
-from app.eventstore.partitioner import partition_for
 from tests.conftest import ROOT, run_infra
 from tests.faults.load import MixedLoad
-from tests.faults.system import System, behind_two_apis, seed, verify
-from tests.support import Process, fresh_namespace, wait_for_log
+from tests.faults.system import System, behind_two_apis, pause_past_its_session, seed, verify
+from tests.support import fresh_namespace
 from tests.waiting import eventually
 
 # Where scripts/kafka_secured.py puts the broker: this checkout's port and `.local`, as infra.py reads them.
@@ -227,35 +226,6 @@ async def test_a_paused_processor_wakes_as_a_zombie_the_broker_fences_not_one_it
     assert fenced == 1, f"in {rounds} rounds no zombie tried to write: fencing was never exercised"
     assert not (refused := refusals(system)), refused
     await verify(system, "secured: sigstop processor", load, rounds, zombies_refused=fenced)
-
-
-async def pause_past_its_session(system: System, victim: Process, survivor: Process) -> int:
-    """One SIGSTOP round: 1 when the woken zombie's write was refused as fenced, 0 when it had
-    been idle at the pause and stepped down without writing."""
-    seen, woken = len(survivor.log()), len(victim.log())
-    burst = [asyncio.create_task(system.client.post(f"/accounts/{a}/deposits", json={"amount": 1}))
-             for a in accounts_of(system, victim)]  # fmt: skip
-    await asyncio.sleep(0.02)  # not a wait for a condition: it places the pause inside the victim's batch
-    victim.pause()
-    everything = re.escape(f"owning partitions {list(range(system.ns.partitions))}")
-    try:  # past the 6 s session the group moves the victim's partitions to the survivor
-        await wait_for_log(survivor, everything, after=seen, timeout=60)
-    finally:
-        victim.resume()
-    try:
-        await wait_for_log(victim, "fenced by a newer owner", after=woken, timeout=10)
-    except AssertionError:
-        return 0
-    finally:
-        await asyncio.gather(*burst)
-    return 1
-
-
-def accounts_of(system: System, process: Process) -> list[str]:
-    """The seeded accounts on the partitions `process` last said it owns."""
-    owned = re.findall(r"owning partitions \[([0-9, ]*)\]", process.log())
-    partitions = {int(p) for p in owned[-1].split(",") if p.strip()} if owned else set()
-    return [a for a in system.accounts if partition_for(a, system.ns.partitions) in partitions]
 
 
 async def test_a_killed_saga_and_projector_resume_in_the_groups_their_principals_may_read(
