@@ -403,6 +403,8 @@ class Kafka:
                 refuse_foreign(self.name, self.port, "EVENTLINE_KAFKA_PORT")
             say(f"{self.name}: already running on {HOST}:{self.port}")
             return None
+        if self.resume_paused():
+            return None
         self.fetch_jars()
         self.write_config()
         self.format_storage()
@@ -420,6 +422,22 @@ class Kafka:
             )
         self.pid_file.write_text(str(proc.pid))
         return proc
+
+    def resume_paused(self) -> bool:
+        """Wake our broker when a test that SIGSTOPped it was killed before its SIGCONT.
+
+        It still holds the port, so starting another would only fail to bind."""
+        found = listener_of(self.port)
+        if found is None or not is_ours(found[0], str(self.home)):
+            return False
+        state = Path(f"/proc/{found[0]}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        if state not in ("T", "t"):
+            return False
+        say(f"{self.name}: our broker (pid {found[0]}) was left paused (SIGSTOP); resuming it")
+        os.kill(found[0], signal.SIGCONT)
+        self.pid_file.write_text(str(found[0]))
+        wait_until(self.running, self.name, self.logs / "server.log", None)
+        return True
 
     def down(self) -> None:
         stop_process(self.name, self.pid_file, str(self.home))

@@ -9,9 +9,10 @@ import signal
 import socket
 import subprocess
 import tempfile
+import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +30,45 @@ from app.eventstore.topics import create_topics
 from app.main import Worker, create_app
 from tests.conftest import ROOT, alembic_config, create_database, new_settings
 from tests.waiting import eventually
+
+# Where scripts/infra.py keeps the session's broker and database (as infra.py reads it).
+LOCAL = Path(os.environ.get("EVENTLINE_LOCAL_DIR", ROOT / ".local")).resolve()
+
+
+def kafka_pid() -> int:
+    """The pid of the test session's broker (scripts/infra.py writes it)."""
+    home = LOCAL / "kafka"
+    pid = int((home / "kafka.pid").read_text().split()[0])
+    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    assert str(home).encode() in cmdline, f"pid {pid} is not the broker of {home}: {cmdline[:200]!r}"
+    return pid
+
+
+@contextmanager
+def paused(pid: int, timeout: float = 10.0) -> Iterator[None]:
+    """SIGSTOP `pid` and return only once every thread of it has stopped; SIGCONT on the way out.
+
+    A signal is delivered asynchronously: a test that asks the "hung" process something right
+    after `os.kill` can still be answered by a thread that has not stopped yet."""
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        deadline = time.monotonic() + timeout
+        while not all_threads_stopped(pid):
+            assert time.monotonic() < deadline, f"pid {pid} did not stop within {timeout} s"
+            time.sleep(0.005)
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+def all_threads_stopped(pid: int) -> bool:
+    states = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:  # the state is the field after the parenthesised command name
+            states.append((task / "stat").read_text().rsplit(")", 1)[1].split()[0])
+        except (OSError, IndexError):
+            continue  # a thread that ended meanwhile
+    return bool(states) and all(state in ("T", "t") for state in states)
 
 
 def free_port() -> int:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -14,7 +12,7 @@ import pytest
 
 from app.config import Settings
 from app.main import create_app
-from tests.conftest import ROOT
+from tests.support import kafka_pid, paused
 from tests.waiting import eventually
 
 READY_BUDGET_S = 2.0
@@ -34,10 +32,6 @@ async def timed_ready(client: httpx.AsyncClient) -> tuple[httpx.Response, float]
     started = time.monotonic()
     response = await client.get("/health/ready")
     return response, time.monotonic() - started
-
-
-def kafka_pid() -> int:
-    return int((ROOT / ".local/kafka/kafka.pid").read_text())
 
 
 async def test_liveness_is_always_ok(client: httpx.AsyncClient) -> None:
@@ -79,12 +73,8 @@ async def test_a_flood_of_readiness_probes_never_starves_queries(settings: Setti
 async def test_a_hung_kafka_is_reported_within_the_budget(
     client: httpx.AsyncClient, infra: Callable[..., None]
 ) -> None:
-    pid = kafka_pid()
-    os.kill(pid, signal.SIGSTOP)
-    try:
+    with paused(kafka_pid()):
         response, elapsed = await timed_ready(client)
-    finally:
-        os.kill(pid, signal.SIGCONT)
     assert response.status_code == 503
     assert response.json() == {"kafka": "timeout", "postgres": "ok"}
     assert elapsed < READY_BUDGET_S

@@ -8,15 +8,12 @@ versions per account.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import signal
 import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import httpx
 import pytest
@@ -29,19 +26,19 @@ from app.eventstore.partition_state import PartitionState
 from app.eventstore.processor import fence_shard, stop_quietly
 from app.eventstore.shard_writer import ABORT_TIMEOUT_S, ShardWriter, TransactionStuck
 from app.eventstore.shards import Shards
-from tests.conftest import ROOT
 from tests.support import (
     Process,
     api_client,
     assert_versions_gapless,
     fresh_namespace,
+    kafka_pid,
+    paused,
     read_events,
     wait_for_log,
 )
 from tests.waiting import eventually
 
 ACCOUNTS = 12
-LOCAL = Path(os.environ.get("EVENTLINE_LOCAL_DIR", ROOT / ".local"))
 
 
 @pytest.fixture
@@ -282,15 +279,13 @@ async def test_a_transaction_the_broker_stops_answering_is_given_up(ns: Settings
     partition = 1
     writer = await writer_of(quick, partition)
     command_id, record = open_account_record(quick, partition, "Stuck")
-    broker = int((LOCAL / "kafka" / "kafka.pid").read_text().split()[0])
-    os.kill(broker, signal.SIGSTOP)
     try:
-        started = time.monotonic()
-        with pytest.raises(TransactionStuck):
-            await writer.apply([record])
-        assert time.monotonic() - started < 1 + ABORT_TIMEOUT_S + 2
+        with paused(kafka_pid()):
+            started = time.monotonic()
+            with pytest.raises(TransactionStuck):
+                await writer.apply([record])
+            assert time.monotonic() - started < 1 + ABORT_TIMEOUT_S + 2
     finally:
-        os.kill(broker, signal.SIGCONT)
         await stop_quietly(writer.producer)
     state = writer.partitions[partition]
     assert state.next_offset == 0 and state.aggregates == {}  # memory did not move
