@@ -186,15 +186,19 @@ class ConsistencyWaiter:
         """A (partition, offset) of the token at or past the end of the events log, if any.
 
         A token from a command names an event already committed, so it is always before the
-        end. When the end cannot be read (Kafka down), the token is given the benefit of the
-        doubt: the wait goes on, and ends in 503 like any other."""
+        end. The end is the log's, every record written (the high watermark), not the committed
+        end: the commit markers reach the events partition after the command's result may have
+        answered the client, and for that moment a committed reader's end is still before the
+        event the token names. When the end cannot be read (Kafka down), the token is given the
+        benefit of the doubt: the wait goes on, and ends in 503 like any other."""
         unsure = {p for p, o in wanted.items() if o >= self.log_ends.get(p, 0)}
-        if not unsure or self.offsets is None:
+        reader = self.watermarks or self.offsets
+        if not unsure or reader is None:
             return None
         tps = [TopicPartition(self.settings.topic("events"), p) for p in sorted(unsure)]
         try:
             async with asyncio.timeout(LOG_END_TIMEOUT_S):
-                ends = await self.offsets.end_offsets(tps)
+                ends = await reader.end_offsets(tps)
         except (KafkaError, TimeoutError) as error:
             log.debug("reading the events log's end for a consistency token: %r", error)
             return None

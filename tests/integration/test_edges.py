@@ -11,9 +11,11 @@ from collections.abc import AsyncIterator
 import httpx
 import orjson
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from app.api import cursors
 from app.config import Settings
+from app.eventstore.kafka import connection
 from tests.support import api_client, fresh_namespace
 
 PROBLEM = "application/problem+json"
@@ -86,3 +88,23 @@ async def test_the_open_asyncapi_document_names_no_broker(client: httpx.AsyncCli
     assert answer.status_code == 200
     assert "servers" not in answer.json()
     assert "127.0.0.1" not in answer.text and "19092" not in answer.text
+
+
+async def test_a_token_for_an_event_not_yet_marked_committed_is_waited_for_not_refused(settings: Settings) -> None:
+    """A transaction's commit markers reach its partitions one by one, so a client can hold a
+    command's answer (its result partition marked) while the events partition still shows the
+    transaction open. A token naming that event is before the log's end: it is waited for (here,
+    since this transaction never commits, until the 503), not refused as past the end."""
+    ns = await fresh_namespace(settings, consistency_timeout_s=1.0)
+    producer = AIOKafkaProducer(**connection(ns), transactional_id=f"{ns.topic('test-open-transaction')}")
+    await producer.start()
+    try:
+        await producer.begin_transaction()
+        written = await producer.send_and_wait(ns.topic("events"), b"{}", key=b"k", partition=0)
+        async with api_client(ns) as http:
+            answer = await http.get(f"/accounts/{SOMEONE}", headers={"X-Consistent-With": f"0:{written.offset}"})
+        await producer.abort_transaction()
+    finally:
+        await producer.stop()
+    assert (answer.status_code, answer.headers["content-type"]) == (503, PROBLEM), answer.text
+    assert answer.json()["type"].endswith("/not-yet-consistent")
