@@ -135,6 +135,34 @@ def light_note(el: dict[str, Any], plan: dict[str, Any]) -> str:
     )
 
 
+def queue_note(el: dict[str, Any]) -> str:
+    """Time spent waiting for a core in the open loops: what bounds latency on a busy machine."""
+    rows = []
+    for label, key in (("half capacity", "open_rate"), ("visibility", "visibility"), ("light load", "light")):
+        run = el.get(key) or {}
+        waiting, cpu = run.get("waiting_for_a_core"), run.get("cpu")
+        rate = float(run.get("rate") or 0)
+        if not waiting or not cpu or not rate:
+            continue
+        by_process = " · ".join(f"{name} {1000 * share / rate:.2f}" for name, share in waiting.items())
+        pressure = run.get("cpu_pressure")
+        rows.append(
+            f"| {label}, {rate:.0f}/s | {sum(cpu.values()):.2f} | {by_process} | "
+            f"{1000 * sum(waiting.values()) / rate:.2f} | "
+            f"{'–' if pressure is None else f'{100 * pressure:.0f}%'} | {num(run['latency'].get('p99_ms'), 1)} |"
+        )
+    if not rows:
+        return ""
+    return (
+        "\nWaiting for a core in the open loops (`bench/cpu.py`: each thread's run-queue wait from "
+        "/proc/…/schedstat, and the kernel's CPU pressure, the share of the time some runnable task "
+        "waited). A command crosses the generator, the API, the broker (twice), the processor and, "
+        "for visibility, the projector and PostgreSQL; at each hop it can wait for a core.\n\n"
+        "| open loop | CPU (cores) | ms waiting for a core per command, by process | all | CPU pressure | p99 ms |\n"
+        "|---|---:|---|---:|---:|---:|\n" + "\n".join(rows) + "\n"
+    )
+
+
 def write_section(results: dict[str, Any]) -> str:
     write = results.get("write_side")
     if not write:
@@ -197,6 +225,7 @@ waits for the projection's checkpoint); counted from the 200 of the deposit to t
 showing the new version: p50 {num(vis.get("p50_ms"), 1)} ms,
 p99 **{num(vis.get("p99_ms"), 1)} ms**, max {num(vis.get("max_ms"), 1)} ms over {vis.get("samples", 0):,} reads.
 {light_note(el, plan)}
+{queue_note(el)}
 
 {cpu_table({"Eventline": el.get("closed_64"), "CRUD": crud, "CRUD, worker per core": crud_2w, "eventsourcing": es})}
 Ratios (same run, 64 clients):

@@ -146,6 +146,8 @@ async def eventline(accounts: int, plan: dict[str, Any], layout: str, say: Say) 
                 before = await drained(settings, base)
                 left = before["lag_at_end_of_previous"]
                 say(f"  drained in {before['waited_s']} s (lag left by the previous phase: {left})")
+                meter = CpuMeter({s.name.removeprefix("eventline-"): s.pid for s in services} | infra_pids())
+                meter.start()
                 run: dict[str, Any] = await asyncio.to_thread(
                     run_load,
                     base,
@@ -156,6 +158,9 @@ async def eventline(accounts: int, plan: dict[str, Any], layout: str, say: Say) 
                     warmup=plan["warmup"],
                     duration=plan["duration"],
                 )
+                run["cpu"] = meter.stop()
+                run["waiting_for_a_core"] = meter.waiting
+                run["cpu_pressure"] = meter.pressure
                 run["drained"] = before
                 return run
 
