@@ -26,6 +26,7 @@ from .errors import (
 )
 from .kind import AggregateKind
 from .money import Amount, Currency, Holder, Owner, Reference
+from .personal import Personal
 
 NAME: Final = "Account"
 
@@ -38,22 +39,22 @@ MAX_BALANCE: Final = 10**15
 
 class OpenAccount(Command):
     type: Literal["OpenAccount"] = "OpenAccount"
-    owner: Owner
+    owner: Annotated[Owner, Personal("account")]
     currency: Currency
     # The end user (a token's subject) who holds the account; none when a service opens it.
-    holder: Holder | None = None
+    holder: Annotated[Holder | None, Personal("account")] = None
 
 
 class Deposit(Command):
     type: Literal["Deposit"] = "Deposit"
     amount: Amount
-    reference: Reference | None = None
+    reference: Annotated[Reference | None, Personal("account")] = None
 
 
 class Withdraw(Command):
     type: Literal["Withdraw"] = "Withdraw"
     amount: Amount
-    reference: Reference | None = None
+    reference: Annotated[Reference | None, Personal("account")] = None
 
 
 class Charge(Command):
@@ -80,22 +81,22 @@ AccountCommand = Annotated[
 
 class AccountOpened(Event):
     type: Literal["AccountOpened"] = "AccountOpened"
-    owner: str
+    owner: Annotated[str, Personal("account")]
     currency: str
-    holder: str | None = None  # older events have none
+    holder: Annotated[str | None, Personal("account")] = None  # older events have none
 
 
 class FundsDeposited(Event):
     type: Literal["FundsDeposited"] = "FundsDeposited"
     amount: int
-    reference: str | None = None
+    reference: Annotated[str | None, Personal("account")] = None
     balance_after: int
 
 
 class FundsWithdrawn(Event):
     type: Literal["FundsWithdrawn"] = "FundsWithdrawn"
     amount: int
-    reference: str | None = None
+    reference: Annotated[str | None, Personal("account")] = None
     balance_after: int
 
 

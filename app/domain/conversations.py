@@ -12,6 +12,7 @@ from .base import Command, Event
 from .errors import AggregateAlreadyExists
 from .kind import AggregateKind
 from .messaging import MAX_PARTICIPANTS, MIN_PARTICIPANTS, AccountId, distinct
+from .personal import Personal
 from .text import no_control_characters, visible
 
 NAME: Final = "Conversation"
@@ -40,7 +41,7 @@ Participants = Annotated[
 class StartConversation(Command):
     type: Literal["StartConversation"] = "StartConversation"
     participants: Participants
-    title: Title | None = None
+    title: Annotated[Title | None, Personal("conversation")] = None
 
 
 ConversationCommand = Annotated[StartConversation, Field(discriminator="type")]
@@ -49,7 +50,7 @@ ConversationCommand = Annotated[StartConversation, Field(discriminator="type")]
 class ConversationStarted(Event):
     type: Literal["ConversationStarted"] = "ConversationStarted"
     participants: list[str]
-    title: str | None = None
+    title: Annotated[str | None, Personal("conversation")] = None
 
 
 ConversationEvent = Annotated[ConversationStarted, Field(discriminator="type")]

@@ -19,6 +19,7 @@ from .errors import (
 from .kind import AggregateKind
 from .messaging import MAX_RECIPIENTS, AccountId, distinct
 from .money import Currency
+from .personal import Personal
 from .text import is_unprintable, visible
 
 NAME: Final = "Message"
@@ -87,7 +88,7 @@ class SubmitMessage(Command):
     conversation_id: AccountId
     sender: AccountId
     recipients: Recipients
-    body: Body
+    body: Annotated[Body, Personal("sender")]
     currency: Currency
     tariff: Tariff
 
@@ -124,7 +125,7 @@ class MessageSubmitted(Event):
     conversation_id: str
     sender: str
     recipients: list[str]
-    body: str
+    body: Annotated[str, Personal("sender")]
     # Fixed at submission, so a later tariff change never alters what this message costs.
     price: int
     currency: str
