@@ -130,6 +130,27 @@ class Settings(BaseSettings):
         description="Streams replaying from Kafka at once (resumes older than the history, start=beginning).",
     )
 
+    # Personal data: sealed under a key per data subject, keys wrapped by these (docs/privacy.md).
+    privacy_keks: str = Field(
+        default="",
+        repr=False,
+        description="Key-encryption keys as id:<base64 of 32 bytes>, comma-separated, the current one first: "
+        "it wraps new data keys, the others only unwrap (a rotation keeps the old key listed until every "
+        "data key is rewrapped).",
+    )
+    privacy_key_segment_ms: int = Field(
+        default=3_600_000,
+        ge=1,
+        description="segment.ms of <ns>.subject-keys: a forgotten key's tombstone is compactable once its "
+        "segment rolls (docs/privacy.md derives the bound from this).",
+    )
+    privacy_key_compaction_lag_ms: int = Field(
+        default=3_600_000,
+        ge=1,
+        description="max.compaction.lag.ms of <ns>.subject-keys: the longest a rolled segment with a "
+        "tombstone waits for the log cleaner.",
+    )
+
     # HTTP API: access and limits.
     api_keys: str = Field(
         default="",

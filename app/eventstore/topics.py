@@ -79,6 +79,16 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
                 "retention.ms": str(settings.notification_retention_ms),
             },
         ),
+        TopicSpec(
+            settings.topic("subject-keys"),
+            p,
+            {
+                "cleanup.policy": "compact",
+                "min.insync.replicas": min_isr,
+                "segment.ms": str(settings.privacy_key_segment_ms),
+                "max.compaction.lag.ms": str(settings.privacy_key_compaction_lag_ms),
+            },
+        ),
     ]
 
 

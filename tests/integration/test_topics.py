@@ -64,7 +64,11 @@ async def test_the_api_refuses_to_start_on_a_partition_mismatch(admin: AIOKafkaA
 
 
 def test_the_cli_reports_a_mismatch_and_exits_non_zero(settings: Settings) -> None:
-    env_base = {"EVENTLINE_NAMESPACE": new_settings().namespace, "PATH": "/usr/bin:/bin"}
+    env_base = {
+        "EVENTLINE_NAMESPACE": new_settings().namespace,
+        "EVENTLINE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,  # the session's broker, on whatever port
+        "PATH": "/usr/bin:/bin",
+    }
     create = subprocess.run(
         [str(ROOT / ".venv/bin/eventline"), "topics", "create"],
         env={**env_base, "EVENTLINE_PARTITIONS": "2"},
