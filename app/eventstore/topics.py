@@ -87,6 +87,9 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
                 "min.insync.replicas": min_isr,
                 "segment.ms": str(settings.privacy_key_segment_ms),
                 "max.compaction.lag.ms": str(settings.privacy_key_compaction_lag_ms),
+                # A compacted segment's old file (with the destroyed keys) is deleted a second after,
+                # not the broker's default minute.
+                "file.delete.delay.ms": "1000",
             },
         ),
     ]

@@ -5,6 +5,7 @@ Records, by key:
     data-key/<subject>/<key id>  WrappedKey JSON (app.privacy.key_encryption): a data key, wrapped by a KEK
     forgotten/<subject>          {"at": <ms>}: the subject asked to be forgotten (kept for good)
     kek/<kek id>                 {"fingerprint": …}: a KEK this deployment has wrapped keys with
+    tick/<partition>             {"at": <ms>}: a periodic write, so that a quiet partition's segment rolls
 
 A subject may hold several data keys. A key is created by whichever process first
 needs one to seal (an API process, on the subject's first command); two processes
@@ -30,6 +31,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 import uuid
 from collections import defaultdict
 
@@ -46,7 +48,7 @@ from app.privacy.sealing import new_data_key
 log = logging.getLogger(__name__)
 
 TOPIC = "subject-keys"
-DATA_KEY, FORGOTTEN, KEK = "data-key/", "forgotten/", "kek/"
+DATA_KEY, FORGOTTEN, KEK, TICK = "data-key/", "forgotten/", "kek/", "tick/"
 
 
 class SubjectForgotten(Exception):
@@ -75,6 +77,7 @@ class KeyStore:
             **connection(settings), isolation_level="read_committed", enable_auto_commit=False, group_id=None
         )
         self.follower: asyncio.Task[None] | None = None
+        self.ticker: asyncio.Task[None] | None = None
         self.advanced = asyncio.Event()  # set (and replaced) after each fetch the follower applies
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -95,13 +98,41 @@ class KeyStore:
             await self.consumer.stop()
             raise
         self.follower = asyncio.create_task(self.follow(), name="subject-keys-follower")
+        if self.producer is not None:
+            self.ticker = asyncio.create_task(self.tick_every(self.tick_period_s()), name="subject-keys-ticker")
 
     async def stop(self) -> None:
-        if self.follower is not None:
-            self.follower.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.follower
+        for task in (self.follower, self.ticker):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.consumer.stop()
+
+    # --- bounding how long a destroyed key stays on the broker's disk ------------------------------
+
+    def tick_period_s(self) -> float:
+        """As often as segments may roll (at least a second apart): docs/privacy.md adds it to the bound."""
+        return max(1.0, self.settings.privacy_key_segment_ms / 1000)
+
+    async def tick_every(self, period_s: float) -> None:
+        while True:
+            await asyncio.sleep(period_s)
+            try:
+                await self.tick()
+            except KafkaError as error:
+                log.warning("subject keys: a tick was not written: %r", error)
+
+    async def tick(self) -> None:
+        """Append to every partition. The log cleaner never touches the active segment, and a segment
+        rolls only when a record is appended after `segment.ms`: without these, a forget's tombstone in
+        a quiet partition would wait for the next write there, and the key it destroys would stay on
+        disk for as long."""
+        assert self.producer is not None
+        value = json.dumps({"at": int(time.time() * 1000)}).encode()
+        for partition in range(self.settings.partitions):
+            await self.producer.send(self.topic, value, key=f"{TICK}{partition}".encode(), partition=partition)
+        await self.producer.flush()
 
     def check_keks(self) -> None:
         """Refuse a KEK set that cannot open what is stored: a wrong key under a known id, or a
@@ -180,6 +211,8 @@ class KeyStore:
                 self.forgotten.add(key.removeprefix(FORGOTTEN))
             elif key.startswith(KEK) and record.value is not None:
                 self.fingerprints[key.removeprefix(KEK)] = str(json.loads(record.value)["fingerprint"])
+            elif key.startswith(TICK):
+                pass
             else:
                 raise ValueError("an unknown kind of record")
         except (ValueError, KeyError, TypeError) as error:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
@@ -17,7 +18,8 @@ from app.eventstore.kafka import connection
 from app.privacy.key_encryption import KeyEncryptionKeys
 from app.privacy.key_store import KeyEncryptionKeyMismatch, KeyStore, SubjectForgotten
 from app.privacy.sealing import open_sealed, seal
-from tests.support import fresh_namespace
+from tests.support import LOCAL, fresh_namespace
+from tests.waiting import eventually
 
 
 def kek(kek_id: str) -> str:
@@ -150,3 +152,50 @@ async def test_a_rotated_key_encryption_key_opens_old_data_keys_and_wraps_new_on
     await rotated.sealing_key("subject-7")
     assert {w.kek_id for w in rotated.wrapped["subject-7"].values()} == {"k2"}
     assert {w.kek_id for w in rotated.wrapped["subject-6"].values()} == {"k1"}
+
+
+def on_disk(ns: Settings, needle: bytes) -> list[str]:
+    """The broker's files of the key topic (every partition, every segment, live or being deleted)
+    that hold `needle`."""
+    return [
+        str(path.relative_to(LOCAL))
+        for path in sorted((LOCAL / "kafka" / "data").glob(f"{ns.topic('subject-keys')}-*/*"))
+        if path.is_file() and needle in path.read_bytes()
+    ]
+
+
+async def test_a_forgotten_key_leaves_the_brokers_disk_within_the_documented_bound(
+    settings: Settings, producer: AIOKafkaProducer
+) -> None:
+    """Small roll and compaction settings stand in for the deployment's; the bound is theirs plus
+    the tick period, the broker's cleaner back-off (15 s) and the file deletion delay (docs/privacy.md)."""
+    ns = await fresh_namespace(settings, privacy_key_segment_ms=200, privacy_key_compaction_lag_ms=200)
+    producer = AIOKafkaProducer(**connection(ns), acks="all", enable_idempotence=True)
+    await producer.start()
+    store = KeyStore(ns, KeyEncryptionKeys.parse(K1), producer)
+    await store.start()
+    try:
+        await store.sealing_key("forgotten-one")
+        await store.sealing_key("remaining-one")
+        gone, kept = (next(iter(store.wrapped[s].values())).encode() for s in ("forgotten-one", "remaining-one"))
+        assert on_disk(ns, gone) and on_disk(ns, kept)  # the scan finds a key that is there
+        for key, value in store.forget_records("forgotten-one", at_ms=1):
+            await producer.send_and_wait(
+                ns.topic("subject-keys"), value, key=key, partition=store.partition_of("forgotten-one")
+            )
+        bound_s = 0.2 + store.tick_period_s() + 0.2 + 15 + 1
+        started = time.monotonic()
+        await eventually(lambda: asyncio.to_thread(on_disk, ns, gone), [], timeout=bound_s + 30, interval=0.5)
+        took = time.monotonic() - started
+    finally:
+        await store.stop()
+        await producer.stop()
+    assert on_disk(ns, kept), "compaction kept the other subject's key"
+    assert took < bound_s + 10, f"{took:.1f} s against a bound of {bound_s:.1f} s"
+    fresh = KeyStore(ns, KeyEncryptionKeys.parse(K1), None)
+    await fresh.start()
+    try:
+        assert fresh.is_forgotten("forgotten-one") and fresh.keys_of("forgotten-one") == []
+        assert len(fresh.keys_of("remaining-one")) == 1
+    finally:
+        await fresh.stop()
