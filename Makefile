@@ -54,6 +54,7 @@ run: setup infra migrate topics
 	@EVENTLINE_API_KEYS="$${EVENTLINE_API_KEYS:-$$($(PYTHON) scripts/dev_key.py)}" \
 	EVENTLINE_TOKEN_ISSUER="$${EVENTLINE_TOKEN_ISSUER:-eventline-dev}" \
 	EVENTLINE_TOKEN_JWKS_FILE="$${EVENTLINE_TOKEN_JWKS_FILE:-$$($(BIN)/python scripts/dev_tokens.py jwks)}" \
+	EVENTLINE_PRIVACY_KEKS="$${EVENTLINE_PRIVACY_KEKS:-$$($(PYTHON) scripts/dev_kek.py)}" \
 	$(BIN)/eventline run
 
 lint: setup

@@ -200,6 +200,8 @@ class Settings(BaseSettings):
             raise ValueError("EVENTLINE_API_KEYS must be set in production")
         if self.environment == "production" and self.allow_anonymous:
             raise ValueError("EVENTLINE_ALLOW_ANONYMOUS is for development; production always authenticates")
+        if self.environment == "production" and not self.privacy_keks:
+            raise ValueError("EVENTLINE_PRIVACY_KEKS must be set in production: personal fields are sealed with it")
         if self.kafka_security_protocol != "PLAINTEXT" and not (self.kafka_username and self.kafka_password):
             raise ValueError(
                 f"EVENTLINE_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs "

@@ -37,6 +37,7 @@ from app.db import create_engine, create_probe_engine
 from app.eventstore.command_bus import CommandBus, new_producer
 from app.eventstore.kafka import admin_client, connection, wait_for_kafka
 from app.eventstore.topics import verify_topics
+from app.privacy.runtime import start_key_store
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,12 @@ def create_app(settings: Settings | None = None, workers: Mapping[str, Worker] |
         probe_engine = create_probe_engine(settings)
         producer = new_producer(settings)
         await producer.start()
-        bus = CommandBus(settings, producer)
+        try:
+            keys = await start_key_store(settings, producer)  # refuses keys that cannot open what is stored
+        except BaseException:
+            await producer.stop()
+            raise
+        bus = CommandBus(settings, producer, keys)
         await bus.start()
         offsets = AIOKafkaConsumer(**connection(settings), isolation_level="read_committed")
         await offsets.start()
@@ -100,7 +106,15 @@ def create_app(settings: Settings | None = None, workers: Mapping[str, Worker] |
         finally:
             state.clients = None
             await stop_workers(tasks)
-            closes = (hub.stop, offsets.stop, watermarks.stop, consistency.stop, bus.stop, bus.producer.stop)
+            closes: list[Callable[[], Coroutine[Any, Any, None]]] = [
+                hub.stop,
+                offsets.stop,
+                watermarks.stop,
+                consistency.stop,
+                bus.stop,
+                *([keys.stop] if keys is not None else []),
+                bus.producer.stop,  # last: the key store writes with it
+            ]
             for close in (*closes, engine.dispose, probe_engine.dispose):
                 await close_quietly(close)
 

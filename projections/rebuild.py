@@ -38,9 +38,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.config import Settings
 from app.eventstore.kafka import connection
+from app.privacy.runtime import start_key_store
 from projections import checkpoints, deferred_indexes
 from projections.base import Message, Projection, decode_record
 from projections.checkpoints import Slot
+from projections.personal import opened
 from projections.registry import PROJECTIONS
 from projections.runner import Member, ProjectionRunner, RunnerOptions, lock_key
 from projections.status import ends_of
@@ -397,9 +399,14 @@ async def read_range(settings: Settings, projection: Projection, ranges: dict[Sl
                     if r.offset < end
                 ]
             pending = {tp for tp in pending if await consumer.position(tp) < ranges[tps[tp]][1]}
-        return messages
     finally:
         await consumer.stop()
+    keys = await start_key_store(settings, None)
+    try:
+        return await opened(messages, keys)
+    finally:
+        if keys is not None:
+            await keys.stop()
 
 
 async def compare(connection: AsyncConnection, projection: Projection, table_name: str) -> TableDiff:

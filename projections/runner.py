@@ -32,9 +32,12 @@ from app.config import Settings
 from app.db import is_outage
 from app.eventstore.kafka import connection
 from app.observability.metrics import DEPENDENCY_ERRORS, PROJECTED
+from app.privacy.key_store import KeyStore
+from app.privacy.runtime import start_key_store
 from projections import checkpoints, failures
 from projections.base import Decode, Message, Projection, UndecodableRecord, decode_record
 from projections.checkpoints import CheckpointMoved, Slot
+from projections.personal import opened
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +103,7 @@ class ProjectionRunner(ConsumerRebalanceListener):  # type: ignore[misc]
         self.lock = asyncio.Lock()
         self.failure: BaseException | None = None
         self.halt_checked = 0.0
+        self.keys: KeyStore | None = None  # opens the events' personal fields (started with the runner)
         self.consumer = AIOKafkaConsumer(
             **connection(settings),
             isolation_level="read_committed",
@@ -125,6 +129,7 @@ class ProjectionRunner(ConsumerRebalanceListener):  # type: ignore[misc]
         async with self.engine.connect() as connection:
             for member in self.members:
                 member.halted = await failures.is_halted(connection, member.checkpoint_name)
+        self.keys = await start_key_store(self.settings, None)
         await self.consumer.start()
         if self.options.group:
             self.consumer.subscribe(list(self.topics), listener=self)
@@ -140,6 +145,8 @@ class ProjectionRunner(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def stop(self) -> None:
         await self.consumer.stop()
+        if self.keys is not None:
+            await self.keys.stop()
 
     async def run(self) -> None:
         """Apply batches until cancelled."""
@@ -232,7 +239,7 @@ class ProjectionRunner(ConsumerRebalanceListener):  # type: ignore[misc]
             return sum(len(w.messages) for w in work)
 
     async def collect(self, batch: Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]]) -> list[Work]:
-        decoded = self.decode(batch)
+        decoded = {slot: await opened(messages, self.keys) for slot, messages in self.decode(batch).items()}
         read_up_to = {self.slot(tp): await self.consumer.position(tp) for tp in self.consumer.assignment()}
         work = []
         for member in self.active:

@@ -151,6 +151,10 @@ def grants(namespace: str) -> list[list[str]]:
         rule("projector", "Read", "group", f"{ns}projector.", prefixed=True),
         rule("saga", "Read", "topic", f"{ns}events"),
         rule("saga", "Read", "group", f"{ns}saga.", prefixed=True),
+        # Personal data's keys (docs/privacy.md): created by the API (and by a processor for a command
+        # stored before sealing), read by every process that seals or opens personal fields.
+        rule("api processor", "Write", "topic", f"{ns}subject-keys"),
+        rule("api processor projector", "Read", "topic", f"{ns}subject-keys"),
     ]
 
 

@@ -9,6 +9,7 @@ so runs never see each other's data.
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import subprocess
 import sys
@@ -31,6 +32,9 @@ ROOT = Path(__file__).resolve().parent.parent
 # Most tests speak to an API without keys; the ones about keys configure them (test_access.py).
 # Set before any Settings is made, so the API processes the tests start inherit it too.
 os.environ.setdefault("EVENTLINE_ALLOW_ANONYMOUS", "true")
+# Personal fields are sealed in every test that runs the write path (docs/privacy.md): a key-encryption
+# key of this session's own, inherited by the processes the tests start.
+os.environ.setdefault("EVENTLINE_PRIVACY_KEKS", f"test:{base64.b64encode(os.urandom(32)).decode()}")
 
 
 # Each suite is marked by its folder: `pytest -m "not faults"`, say, leaves out the fault rounds.

@@ -28,6 +28,8 @@ from app.eventstore.kafka import admin_client, connection
 from app.eventstore.partitioner import partition_for
 from app.eventstore.topics import create_topics
 from app.main import Worker, create_app
+from app.privacy.personal_data import open_event
+from app.privacy.runtime import start_key_store
 from tests.conftest import ROOT, alembic_config, create_database, new_settings
 from tests.waiting import eventually
 
@@ -69,6 +71,17 @@ def all_threads_stopped(pid: int) -> bool:
         except (OSError, IndexError):
             continue  # a thread that ended meanwhile
     return bool(states) and all(state in ("T", "t") for state in states)
+
+
+def broker_files_holding(settings: Settings, needle: bytes, topic: str = "*") -> list[str]:
+    """The broker's files of the namespace's topics (`topic`: one short name, or all) that hold
+    `needle`: every partition and segment, live or being deleted, aborted records included."""
+    pattern = f"{settings.namespace}.{topic}-*/*"
+    return [
+        str(path.relative_to(LOCAL))
+        for path in sorted((LOCAL / "kafka" / "data").glob(pattern))
+        if path.is_file() and needle in path.read_bytes()
+    ]
 
 
 def free_port() -> int:
@@ -216,6 +229,18 @@ async def read_topic(settings: Settings, name: str) -> list[ConsumerRecord[bytes
 async def read_events(settings: Settings) -> list[EventEnvelope]:
     """Every event in the log; records that are not events (a foreign producer's junk) are left out."""
     return [event for record in await read_topic(settings, "events") if (event := decoded(record.value)) is not None]
+
+
+async def read_opened_events(settings: Settings) -> list[EventEnvelope]:
+    """Every event as a reader shows it: personal fields opened, or `[erased]` (docs/privacy.md)."""
+    events = await read_events(settings)
+    keys = await start_key_store(settings, None)
+    if keys is None:
+        return events
+    try:
+        return [await open_event(event, keys) for event in events]
+    finally:
+        await keys.stop()
 
 
 def decoded(raw: bytes | None) -> EventEnvelope | None:

@@ -25,6 +25,7 @@ from app.eventstore.command_bus import CommandBus, CommandNotAccepted
 from app.eventstore.envelope import CommandEnvelope, CommandResult, new_command
 from app.observability.logs import correlation_id as current_correlation
 from app.observability.metrics import COMMAND_SECONDS, COMMANDS, DEPENDENCY_ERRORS
+from app.privacy.key_store import SubjectForgotten
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ COMMAND_RESPONSES: dict[int | str, dict[str, Any]] = {
     202: {"model": CommandPending, "description": "Stored, not decided yet: see Location"},
     400: problem_doc("Invalid If-Match or X-Consistent-With"),
     404: problem_doc("Not found"),
+    410: problem_doc("The command carries personal data of a subject who asked to be forgotten"),
     412: problem_doc("If-Match does not match the aggregate's version"),
     422: problem_doc("Invalid request, or refused by a business rule"),
     503: problem_doc("Kafka did not accept the command in time"),
@@ -129,6 +131,14 @@ async def decide(bus: CommandBus, command: CommandEnvelope, wait: bool = True) -
     started = time.perf_counter()
     try:
         result = await bus.send(command, wait=wait)
+    except SubjectForgotten as forgotten:
+        COMMANDS.labels(command.type, "rejected").inc()
+        raise Problem(
+            410,
+            "subject-forgotten",
+            "Subject forgotten",
+            detail=f"{forgotten.subject_id} asked to be forgotten: nothing personal of theirs is taken any more",
+        ) from forgotten
     except CommandNotAccepted as error:
         COMMANDS.labels(command.type, "unavailable").inc()
         DEPENDENCY_ERRORS.labels("kafka").inc()

@@ -22,6 +22,8 @@ from app.eventstore.bad_records import UNREADABLE, skip_bad_record
 from app.eventstore.envelope import CommandEnvelope, CommandResult
 from app.eventstore.kafka import connection, producer_is_dead
 from app.eventstore.partitioner import partition_for
+from app.privacy.key_store import KeyStore
+from app.privacy.personal_data import seal_command
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +37,11 @@ def new_producer(settings: Settings) -> AIOKafkaProducer:
 
 
 class CommandBus:
-    def __init__(self, settings: Settings, producer: AIOKafkaProducer) -> None:
+    def __init__(self, settings: Settings, producer: AIOKafkaProducer, keys: KeyStore | None = None) -> None:
+        """`keys`: personal fields are sealed with them before the command reaches any topic."""
         self.settings = settings
         self.producer = producer
+        self.keys = keys
         self.waiters: defaultdict[str, list[asyncio.Future[CommandResult]]] = defaultdict(list)
         self.consumer = AIOKafkaConsumer(
             **connection(settings),
@@ -68,7 +72,11 @@ class CommandBus:
         await self.consumer.stop()
 
     async def send(self, command: CommandEnvelope, wait: bool) -> CommandResult | None:
-        """Store the command; with `wait`, return its result, or None when it takes too long."""
+        """Store the command; with `wait`, return its result, or None when it takes too long.
+
+        Raises SubjectForgotten for a command carrying personal data of a forgotten subject."""
+        if self.keys is not None:
+            command = await seal_command(command, self.keys)
         waiter: asyncio.Future[CommandResult] = asyncio.get_running_loop().create_future()
         if wait:
             self.waiters[command.command_id].append(waiter)

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from app.domain.errors import DomainError
 from app.domain.kind import AggregateKind
+from app.domain.personal import personal_fields
 from app.domain.registry import AGGREGATES
 from app.eventstore.envelope import (
     AggregateRecord,
@@ -24,6 +25,7 @@ from app.eventstore.envelope import (
     EventEnvelope,
     RememberedCommand,
 )
+from app.privacy.personal_data import PersonalDataRefused, WriterKeys
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,8 +83,12 @@ def decide_command(
     now: str,
     new_event_id: Callable[[], str],
     remembered: RememberedCommand | None = None,
+    personal: WriterKeys | None = None,
 ) -> Decision:
-    """Decide one command; `remembered` is what the partition remembers of its id, if anything."""
+    """Decide one command; `remembered` is what the partition remembers of its id, if anything.
+
+    With `personal`, the command's personal fields are opened for the domain to decide on, and
+    the events' are sealed again before they are stored or folded into the aggregate's state."""
     if remembered is not None:
         return _repeat(aggregate, command, remembered, now)
     kind = AGGREGATES.get(command.aggregate_type)
@@ -116,8 +122,13 @@ def decide_command(
             _error("unknown-command", "Unknown command", f"{kind.name} has no command {command.type!r}"),
         )
     try:
-        domain_command = command_type.model_validate(command.data)
+        data = command.data if personal is None else personal.open_command(command_type, command)
+        domain_command = command_type.model_validate(data)
         domain_events = kind.decide(aggregate.state if aggregate else None, domain_command)
+        if personal is not None:
+            domain_events = [sealed_event(personal, event, command.aggregate_id) for event in domain_events]
+    except PersonalDataRefused as refused:
+        return _reject(command, version, now, _error(refused.code, refused.title, refused.detail))
     except ValidationError as invalid:
         return _reject(
             command, version, now, _error("invalid-command", "Invalid command", str(invalid.errors(include_url=False)))
@@ -125,6 +136,16 @@ def decide_command(
     except DomainError as refused:
         return _reject(command, version, now, _error(refused.code, refused.title, refused.detail, **refused.extras()))
     return _accept(aggregate, kind, command, domain_events, now=now, new_event_id=new_event_id)
+
+
+def sealed_event(personal: WriterKeys, event: Any, aggregate_id: str) -> Any:
+    """The event with its personal fields sealed: what is stored, and what the state folds in (so
+    the aggregate's snapshots on `<ns>.aggregates` hold no plaintext either)."""
+    model = type(event)
+    if not personal_fields(model):
+        return event
+    data = personal.seal_event(model, event.model_dump(mode="json"), aggregate_id)
+    return model.model_validate(data)
 
 
 def _accept(

@@ -21,6 +21,7 @@ from app.eventstore.decision import Aggregate, Decision, decide_command
 from app.eventstore.envelope import CommandEnvelope, RememberedCommand, utc_now
 from app.eventstore.idempotency import IdempotencyMemory, now_ms
 from app.observability.logs import carrying
+from app.privacy.personal_data import WriterKeys
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,9 @@ class PartitionState:
         self.next_event_offset: int | None = None
         self.source = TopicPartition(settings.topic("commands"), partition)
 
-    def decide(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> Batch | None:
+    def decide(
+        self, records: Sequence[ConsumerRecord[bytes, bytes]], personal: WriterKeys | None = None
+    ) -> Batch | None:
         """Run every command not applied yet against the aggregates, in order, without touching Kafka."""
         fresh = [r for r in records if r.offset >= self.next_offset]
         if not fresh:
@@ -71,7 +74,9 @@ class PartitionState:
             # Looked up in this batch first, so a repeat later in the same batch is caught too.
             remembered = batch.remembered.get(command.command_id) or self.memory.get(command.command_id)
             with carrying(command.correlation_id, command.command_id):
-                decision = decide_command(current, command, now=now, new_event_id=new_event_id, remembered=remembered)
+                decision = decide_command(
+                    current, command, now=now, new_event_id=new_event_id, remembered=remembered, personal=personal
+                )
                 log.debug("decided %s %s: %s", command.type, command.aggregate_id, decision.result.outcome)
             if decision.aggregate is not None:
                 batch.touched[command.aggregate_id] = decision.aggregate

@@ -23,12 +23,15 @@ from aiokafka.errors import KafkaError, ProducerFenced
 from aiokafka.structs import ConsumerRecord
 
 from app.config import Settings
+from app.eventstore.command_bus import new_producer
 from app.eventstore.kafka import connection
 from app.eventstore.partition_state import PartitionState
 from app.eventstore.restore import restore_partitions
 from app.eventstore.shard_writer import ShardWriter
 from app.eventstore.shards import Shards
 from app.observability.metrics import BATCHES, DEPENDENCY_ERRORS
+from app.privacy.personal_data import WriterKeys
+from app.privacy.runtime import start_key_store
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +90,9 @@ class Pump:
 class Processor(ConsumerRebalanceListener):  # type: ignore[misc]
     """Consumes commands, owns whole shards of partitions, and runs one pump per owned shard."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, personal: WriterKeys | None = None) -> None:
         self.settings = settings
+        self.personal = personal  # how personal fields are opened and sealed, when they are
         self.shards = Shards(settings)
         self.pumps: dict[int, Pump] = {}  # by shard
         self.lock = asyncio.Lock()  # serialises rebalances and shard reopening
@@ -225,7 +229,7 @@ class Processor(ConsumerRebalanceListener):  # type: ignore[misc]
                     states.append(
                         PartitionState(self.settings, partition, memory.aggregates, next_offset, memory.memory)
                     )
-                writers.append(ShardWriter(self.settings, shard, producer, states))
+                writers.append(ShardWriter(self.settings, shard, producer, states, self.personal))
         except BaseException:
             await asyncio.gather(*(stop_quietly(p) for p in producers))
             raise
@@ -284,4 +288,19 @@ async def stop_quietly(producer: AIOKafkaProducer) -> None:
 
 async def run_processor(settings: Settings) -> None:
     """Run one processor until cancelled."""
-    await Processor(settings).run()
+    if not settings.privacy_keks:
+        await Processor(settings).run()
+        return
+    # A plain producer of its own creates data keys (a command stored before sealing was on):
+    # a key is stored before the transaction that seals with it, never inside it.
+    producer = new_producer(settings)
+    await producer.start()
+    try:
+        keys = await start_key_store(settings, producer)
+        try:
+            await Processor(settings, WriterKeys(keys) if keys is not None else None).run()
+        finally:
+            if keys is not None:
+                await keys.stop()
+    finally:
+        await producer.stop()

@@ -22,8 +22,9 @@ from app.config import Settings
 from app.eventstore.envelope import CommandResult, Notification, utc_now
 from app.eventstore.idempotency import now_ms, record_key
 from app.eventstore.kafka import sender_failure
-from app.eventstore.partition_state import Batch, PartitionState
+from app.eventstore.partition_state import Batch, PartitionState, decode_command
 from app.observability.metrics import BATCHES, EVENTS_APPENDED
+from app.privacy.personal_data import WriterKeys
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +54,19 @@ class ShardWriter:
     """Owns one shard: its transactional producer and the state of each of its partitions."""
 
     def __init__(
-        self, settings: Settings, shard: int, producer: AIOKafkaProducer, partitions: list[PartitionState]
+        self,
+        settings: Settings,
+        shard: int,
+        producer: AIOKafkaProducer,
+        partitions: list[PartitionState],
+        personal: WriterKeys | None = None,
     ) -> None:
+        """`personal`: commands' personal fields are opened to decide and events' sealed to store."""
         self.settings = settings
         self.shard = shard
         self.producer = producer
         self.partitions = {state.partition: state for state in partitions}
+        self.personal = personal
 
     @property
     def sources(self) -> list[TopicPartition]:
@@ -66,8 +74,10 @@ class ShardWriter:
 
     async def apply(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
         """Decide every command of the batch and write the outcome in one transaction."""
+        if self.personal is not None:
+            await self.personal.prepare(c for r in records if (c := decode_command(r)) is not None)
         by_partition = groupby(sorted(records, key=lambda r: r.partition), key=lambda r: r.partition)
-        decided = [self.partitions[p].decide(list(rs)) for p, rs in by_partition if p in self.partitions]
+        decided = [self.partitions[p].decide(list(rs), self.personal) for p, rs in by_partition if p in self.partitions]
         batches = [batch for batch in decided if batch is not None]
         if not batches:
             return

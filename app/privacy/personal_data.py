@@ -15,12 +15,16 @@ stored before anything is sealed with it).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import replace
 from typing import Any, Protocol
 
 from pydantic import BaseModel
 
 from app.domain.personal import personal_fields, subject_id_of
+from app.domain.registry import AGGREGATES
+from app.eventstore.envelope import CommandEnvelope, EventEnvelope
+from app.privacy.key_store import KeyStore
 from app.privacy.sealing import ERASED, SealBroken, is_sealed, open_sealed, seal
 
 
@@ -97,3 +101,103 @@ def open_with_any(token: str, *, subject_id: str, field: str, keys: list[bytes])
         except SealBroken:
             continue
     raise SealBroken(f"none of the {len(keys)} data keys of the subject opens {field!r}")
+
+
+# --- Commands and events as they travel ----------------------------------------------------------------
+
+
+class PersonalDataRefused(Exception):
+    """A command whose personal data cannot be taken: its subject is forgotten, or it cannot be opened."""
+
+    def __init__(self, code: str, title: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code, self.title, self.detail = code, title, detail
+
+
+def command_model(command: CommandEnvelope) -> type[BaseModel] | None:
+    kind = AGGREGATES.get(command.aggregate_type)
+    return None if kind is None else kind.commands.get(command.type)
+
+
+def event_model(event: EventEnvelope) -> type[BaseModel] | None:
+    kind = AGGREGATES.get(event.aggregate_type)
+    return None if kind is None else kind.events.get(event.type)
+
+
+async def seal_command(command: CommandEnvelope, keys: KeyStore) -> CommandEnvelope:
+    """The command as it may be stored: its personal fields sealed (at the edge, before any topic).
+
+    Raises SubjectForgotten for a subject who asked to be forgotten."""
+    model = command_model(command)
+    if model is None or not personal_fields(model):
+        return command
+    return replace(
+        command,
+        data=await seal_data(model, command.data, aggregate_id=command.aggregate_id, sealing_key=keys.sealing_key),
+    )
+
+
+class WriterKeys:
+    """The processor's use of the key store: keys ready before a batch is decided, then sync calls."""
+
+    def __init__(self, keys: KeyStore) -> None:
+        self.keys = keys
+
+    async def prepare(self, commands: Iterable[CommandEnvelope]) -> None:
+        """Have every key a batch needs: read one another process created, create one for a plain
+        value (a command stored before sealing was turned on)."""
+        catch_up = False
+        for command in commands:
+            model = command_model(command)
+            if model is None:
+                continue
+            for subject_id, fields in fields_by_subject(model, command.data, command.aggregate_id).items():
+                if self.keys.is_forgotten(subject_id) or self.keys.keys_of(subject_id):
+                    continue
+                if any(is_sealed(command.data[field]) for field in fields):
+                    catch_up = True
+                else:
+                    await self.keys.sealing_key(subject_id)
+        if catch_up:
+            await self.keys.caught_up()
+
+    def open_command(self, model: type[BaseModel], command: CommandEnvelope) -> dict[str, Any]:
+        """The command's data with its personal fields opened, for the domain to decide on."""
+        subjects = fields_by_subject(model, command.data, command.aggregate_id)
+        if forgotten := sorted(s for s in subjects if self.keys.is_forgotten(s)):
+            raise PersonalDataRefused(
+                "subject-forgotten", "Subject forgotten", f"subject {forgotten[0]} asked to be forgotten"
+            )
+        try:
+            return open_data(model, command.data, aggregate_id=command.aggregate_id, keys=self.keys)
+        except (KeyNotKnownYet, SealBroken) as error:
+            raise PersonalDataRefused(
+                "personal-data-unreadable", "Personal data unreadable", f"a personal field cannot be opened: {error}"
+            ) from None
+
+    def seal_event(self, model: type[BaseModel], data: dict[str, Any], aggregate_id: str) -> dict[str, Any]:
+        """The event's data with its personal fields sealed under the keys `prepare` made ready."""
+        sealed = dict(data)
+        for subject_id, fields in fields_by_subject(model, data, aggregate_id).items():
+            subject_keys = self.keys.keys_of(subject_id)
+            if not subject_keys:
+                raise PersonalDataRefused(
+                    "subject-forgotten", "Subject forgotten", f"subject {subject_id} has no data key to seal with"
+                )
+            for field in fields:
+                if not is_sealed(sealed[field]):
+                    sealed[field] = seal(str(sealed[field]), subject_id=subject_id, field=field, key=subject_keys[0])
+        return sealed
+
+
+async def open_event(event: EventEnvelope, keys: KeyStore) -> EventEnvelope:
+    """The event as a reader shows it: personal fields opened, or ERASED for a forgotten subject."""
+    model = event_model(event)
+    if model is None or not personal_fields(model):
+        return event
+    try:
+        opened = open_data(model, event.data, aggregate_id=event.aggregate_id, keys=keys)
+    except KeyNotKnownYet:
+        await keys.caught_up()  # a key is stored before anything is sealed with it: it is on its way
+        opened = open_data(model, event.data, aggregate_id=event.aggregate_id, keys=keys)
+    return replace(event, data=opened)

@@ -17,7 +17,7 @@ from app.api_keys import hash_key
 from app.config import Settings
 from app.eventstore.processor import run_processor
 from projections.projector import run_projector
-from tests.support import api_client, fresh_namespace, read_events
+from tests.support import api_client, fresh_namespace, read_events, read_opened_events
 from tests.tokens import AUDIENCE, ISSUER, Provider
 from tests.waiting import eventually
 
@@ -101,7 +101,7 @@ async def test_a_user_acts_on_their_own_accounts_and_cannot_touch_another_users(
         "/accounts", json={"owner": "Eve", "currency": "EUR", "holder": "bob"}, headers=as_user("eve")
     )
     assert forged.status_code == 422
-    [opened] = [e for e in await read_events(ns) if e.aggregate_id == alice and e.type == "AccountOpened"]
+    [opened] = [e for e in await read_opened_events(ns) if e.aggregate_id == alice and e.type == "AccountOpened"]
     assert (opened.principal, opened.data["holder"]) == ("user:alice", "alice")
 
 

@@ -18,7 +18,7 @@ from app.eventstore.kafka import connection
 from app.privacy.key_encryption import KeyEncryptionKeys
 from app.privacy.key_store import KeyEncryptionKeyMismatch, KeyStore, SubjectForgotten
 from app.privacy.sealing import open_sealed, seal
-from tests.support import LOCAL, fresh_namespace
+from tests.support import broker_files_holding, fresh_namespace
 from tests.waiting import eventually
 
 
@@ -154,16 +154,6 @@ async def test_a_rotated_key_encryption_key_opens_old_data_keys_and_wraps_new_on
     assert {w.kek_id for w in rotated.wrapped["subject-6"].values()} == {"k1"}
 
 
-def on_disk(ns: Settings, needle: bytes) -> list[str]:
-    """The broker's files of the key topic (every partition, every segment, live or being deleted)
-    that hold `needle`."""
-    return [
-        str(path.relative_to(LOCAL))
-        for path in sorted((LOCAL / "kafka" / "data").glob(f"{ns.topic('subject-keys')}-*/*"))
-        if path.is_file() and needle in path.read_bytes()
-    ]
-
-
 async def test_a_forgotten_key_leaves_the_brokers_disk_within_the_documented_bound(
     settings: Settings, producer: AIOKafkaProducer
 ) -> None:
@@ -178,19 +168,26 @@ async def test_a_forgotten_key_leaves_the_brokers_disk_within_the_documented_bou
         await store.sealing_key("forgotten-one")
         await store.sealing_key("remaining-one")
         gone, kept = (next(iter(store.wrapped[s].values())).encode() for s in ("forgotten-one", "remaining-one"))
-        assert on_disk(ns, gone) and on_disk(ns, kept)  # the scan finds a key that is there
+        assert broker_files_holding(ns, gone, "subject-keys") and broker_files_holding(
+            ns, kept, "subject-keys"
+        )  # the scan finds a key that is there
         for key, value in store.forget_records("forgotten-one", at_ms=1):
             await producer.send_and_wait(
                 ns.topic("subject-keys"), value, key=key, partition=store.partition_of("forgotten-one")
             )
         bound_s = 0.2 + store.tick_period_s() + 0.2 + 15 + 1
         started = time.monotonic()
-        await eventually(lambda: asyncio.to_thread(on_disk, ns, gone), [], timeout=bound_s + 30, interval=0.5)
+        await eventually(
+            lambda: asyncio.to_thread(broker_files_holding, ns, gone, "subject-keys"),
+            [],
+            timeout=bound_s + 30,
+            interval=0.5,
+        )
         took = time.monotonic() - started
     finally:
         await store.stop()
         await producer.stop()
-    assert on_disk(ns, kept), "compaction kept the other subject's key"
+    assert broker_files_holding(ns, kept, "subject-keys"), "compaction kept the other subject's key"
     assert took < bound_s + 10, f"{took:.1f} s against a bound of {bound_s:.1f} s"
     fresh = KeyStore(ns, KeyEncryptionKeys.parse(K1), None)
     await fresh.start()

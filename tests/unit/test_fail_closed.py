@@ -30,6 +30,13 @@ def test_production_refuses_open_access_even_when_asked() -> None:
         Settings(environment="production", api_keys=f"ops:admin:{hash_key('a key')}", allow_anonymous=True)
 
 
+def test_production_refuses_to_start_without_key_encryption_keys() -> None:
+    with pytest.raises(ValueError, match="EVENTLINE_PRIVACY_KEKS must be set in production"):
+        Settings(
+            environment="production", api_keys=f"ops:admin:{hash_key('a key')}", allow_anonymous=False, privacy_keks=""
+        )
+
+
 def test_eventline_api_without_keys_exits_with_the_reason_before_serving() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTLINE_")} | {"EVENTLINE_API_PORT": "1"}
     done = subprocess.run(

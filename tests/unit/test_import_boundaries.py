@@ -4,6 +4,7 @@
 - projections (the read side) use the envelopes and the domain, never the HTTP edge or the saga;
 - app.sagas uses the envelopes and the domain, never the HTTP edge or the read side;
 - app.eventstore (the write side's Kafka edge) uses the domain, never the database or an edge;
+- app.privacy (sealing personal fields, the data keys) uses the domain and the envelopes, like the eventstore;
 - app.domain is pure (test_domain_purity.py).
 """
 
@@ -23,6 +24,7 @@ FORBIDDEN = {
     "app/sagas": ("app.api", "app.cli", "projections", "sqlalchemy", "fastapi"),
     "projections": ("app.api", "app.sagas", "app.cli", "fastapi"),
     "app/domain": ("app.api", "app.eventstore", "app.sagas", "projections"),
+    "app/privacy": ("app.api", "app.sagas", "app.cli", "projections", "sqlalchemy", "asyncpg", "fastapi"),
 }
 
 
