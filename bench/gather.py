@@ -4,6 +4,8 @@ python -m bench.gather 0,5,10                          EVENTLINE_PROCESSOR_GATHE
 python -m bench.gather 8,2,1 processor_shards          EVENTLINE_PROCESSOR_SHARDS
 BENCH_OPEN_RATE=450 python -m bench.gather 20,5 projection_linger_ms
                                                        …and an open loop with visibility reads
+BENCH_DEPOSIT_BODY='{"amount":1,"reference":"bench deposit"}' python -m bench.gather off,on,off,on privacy
+                                                       personal fields sealed or not (docs/privacy.md)
 (each value gets a fresh namespace, processes and database; a value may be named twice, e.g. 8,1,8,1,
 so a drift of the machine's speed shows as a difference between the repeats)
 """
@@ -20,7 +22,7 @@ from pathlib import Path
 from app.config import Settings
 from bench.drain import drained
 from bench.processes import run_load
-from bench.setup import bench_settings
+from bench.setup import bench_kek, bench_settings
 from bench.write_side import closed_loops_with_cpu, serving_eventline
 
 # aiokafka's warning for a produce it retries, counted once a line and `[N more like this …]` after it.
@@ -35,9 +37,16 @@ def produce_retries(log: str) -> Counter[str]:
     return found
 
 
-async def main(values: list[int], setting: str) -> None:
+def override(setting: str, value: str) -> dict[str, object]:
+    """`privacy on|off`: personal fields sealed or not; any other setting takes an integer."""
+    if setting == "privacy":
+        return {"privacy_keks": bench_kek() if value == "on" else ""}
+    return {setting: int(value)}
+
+
+async def main(values: list[str], setting: str) -> None:
     for value in values:
-        ns = await bench_settings(**{setting: value})
+        ns = await bench_settings(**override(setting, value))
         async with serving_eventline(ns, 1000) as (base, accounts, services):
             processor = next(s for s in services if s.name == "eventline-processor")
             before = produce_retries(processor.tail(100_000_000))
@@ -68,5 +77,5 @@ async def open_loop_with_visibility(label: str, base: str, accounts: Path, ns: S
 
 
 if __name__ == "__main__":
-    values = [int(value) for value in (sys.argv[1] if len(sys.argv) > 1 else "0,5").split(",")]
+    values = (sys.argv[1] if len(sys.argv) > 1 else "0,5").split(",")
     asyncio.run(main(values, sys.argv[2] if len(sys.argv) > 2 else "processor_gather_ms"))

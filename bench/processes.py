@@ -177,7 +177,7 @@ math.randomseed(os.time())
 request = function()
   local id = ids[math.random(#ids)]
   return wrk.format("POST", "/accounts/" .. id .. "/deposits", {["Content-Type"] = "application/json"},
-                    '{"amount":1}')
+                    os.getenv("BENCH_DEPOSIT_BODY") or '{"amount":1}')
 end
 """
 

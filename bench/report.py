@@ -198,8 +198,9 @@ generator itself could not hold 500/s. Each measurement is {plan["warmup"]:.0f} 
 {plan["duration"]:.0f} s counted. Only 200 answers count as commands done (Eventline's 202
 "stored, not decided yet" does not).
 
-- **Eventline** ({layout}), fresh namespace, topics and database; it answers once the command's
-  events are committed (the API waits for the result on `<ns>.command-results`).
+- **Eventline** ({layout}), fresh namespace, topics and database, personal fields sealed as production
+  requires (a deposit without a reference carries none: docs/privacy.md has the A/B with one); it answers once
+  the command's events are committed (the API waits for the result on `<ns>.command-results`).
 - **CRUD** (`bench/crud_service.py`): FastAPI + SQLAlchemy 2 + asyncpg; `SELECT … FOR UPDATE` the
   balance row, update it, insert a ledger row, one transaction; pool of 20 (+20 overflow); own database.
   Measured twice: in one uvicorn process, and with a uvicorn worker per core (pools per worker), as

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import os
 import time
 import uuid
 from collections.abc import Callable
@@ -47,6 +49,10 @@ async def drop_database_url(database_url: str) -> None:
         await connection.close()
 
 
+def bench_kek() -> str:
+    return f"bench:{base64.b64encode(os.urandom(32)).decode()}"
+
+
 async def bench_settings(**overrides: object) -> Settings:
     """A fresh namespace and database, migrated, with the topics created."""
     url = await create_database()
@@ -59,6 +65,8 @@ async def bench_settings(**overrides: object) -> Settings:
         "namespace": f"bench{uuid.uuid4().hex[:8]}",
         "database_url": url,
         "allow_anonymous": True,
+        # Personal fields sealed, as production must run (docs/privacy.md): a key-encryption key per run.
+        "privacy_keks": bench_kek(),
     }
     values.update(overrides)
     settings = Settings(**values)  # type: ignore[arg-type]

@@ -42,6 +42,7 @@ import functools
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Annotated, Final, Literal, Union, assert_never, get_args, get_origin
 
 from pydantic import BaseModel, GetJsonSchemaHandler
@@ -71,25 +72,25 @@ class Personal:
         return {**handler(core_schema), "x-personal": True, "x-subject": self.subject}
 
 
-def personal_fields(model: type[BaseModel]) -> dict[str, Personal]:
+def personal_fields(model: type[BaseModel]) -> Mapping[str, Personal]:
     """Field name -> marker for each personal field of ``model``, in declaration order.
 
     Raises TypeError when the model breaks a rule of the vocabulary (a "sender"
     field without a readable ``sender`` field), so a bad model fails on first use.
     """
-    # A new dict each call: the cached tuple cannot be changed by a caller.
-    return dict(_personal_fields(model))
+    # Cached per class and read-only: the write path asks for every command and event it handles.
+    return _personal_fields(model)
 
 
 @functools.cache
-def _personal_fields(model: type[BaseModel]) -> tuple[tuple[str, Personal], ...]:
-    found = tuple(
-        (name, marker)
+def _personal_fields(model: type[BaseModel]) -> Mapping[str, Personal]:
+    found = {
+        name: marker
         for name, info in model.model_fields.items()
         if (marker := _marker([*info.metadata, *_nested_metadata(info.annotation)])) is not None
-    )
-    _check_sender(model, dict(found))
-    return found
+    }
+    _check_sender(model, found)
+    return MappingProxyType(found)
 
 
 def _marker(metadata: list[object]) -> Personal | None:

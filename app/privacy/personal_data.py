@@ -70,7 +70,12 @@ async def seal_data(
 
 
 def open_data(
-    model: type[BaseModel], data: Mapping[str, Any], *, aggregate_id: str, keys: SubjectKeys
+    model: type[BaseModel],
+    data: Mapping[str, Any],
+    *,
+    aggregate_id: str,
+    keys: SubjectKeys,
+    subjects: Mapping[str, list[str]] | None = None,
 ) -> dict[str, Any]:
     """A copy of `data` with every personal field opened, or `ERASED` when its subject is forgotten.
 
@@ -79,7 +84,9 @@ def open_data(
     `SealBroken` for one that none of the subject's keys opens.
     """
     opened = dict(data)
-    for subject_id, fields in fields_by_subject(model, data, aggregate_id).items():
+    if subjects is None:
+        subjects = fields_by_subject(model, data, aggregate_id)
+    for subject_id, fields in subjects.items():
         if keys.is_forgotten(subject_id):
             opened.update((field, ERASED) for field in fields)
             continue
@@ -169,7 +176,7 @@ class WriterKeys:
                 "subject-forgotten", "Subject forgotten", f"subject {forgotten[0]} asked to be forgotten"
             )
         try:
-            return open_data(model, command.data, aggregate_id=command.aggregate_id, keys=self.keys)
+            return open_data(model, command.data, aggregate_id=command.aggregate_id, keys=self.keys, subjects=subjects)
         except (KeyNotKnownYet, SealBroken) as error:
             raise PersonalDataRefused(
                 "personal-data-unreadable", "Personal data unreadable", f"a personal field cannot be opened: {error}"

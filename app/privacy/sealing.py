@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import os
 import re
@@ -146,6 +147,7 @@ def _cipher(key: bytes) -> AESGCM:
     return AESGCM(key)
 
 
+@functools.lru_cache(maxsize=65536)  # ids and field names only, nothing secret; json.dumps showed in profiles
 def _associated_data(subject_id: str, field: str) -> bytes:
     # A JSON array is unambiguous: ("a:b", "c") and ("a", "b:c") give different bytes.
     return json.dumps(["sealed:v1", subject_id, field], separators=(",", ":")).encode()
