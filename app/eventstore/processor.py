@@ -30,8 +30,9 @@ from app.eventstore.restore import restore_partitions
 from app.eventstore.shard_writer import ShardWriter
 from app.eventstore.shards import Shards
 from app.observability.metrics import BATCHES, DEPENDENCY_ERRORS
+from app.privacy.key_store import KeyEncryptionKeyMismatch, KeyStore
 from app.privacy.personal_data import WriterKeys
-from app.privacy.runtime import start_key_store
+from app.privacy.runtime import key_encryption_keys
 
 log = logging.getLogger(__name__)
 
@@ -288,19 +289,28 @@ async def stop_quietly(producer: AIOKafkaProducer) -> None:
 
 async def run_processor(settings: Settings) -> None:
     """Run one processor until cancelled."""
-    if not settings.privacy_keks:
+    keks = key_encryption_keys(settings)
+    if keks is None:
         await Processor(settings).run()
         return
-    # A plain producer of its own creates data keys (a command stored before sealing was on):
+    # A plain producer of its own creates data keys (for a command stored before sealing was on):
     # a key is stored before the transaction that seals with it, never inside it.
     producer = new_producer(settings)
     await producer.start()
+    keys = KeyStore(settings, keks, producer)
+    # The key store reads its topic while the processor joins its group and restores its shards
+    # (both take a while at start); no batch is decided before the keys are read and checked, and a
+    # key-encryption key that cannot open them stops the processor before its first batch.
+    started = asyncio.create_task(keys.start(), name="key-store-start")
+    running = asyncio.create_task(Processor(settings, WriterKeys(keys, started)).run(), name="processor")
     try:
-        keys = await start_key_store(settings, producer)
-        try:
-            await Processor(settings, WriterKeys(keys) if keys is not None else None).run()
-        finally:
-            if keys is not None:
-                await keys.stop()
+        await started
+        await running
     finally:
+        for task in (started, running):
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, KeyEncryptionKeyMismatch):
+            await running
+        if started.done() and not started.cancelled() and started.exception() is None:
+            await keys.stop()
         await producer.stop()

@@ -14,6 +14,7 @@ stored before anything is sealed with it).
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import replace
@@ -147,13 +148,19 @@ async def seal_command(command: CommandEnvelope, keys: KeyStore) -> CommandEnvel
 class WriterKeys:
     """The processor's use of the key store: keys ready before a batch is decided, then sync calls."""
 
-    def __init__(self, keys: KeyStore) -> None:
+    def __init__(self, keys: KeyStore, started: Awaitable[None] | None = None) -> None:
+        """`started`: the key store's start, when it runs beside the processor's own (no batch is
+        decided before it finished, and its failure is the batch's)."""
         self.keys = keys
+        self.started = started
 
     async def prepare(self, commands: Iterable[CommandEnvelope]) -> None:
         """Have every key a batch needs: read one another process created, create one for a plain
         value (a command stored before sealing was turned on)."""
+        if self.started is not None:
+            await self.started
         catch_up = False
+        missing: set[str] = set()
         for command in commands:
             model = command_model(command)
             if model is None:
@@ -164,7 +171,9 @@ class WriterKeys:
                 if any(is_sealed(command.data[field]) for field in fields):
                     catch_up = True
                 else:
-                    await self.keys.sealing_key(subject_id)
+                    missing.add(subject_id)
+        # Created side by side: each is a round trip (acks=all) before the batch can be decided.
+        await asyncio.gather(*(self.keys.sealing_key(subject_id) for subject_id in sorted(missing)))
         if catch_up:
             await self.keys.caught_up()
 
@@ -195,6 +204,12 @@ class WriterKeys:
                 if not is_sealed(sealed[field]):
                     sealed[field] = seal(str(sealed[field]), subject_id=subject_id, field=field, key=subject_keys[0])
         return sealed
+
+
+def holds_personal_data(event: EventEnvelope) -> bool:
+    """Whether the event has a personal field with a value: the rest need no opening (most events)."""
+    model = event_model(event)
+    return model is not None and any(event.data.get(field) is not None for field in personal_fields(model))
 
 
 async def open_event(event: EventEnvelope, keys: KeyStore) -> EventEnvelope:
