@@ -66,7 +66,7 @@ async def bench_settings(**overrides: object) -> Settings:
         "database_url": url,
         "allow_anonymous": True,
         # Personal fields sealed, as production must run (docs/privacy.md): a key-encryption key per run.
-        "privacy_keks": bench_kek(),
+        "privacy_keks": "" if os.environ.get("BENCH_PRIVACY") == "off" else bench_kek(),
     }
     values.update(overrides)
     settings = Settings(**values)  # type: ignore[arg-type]
