@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from aiokafka import TopicPartition
@@ -58,16 +58,21 @@ class PartitionState:
         self.source = TopicPartition(settings.topic("commands"), partition)
 
     def decide(
-        self, records: Sequence[ConsumerRecord[bytes, bytes]], personal: WriterKeys | None = None
+        self,
+        records: Sequence[ConsumerRecord[bytes, bytes]],
+        personal: WriterKeys | None = None,
+        decoded: Mapping[tuple[int, int], CommandEnvelope | None] | None = None,
     ) -> Batch | None:
-        """Run every command not applied yet against the aggregates, in order, without touching Kafka."""
+        """Run every command not applied yet against the aggregates, in order, without touching Kafka.
+
+        `decoded`: the records' commands by (partition, offset), when the caller decoded them already."""
         fresh = [r for r in records if r.offset >= self.next_offset]
         if not fresh:
             return None
         batch = Batch(self.partition, fresh[-1].offset + 1, expired=self.memory.expire(now_ms()))
         now = utc_now()
         for record in fresh:
-            command = decode_command(record)
+            command = decoded[(record.partition, record.offset)] if decoded is not None else decode_command(record)
             if command is None:
                 continue
             current = batch.touched.get(command.aggregate_id) or self.aggregates.get(command.aggregate_id)

@@ -74,10 +74,17 @@ class ShardWriter:
 
     async def apply(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
         """Decide every command of the batch and write the outcome in one transaction."""
+        # Decoded once (a bad record is reported once): the keys' preparation and the decisions read them.
+        commands = {
+            (r.partition, r.offset): decode_command(r)
+            for r in records
+            if r.partition in self.partitions and r.offset >= self.partitions[r.partition].next_offset
+        }
         if self.personal is not None:
-            await self.personal.prepare(c for r in records if (c := decode_command(r)) is not None)
+            await self.personal.prepare(c for c in commands.values() if c is not None)
         by_partition = groupby(sorted(records, key=lambda r: r.partition), key=lambda r: r.partition)
-        decided = [self.partitions[p].decide(list(rs), self.personal) for p, rs in by_partition if p in self.partitions]
+        owned = [(p, list(rs)) for p, rs in by_partition if p in self.partitions]
+        decided = [self.partitions[p].decide(rs, self.personal, commands) for p, rs in owned]
         batches = [batch for batch in decided if batch is not None]
         if not batches:
             return
