@@ -9,6 +9,7 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from projections.base import Message, Projection, copy_rows, insert_rows, occurred_at
+from projections.personal import erase_event_data, forgotten_subjects
 from projections.tables import event_log
 
 COLUMNS = tuple(column.name for column in event_log.columns)
@@ -60,12 +61,19 @@ async def apply(connection: AsyncConnection, messages: Sequence[Message]) -> Non
     rows = [dict(zip(COLUMNS, values, strict=True)) for values in row_values(messages)]
     if rows:
         await insert_rows(connection, event_log, rows)
+    await erase_forgotten(connection, messages)
 
 
 async def bulk_apply(connection: AsyncConnection, schema: str, messages: Sequence[Message]) -> None:
     """A rebuild's replay: COPY into the fresh table (asyncpg takes a JSONB value as its JSON text)."""
     rows = [(*v[:DATA], orjson.dumps(v[DATA]).decode(), *v[DATA + 1 :]) for v in row_values(messages)]
     await copy_rows(connection, schema, event_log, rows)
+    await erase_forgotten(connection, messages)  # a forget read while the replay ran
+
+
+async def erase_forgotten(connection: AsyncConnection, messages: Sequence[Message]) -> None:
+    for subject_id in forgotten_subjects(messages):
+        await erase_event_data(connection, event_log, subject_id)
 
 
 PROJECTION = Projection(name="event_log", tables=(event_log,), apply=apply, insert_only=True, bulk_apply=bulk_apply)

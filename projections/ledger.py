@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.domain.accounts import AccountCharged, ChargeRefunded, FundsDeposited, FundsWithdrawn
+from app.domain.accounts import NAME, AccountCharged, ChargeRefunded, FundsDeposited, FundsWithdrawn
+from app.domain.personal import personal_fields
 from projections.base import Message, Projection, copy_rows, insert_rows, occurred_at
+from projections.personal import erased_unless_null, forgotten_of
 from projections.tables import ledger
 
 # The events that move money, and what the ledger calls each movement.
@@ -19,6 +22,8 @@ KINDS: dict[type[Movement], str] = {
     AccountCharged: "charge",
     ChargeRefunded: "refund",
 }
+# The movements whose reference its account's holder wrote (deposits, withdrawals), not the saga's charges.
+PERSONAL_REFERENCES = sorted(kind for event, kind in KINDS.items() if "reference" in personal_fields(event))
 
 
 async def apply(connection: AsyncConnection, messages: Sequence[Message]) -> None:
@@ -26,11 +31,22 @@ async def apply(connection: AsyncConnection, messages: Sequence[Message]) -> Non
     if rows:
         # A replayed event is already there: its (account, version) row is kept as it is.
         await insert_rows(connection, ledger, rows)
+    await erase_forgotten(connection, messages)
 
 
 async def bulk_apply(connection: AsyncConnection, schema: str, messages: Sequence[Message]) -> None:
     """A rebuild's replay: COPY into the fresh table."""
     await copy_rows(connection, schema, ledger, [tuple(row[c] for c in COLUMNS) for row in movements(messages)])
+    await erase_forgotten(connection, messages)  # a forget read while the replay ran
+
+
+async def erase_forgotten(connection: AsyncConnection, messages: Sequence[Message]) -> None:
+    for account_id in forgotten_of(messages, NAME):
+        await connection.execute(
+            update(ledger)
+            .where(ledger.c.account_id == account_id, ledger.c.kind.in_(PERSONAL_REFERENCES))
+            .values(reference=erased_unless_null(ledger.c.reference))
+        )
 
 
 COLUMNS = tuple(column.name for column in ledger.columns)

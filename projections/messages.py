@@ -14,8 +14,11 @@ from sqlalchemy import and_, bindparam, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.domain.accounts import NAME as ACCOUNT
 from app.domain.messages import MessageDelivered, MessageRead, MessageRejected, MessageSubmitted
+from app.privacy.sealing import ERASED
 from projections.base import Message, Projection, occurred_at
+from projections.personal import forgotten_of
 from projections.tables import inbox, messages
 
 
@@ -51,6 +54,9 @@ async def apply(connection: AsyncConnection, batch: Sequence[Message]) -> None:
         await connection.execute(insert(inbox).on_conflict_do_nothing(), delivered)
     if read:
         await connection.execute(MARK_READ, read)
+    for sender in forgotten_of(batch, ACCOUNT):
+        # The body is its sender's (docs/privacy.md); what others wrote to them stays.
+        await connection.execute(update(messages).where(messages.c.sender == sender).values(body=ERASED))
 
 
 def _submitted(message_id: str, fact: MessageSubmitted, version: int, at: object) -> dict[str, Any]:

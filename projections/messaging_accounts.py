@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.domain.accounts import AccountOpened
+from app.domain.accounts import NAME, AccountOpened
 from projections.base import Message, Projection
+from projections.personal import erased_unless_null, forgotten_of
 from projections.tables import messaging_accounts
 
 
@@ -25,6 +27,12 @@ async def apply(connection: AsyncConnection, messages: Sequence[Message]) -> Non
     ]
     if rows:
         await connection.execute(insert(messaging_accounts).on_conflict_do_nothing(), rows)
+    for account_id in forgotten_of(messages, NAME):
+        await connection.execute(
+            update(messaging_accounts)
+            .where(messaging_accounts.c.account_id == account_id)
+            .values(holder=erased_unless_null(messaging_accounts.c.holder))
+        )
 
 
 PROJECTION = Projection(name="messaging_accounts", tables=(messaging_accounts,), apply=apply)

@@ -9,6 +9,8 @@ from typing import Any
 from sqlalchemy import Row, Table, func, literal, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from app.domain.accounts import NAME as ACCOUNT
+from app.domain.conversations import NAME as CONVERSATION
 from projections.tables import (
     accounts,
     checkpoints,
@@ -197,3 +199,16 @@ def typed_like(table: Table, key: tuple[datetime, str]) -> Any:
         literal(key[0], table.c.delivered_at.type),
         literal(key[1], table.c.message_id.type),
     )
+
+
+# ---------------------------------------------------------------- privacy
+
+
+async def subject_kind(connection: AsyncConnection, subject_id: str) -> str | None:
+    """Which aggregate a data subject's id names ("Account" or "Conversation"), None when neither
+    read model knows it. Both are ids the API made (uuids), so one id never names both."""
+    if await account_exists(connection, subject_id):
+        return ACCOUNT
+    if await conversation(connection, subject_id) is not None:
+        return CONVERSATION
+    return None

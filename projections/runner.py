@@ -37,7 +37,7 @@ from app.privacy.runtime import start_key_store
 from projections import checkpoints, failures
 from projections.base import Decode, Message, Projection, UndecodableRecord, decode_record
 from projections.checkpoints import CheckpointMoved, Slot
-from projections.personal import opened
+from projections.personal import erase_failures, forgotten_subjects, learn_forgets, opened
 
 log = logging.getLogger(__name__)
 
@@ -239,7 +239,10 @@ class ProjectionRunner(ConsumerRebalanceListener):  # type: ignore[misc]
             return sum(len(w.messages) for w in work)
 
     async def collect(self, batch: Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]]) -> list[Work]:
-        decoded = {slot: await opened(messages, self.keys) for slot, messages in self.decode(batch).items()}
+        by_slot = self.decode(batch)
+        # Every forget of the batch is known before any of its events is opened, whichever partition it came from.
+        learn_forgets((m for messages in by_slot.values() for m in messages), self.keys)
+        decoded = {slot: await opened(messages, self.keys) for slot, messages in by_slot.items()}
         read_up_to = {self.slot(tp): await self.consumer.position(tp) for tp in self.consumer.assignment()}
         work = []
         for member in self.active:
@@ -330,6 +333,8 @@ class ProjectionRunner(ConsumerRebalanceListener):  # type: ignore[misc]
             for item in work:
                 if item.messages:
                     await self.apply(item.member.projection, connection, item.messages)
+            if self.options.schema is None and (forgotten := forgotten_in_work(work)):
+                await erase_failures(connection, forgotten)
             await checkpoints.notify(connection, self.settings.namespace, names)
         for item in work:
             for slot, (_, new) in item.moves.items():
@@ -434,3 +439,7 @@ class ProjectionRunner(ConsumerRebalanceListener):  # type: ignore[misc]
                     raise
                 log.warning("%s: database unavailable (%r); retrying", self.name, error)
                 await asyncio.sleep(1)
+
+
+def forgotten_in_work(work: list[Work]) -> list[str]:
+    return sorted({subject for item in work for subject in forgotten_subjects(item.messages)})

@@ -14,6 +14,9 @@ decision. The rules:
 - `HOLDER`: the route's `{account_id}` must be an account the user holds. A read
   of an account that is not theirs answers 404, exactly as for one that does not
   exist (no existence leak); a command on it answers 403;
+- `SUBJECT_HOLDER`: the route's `{subject_id}` must be an account the user holds (a
+  user may ask to be forgotten as the holder of their accounts; conversations are
+  forgotten by an operator);
 - `COMMAND_SENDER`: the route's `{command_id}` must be a command the user sent
   (on any of their accounts, conversations or messages), or, while the command
   itself is not read yet, one on an account they hold (404 otherwise);
@@ -119,6 +122,8 @@ class Rule(Enum):
     ANYONE = "anyone"
     HOLDER = "holder of the account"
     COMMAND_SENDER = "sender of the command"
+    # The route's `{subject_id}` (a data subject to forget) must be an account the user holds.
+    SUBJECT_HOLDER = "holder of the account to forget"
     # The route checks itself, as only it knows which accounts are involved (a body's sender, a
     # conversation's participants): app/api/messaging.py, with `user` from the command context.
     BY_ROUTE = "checked by the route"
@@ -140,6 +145,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("POST", "/messages/{message_id}/read"): Rule.BY_ROUTE,  # the reader is the user's
     ("GET", "/messages/{message_id}"): Rule.BY_ROUTE,  # the sender or a recipient is the user's
     ("GET", "/notifications/stream"): Rule.BY_ROUTE,  # only the notifications of the user's accounts
+    ("DELETE", "/subjects/{subject_id}"): Rule.SUBJECT_HOLDER,  # the right to be forgotten, for one's own
 }
 
 # Closed to end users on purpose: the log and operations are for services and operators.
@@ -167,6 +173,13 @@ async def admit(request: Request, subject: str) -> None:
             if request.method == "GET" or holder is None:
                 raise not_found("account", account_id)  # another's account reads as one that does not exist
             raise Problem(403, "not-your-account", "Not your account", detail="you may act only on your own accounts")
+    elif rule is Rule.SUBJECT_HOLDER:
+        subject_id = str(request.path_params["subject_id"])
+        holder = await holder_of(request, subject_id)
+        if holder is None:
+            raise not_found("subject", subject_id)
+        if holder != subject:
+            raise Problem(403, "not-your-account", "Not your account", detail="you may forget only your own accounts")
     elif rule is Rule.COMMAND_SENDER:
         command_id = str(request.path_params["command_id"])
         if not await sent_by(request, command_id, subject):

@@ -181,7 +181,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 # Business refusals from the processor, by code, when they are not a plain 422.
-REJECTION_STATUS = {"not-found": 404, "version-mismatch": 412}
+REJECTION_STATUS = {"not-found": 404, "version-mismatch": 412, "subject-forgotten": 410}
 
 
 def problem_for_rejection(error: dict[str, Any], **context: Any) -> Problem:

@@ -86,7 +86,7 @@ class CommandContext:
         """The id of an aggregate this command creates: fresh, or the one this caller's key always names."""
         return scoped_id(self.principal, kind, "", self.idempotency_key)
 
-    def envelope(self, command: Command, aggregate_id: str) -> CommandEnvelope:
+    def envelope(self, command: Command, aggregate_id: str, aggregate_type: str | None = None) -> CommandEnvelope:
         kind: str = command.type  # type: ignore[attr-defined]
         return new_command(
             command,
@@ -96,6 +96,7 @@ class CommandContext:
             expected_version=expected_version(self.if_match),
             idempotent=self.idempotency_key is not None,
             principal=self.principal,
+            aggregate_type=aggregate_type,
         )
 
 

@@ -1,8 +1,8 @@
-"""The `eventline` command line: services, topics and read-side operations."""
+"""The `eventline` command line: services, topics, read-side operations and forgetting."""
 
 from __future__ import annotations
 
-from app.cli import readside, services, topics
+from app.cli import privacy, readside, services, topics
 from app.cli.app import cli
 
 
@@ -10,4 +10,4 @@ def main() -> None:
     cli()
 
 
-__all__ = ["cli", "main", "readside", "services", "topics"]
+__all__ = ["cli", "main", "privacy", "readside", "services", "topics"]

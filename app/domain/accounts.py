@@ -23,7 +23,9 @@ from .errors import (
     ChargeNotFound,
     DuplicateCharge,
     InsufficientFunds,
+    SubjectIsForgotten,
 )
+from .forgetting import ForgetSubject, SubjectForgotten
 from .kind import AggregateKind
 from .money import Amount, Currency, Holder, Owner, Reference
 from .personal import Personal
@@ -69,7 +71,7 @@ class Refund(Command):
 
 
 AccountCommand = Annotated[
-    OpenAccount | Deposit | Withdraw | Charge | Refund,
+    OpenAccount | Deposit | Withdraw | Charge | Refund | ForgetSubject,
     Field(discriminator="type"),
 ]
 
@@ -125,7 +127,13 @@ class ChargeRefunded(Event):
 
 
 AccountEvent = Annotated[
-    AccountOpened | FundsDeposited | FundsWithdrawn | AccountCharged | ChargeDeclined | ChargeRefunded,
+    AccountOpened
+    | FundsDeposited
+    | FundsWithdrawn
+    | AccountCharged
+    | ChargeDeclined
+    | ChargeRefunded
+    | SubjectForgotten,
     Field(discriminator="type"),
 ]
 
@@ -149,12 +157,16 @@ class Account:
     refunded: frozenset[str] = frozenset()
     # A declined reference is decided too: charging it again is a replay, not a new charge.
     declined: frozenset[str] = frozenset()
+    # Its holder asked to be forgotten (app.domain.forgetting): the history stays, nothing new is taken.
+    forgotten: bool = False
 
 
 # --- decide -------------------------------------------------------------------
 
 
 def decide(state: Account | None, command: AccountCommand) -> list[AccountEvent]:
+    if state is not None and state.forgotten:
+        return _decide_forgotten(state, command)
     match command:
         case OpenAccount():
             return _open(state, command)
@@ -166,14 +178,44 @@ def decide(state: Account | None, command: AccountCommand) -> list[AccountEvent]
             return _charge(_existing(state), command)
         case Refund():
             return _refund(_existing(state), command)
+        case ForgetSubject():
+            return _forget(_existing(state), command)
         case _:
             assert_never(command)
+
+
+def _decide_forgotten(state: Account, command: AccountCommand) -> list[AccountEvent]:
+    """A forgotten account takes nothing new from anyone, but what the system owes it still settles:
+    a charge the saga asks for is declined (an event, so the message is rejected rather than left
+    pending), and a refund of an earlier charge still goes back to the balance."""
+    match command:
+        case ForgetSubject():
+            return []  # forgetting again changes nothing
+        case Charge():
+            if command.reference in state.charges or command.reference in state.refunded | state.declined:
+                raise DuplicateCharge(reference=command.reference)
+            return [
+                ChargeDeclined(
+                    amount=command.amount,
+                    reference=command.reference,
+                    reason="the account's holder asked to be forgotten",
+                    balance=state.balance,
+                )
+            ]
+        case Refund():
+            return _refund(state, command)
+        case _:
+            raise SubjectIsForgotten(aggregate_type=NAME)
 
 
 def _existing(state: Account | None) -> Account:
     if state is None:
         raise AccountNotFound()
     return state
+
+
+def _forget(state: Account, command: ForgetSubject) -> list[AccountEvent]:
+    return [SubjectForgotten(requested_by=command.requested_by)]
 
 
 def _open(state: Account | None, command: OpenAccount) -> list[AccountEvent]:
@@ -260,6 +302,8 @@ def evolve(state: Account | None, event: AccountEvent) -> Account:
             return replace(account, declined=account.declined | {event.reference})
         case ChargeRefunded():
             return _with_refund(_opened(state, event), event)
+        case SubjectForgotten():
+            return replace(_opened(state, event), forgotten=True)
         case _:
             assert_never(event)
 
@@ -302,6 +346,7 @@ class _AccountSnapshot(BaseModel):
     charges: dict[str, int]
     refunded: list[str]
     declined: list[str] = []
+    forgotten: bool = False
 
 
 def snapshot(state: Account) -> dict[str, object]:
@@ -314,6 +359,8 @@ def snapshot(state: Account) -> dict[str, object]:
         "charges": dict(state.charges),
         "refunded": sorted(state.refunded),
         "declined": sorted(state.declined),
+        # Only when set: every other account's snapshot stays as it was before forgetting existed.
+        **({"forgotten": True} if state.forgotten else {}),
     }
 
 
@@ -326,6 +373,7 @@ def restore(data: Mapping[str, object]) -> Account:
         charges=MappingProxyType(dict(parsed.charges)),
         refunded=frozenset(parsed.refunded),
         declined=frozenset(parsed.declined),
+        forgotten=parsed.forgotten,
     )
 
 

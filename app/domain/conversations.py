@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Annotated, Final, Literal, assert_never
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, StringConstraints
 
 from .base import Command, Event
-from .errors import AggregateAlreadyExists
+from .errors import AggregateAlreadyExists, ConversationNotFound, SubjectIsForgotten
+from .forgetting import ForgetSubject, SubjectForgotten
 from .kind import AggregateKind
 from .messaging import MAX_PARTICIPANTS, MIN_PARTICIPANTS, AccountId, distinct
 from .personal import Personal
@@ -44,7 +45,7 @@ class StartConversation(Command):
     title: Annotated[Title | None, Personal("conversation")] = None
 
 
-ConversationCommand = Annotated[StartConversation, Field(discriminator="type")]
+ConversationCommand = Annotated[StartConversation | ForgetSubject, Field(discriminator="type")]
 
 
 class ConversationStarted(Event):
@@ -53,7 +54,7 @@ class ConversationStarted(Event):
     title: Annotated[str | None, Personal("conversation")] = None
 
 
-ConversationEvent = Annotated[ConversationStarted, Field(discriminator="type")]
+ConversationEvent = Annotated[ConversationStarted | SubjectForgotten, Field(discriminator="type")]
 
 
 # --- State, decide, evolve ----------------------------------------------------------
@@ -63,12 +64,22 @@ ConversationEvent = Annotated[ConversationStarted, Field(discriminator="type")]
 class Conversation:
     participants: tuple[str, ...]
     title: str | None = None
+    # Forgotten (app.domain.forgetting): its title is erased everywhere; it takes no more commands.
+    forgotten: bool = False
 
 
 def decide(state: Conversation | None, command: ConversationCommand) -> list[ConversationEvent]:
+    if state is not None and state.forgotten:
+        if isinstance(command, ForgetSubject):
+            return []  # forgetting again changes nothing
+        raise SubjectIsForgotten(aggregate_type=NAME)
     match command:
         case StartConversation():
             return _start(state, command)
+        case ForgetSubject():
+            if state is None:
+                raise ConversationNotFound()
+            return [SubjectForgotten(requested_by=command.requested_by)]
         case _:
             assert_never(command)
 
@@ -83,6 +94,10 @@ def evolve(state: Conversation | None, event: ConversationEvent) -> Conversation
     match event:
         case ConversationStarted():
             return Conversation(participants=tuple(event.participants), title=event.title)
+        case SubjectForgotten():
+            if state is None:
+                raise ValueError("SubjectForgotten cannot apply before ConversationStarted")
+            return replace(state, forgotten=True)
         case _:
             assert_never(event)
 
@@ -99,6 +114,7 @@ class _ConversationSnapshot(BaseModel):
     snapshot_version: Literal[1]
     participants: list[str]
     title: str | None
+    forgotten: bool = False
 
 
 def snapshot(state: Conversation) -> dict[str, object]:
@@ -107,12 +123,13 @@ def snapshot(state: Conversation) -> dict[str, object]:
         "snapshot_version": SNAPSHOT_VERSION,
         "participants": list(state.participants),
         "title": state.title,
+        **({"forgotten": True} if state.forgotten else {}),
     }
 
 
 def restore(data: Mapping[str, object]) -> Conversation:
     parsed = _ConversationSnapshot.model_validate(dict(data))
-    return Conversation(participants=tuple(parsed.participants), title=parsed.title)
+    return Conversation(participants=tuple(parsed.participants), title=parsed.title, forgotten=parsed.forgotten)
 
 
 KIND: Final[AggregateKind[Conversation, ConversationCommand, ConversationEvent]] = AggregateKind(

@@ -83,6 +83,10 @@ class MessageNotFound(AggregateNotFound):
     aggregate_type: str = dataclasses.field(default="Message", init=False)
 
 
+class ConversationNotFound(AggregateNotFound):
+    aggregate_type: str = dataclasses.field(default="Conversation", init=False)
+
+
 class InsufficientFunds(DomainError):
     code = "insufficient-funds"
     title = "Insufficient funds"
@@ -145,3 +149,12 @@ class NotARecipient(DomainError):
     title = "Not a recipient"
     template = "{reader} is not a recipient of this message"
     reader: str
+
+
+class SubjectIsForgotten(DomainError):
+    """The aggregate is a data subject who asked to be forgotten: it takes no more commands (410)."""
+
+    code = "subject-forgotten"
+    title = "Subject forgotten"
+    template = "this {aggregate_type} asked to be forgotten; it takes no more commands"
+    aggregate_type: str

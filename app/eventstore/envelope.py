@@ -213,19 +213,24 @@ def new_command(
     expected_version: int | None = None,
     idempotent: bool = False,
     principal: str,
+    aggregate_type: str | None = None,
 ) -> CommandEnvelope:
     """The one way to wrap a domain command for the commands topic, used by the API and the saga alike.
 
-    The aggregate type comes from the command's class, the data is the command's own fields, and the
+    The aggregate type comes from the command's class (`aggregate_type` names it for a command that
+    several aggregates take, such as ForgetSubject), the data is the command's own fields, and the
     fingerprint hashes what was asked, so a key reused for another request is told apart.
     """
     kind: str = command.type  # type: ignore[attr-defined]  # every concrete command has its literal
+    aggregate_type = aggregate_type or AGGREGATE_OF_COMMAND.get(type(command))
+    if aggregate_type is None:
+        raise ValueError(f"{kind} is taken by several aggregates: name the aggregate_type")
     data = command.model_dump(mode="json", exclude={"type"})
     command_id = command_id or str(uuid.uuid4())
     return CommandEnvelope(
         command_id=command_id,
         type=kind,
-        aggregate_type=AGGREGATE_OF_COMMAND[type(command)],
+        aggregate_type=aggregate_type,
         aggregate_id=aggregate_id,
         data=data,
         issued_at=utc_now(),
@@ -253,6 +258,13 @@ def domain_event(event: EventEnvelope) -> Event:
     return cls.model_validate({"type": event.type, **event.data})
 
 
-AGGREGATE_OF_COMMAND: dict[type[Command], str] = {
-    cls: kind.name for kind in AGGREGATES.values() for cls in kind.commands.values()
-}
+def _aggregate_of_command() -> dict[type[Command], str]:
+    """Each command class taken by exactly one aggregate, with that aggregate's name."""
+    takers: dict[type[Command], list[str]] = {}
+    for kind in AGGREGATES.values():
+        for cls in kind.commands.values():
+            takers.setdefault(cls, []).append(kind.name)
+    return {cls: names[0] for cls, names in takers.items() if len(names) == 1}
+
+
+AGGREGATE_OF_COMMAND: dict[type[Command], str] = _aggregate_of_command()

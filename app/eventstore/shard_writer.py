@@ -19,11 +19,13 @@ from aiokafka.errors import KafkaError, ProducerFenced
 from aiokafka.structs import ConsumerRecord, RecordMetadata
 
 from app.config import Settings
+from app.domain.forgetting import FORGOTTEN_EVENT
 from app.eventstore.envelope import CommandResult, Notification, utc_now
 from app.eventstore.idempotency import now_ms, record_key
 from app.eventstore.kafka import sender_failure
 from app.eventstore.partition_state import Batch, PartitionState, decode_command
 from app.observability.metrics import BATCHES, EVENTS_APPENDED
+from app.privacy.key_store import TOPIC as KEYS_TOPIC
 from app.privacy.personal_data import WriterKeys
 
 log = logging.getLogger(__name__)
@@ -108,6 +110,9 @@ class ShardWriter:
             for decision in batch.decisions:
                 for event in decision.events:
                     EVENTS_APPENDED.labels(event.aggregate_type).inc()
+        if self.personal is not None:
+            for subject_id in forgotten_in(batches):
+                self.personal.keys.forget_locally(subject_id)
         BATCHES.labels("committed").inc()
         log.debug("shard %d: committed %d commands of %d partitions", self.shard, len(records), len(batches))
 
@@ -174,6 +179,7 @@ class ShardWriter:
         remembered_at = now_ms()
         for batch in batches:
             await self.send_changelog(batch, remembered_at)
+        await self.destroy_keys(batches, remembered_at)
         await self.commit_offsets_checking(batches, acks, offsets)
         # A committed transaction leaves one marker after its last event in each partition.
         return remembered_at, {
@@ -241,6 +247,17 @@ class ShardWriter:
         for command_id, entry in batch.remembered.items():
             await self.send("aggregates", p, record_key(command_id), entry.encode(), timestamp_ms=remembered_at)
 
+    async def destroy_keys(self, batches: list[Batch], at_ms: int) -> None:
+        """For each subject forgotten in this batch, the tombstones of their data keys and the
+        `forgotten` record, in the transaction that stores the fact: no reader ever sees the
+        SubjectForgotten event while the keys still open the subject's values, or the other way round."""
+        if self.personal is None:
+            return  # sealing is off (development only): nothing was sealed, so there is no key
+        keys = self.personal.keys
+        for subject_id in forgotten_in(batches):
+            for key, value in keys.forget_records(subject_id, at_ms):
+                await self.send(KEYS_TOPIC, keys.partition_of(subject_id), key, value)
+
     async def send(
         self, topic: str, partition: int, key: bytes, value: bytes | None, **options: Any
     ) -> asyncio.Future[RecordMetadata]:
@@ -269,6 +286,17 @@ class ShardWriter:
             if cluster.leader_for_partition(TopicPartition(results, r)) == leader
         ]
         return alike[partition % len(alike)] if alike else fallback
+
+
+def forgotten_in(batches: list[Batch]) -> list[str]:
+    """The subjects a batch forgets (their aggregates decided SubjectForgotten)."""
+    return [
+        event.aggregate_id
+        for batch in batches
+        for decision in batch.decisions
+        for event in decision.events
+        if event.type == FORGOTTEN_EVENT
+    ]
 
 
 class ProducerStopped(KafkaError):  # type: ignore[misc]

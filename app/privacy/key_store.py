@@ -79,6 +79,8 @@ class KeyStore:
         self.follower: asyncio.Task[None] | None = None
         self.ticker: asyncio.Task[None] | None = None
         self.advanced = asyncio.Event()  # set (and replaced) after each fetch the follower applies
+        # Keys of a forgotten subject found without their tombstone (below: `apply`), to destroy.
+        self.orphans: set[tuple[str, str]] = set()
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -94,6 +96,7 @@ class KeyStore:
             await self.read_to(await self.consumer.end_offsets(tps))
             self.check_keks()
             await self.record_current_kek()
+            await self.destroy_orphans()
         except BaseException:
             await self.consumer.stop()
             raise
@@ -172,6 +175,10 @@ class KeyStore:
             for records in batch.values():
                 for record in records:
                     self.apply(record)
+            try:
+                await self.destroy_orphans()
+            except KafkaError as error:
+                log.warning("subject keys: a forgotten subject's key was not destroyed yet: %r; retrying", error)
             # Every fetch may move the positions (past commit markers too), with or without records.
             self.advanced.set()
             self.advanced = asyncio.Event()
@@ -205,10 +212,19 @@ class KeyStore:
                 if record.value is None:
                     self.wrapped[subject].pop(key_id, None)
                     self.unwrapped.pop((subject, key_id), None)
+                    self.orphans.discard((subject, key_id))
+                elif subject in self.forgotten:
+                    # Created by a process that had not seen the forget yet: no one may use it, and
+                    # without a tombstone compaction would keep it for good.
+                    self.orphans.add((subject, key_id))
                 else:
                     self.wrapped[subject][key_id] = WrappedKey.decode(record.value)
             elif key.startswith(FORGOTTEN) and record.value is not None:
-                self.forgotten.add(key.removeprefix(FORGOTTEN))
+                subject = key.removeprefix(FORGOTTEN)
+                # Every key still here was written before the forget but not known to the processor
+                # that decided it (created an instant earlier by another process): destroyed too.
+                self.orphans.update((subject, key_id) for key_id in self.wrapped.get(subject, {}))
+                self.forget_locally(subject)
             elif key.startswith(KEK) and record.value is not None:
                 self.fingerprints[key.removeprefix(KEK)] = str(json.loads(record.value)["fingerprint"])
             elif key.startswith(TICK):
@@ -265,6 +281,26 @@ class KeyStore:
 
     def partition_of(self, subject_id: str) -> int:
         return partition_for(subject_id, self.settings.partitions)
+
+    def forget_locally(self, subject_id: str) -> None:
+        """Know the subject as forgotten now: its forget was committed (by this process's own
+        transaction, or read from the topic), so no key of theirs is used here again."""
+        self.forgotten.add(subject_id)
+        for key_id in self.wrapped.pop(subject_id, {}):
+            self.unwrapped.pop((subject_id, key_id), None)
+
+    async def destroy_orphans(self) -> None:
+        """Write a tombstone for each key of a forgotten subject that had none (a process that only
+        reads keys leaves that to the processes that write them). Writing one twice is harmless."""
+        if self.producer is None or not self.orphans:
+            return
+        orphans = sorted(self.orphans)
+        for subject_id, key_id in orphans:
+            record_key = f"{DATA_KEY}{subject_id}/{key_id}".encode()
+            await self.producer.send(self.topic, None, key=record_key, partition=self.partition_of(subject_id))
+        await self.producer.flush()
+        self.orphans.difference_update(orphans)
+        log.info("subject keys: destroyed %d key(s) of forgotten subjects left without a tombstone", len(orphans))
 
     def forget_records(self, subject_id: str, at_ms: int) -> list[tuple[bytes, bytes | None]]:
         """What forgetting the subject writes (into `partition_of(subject_id)`): a tombstone for each

@@ -419,8 +419,9 @@ def test_type_registries_map_each_discriminator_to_its_class() -> None:
         "AccountCharged",
         "ChargeDeclined",
         "ChargeRefunded",
+        "SubjectForgotten",
     }
-    assert set(KIND.commands) == {"OpenAccount", "Deposit", "Withdraw", "Charge", "Refund"}
+    assert set(KIND.commands) == {"OpenAccount", "Deposit", "Withdraw", "Charge", "Refund", "ForgetSubject"}
     assert all(cls.schema_version == 1 for cls in KIND.events.values())
 
 

@@ -433,8 +433,8 @@ def test_type_registries_map_each_discriminator_to_its_class() -> None:
             assert cls.model_fields["type"].default == name
     assert set(messages.KIND.commands) == {"SubmitMessage", "DeliverMessage", "RejectMessage", "MarkRead"}
     assert set(messages.KIND.events) == {"MessageSubmitted", "MessageDelivered", "MessageRejected", "MessageRead"}
-    assert set(conversations.KIND.commands) == {"StartConversation"}
-    assert set(conversations.KIND.events) == {"ConversationStarted"}
+    assert set(conversations.KIND.commands) == {"StartConversation", "ForgetSubject"}
+    assert set(conversations.KIND.events) == {"ConversationStarted", "SubjectForgotten"}
 
 
 def test_both_aggregates_are_registered() -> None:
