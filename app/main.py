@@ -78,7 +78,8 @@ def create_app(settings: Settings | None = None, workers: Mapping[str, Worker] |
         producer = new_producer(settings)
         await producer.start()
         try:
-            keys = await start_key_store(settings, producer)  # refuses keys that cannot open what is stored
+            # Refuses keys that cannot open what is stored; readies the pseudonym key end users are named by.
+            keys = await start_key_store(settings, producer, pseudonyms=True)
         except BaseException:
             await producer.stop()
             raise

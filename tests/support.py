@@ -20,8 +20,10 @@ import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 from alembic import command
+from sqlalchemy import text
 
 from app.config import Settings
+from app.db import create_engine
 from app.eventstore.bad_records import UNREADABLE
 from app.eventstore.envelope import EventEnvelope
 from app.eventstore.kafka import admin_client, connection
@@ -82,6 +84,29 @@ def broker_files_holding(settings: Settings, needle: bytes, topic: str = "*") ->
         for path in sorted((LOCAL / "kafka" / "data").glob(pattern))
         if path.is_file() and needle in path.read_bytes()
     ]
+
+
+async def tables_holding(ns: Settings, needle: str) -> list[str]:
+    """Every table of the read-model database (rebuild schemas included) whose rows hold `needle`."""
+    engine = create_engine(ns)
+    try:
+        async with engine.connect() as db:
+            tables = (
+                await db.execute(
+                    text(
+                        "SELECT table_schema || '.' || table_name FROM information_schema.tables "
+                        "WHERE table_schema NOT IN ('pg_catalog', 'information_schema') AND table_type = 'BASE TABLE'"
+                    )
+                )
+            ).scalars()
+            found = []
+            for table in tables:
+                query = text(f"SELECT count(*) FROM {table} t WHERE strpos(t::text, :needle) > 0")
+                if await db.scalar(query, {"needle": needle}):
+                    found.append(table)
+            return found
+    finally:
+        await engine.dispose()
 
 
 def free_port() -> int:

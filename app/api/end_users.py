@@ -114,6 +114,14 @@ class TokenVerifier:
         raise InvalidToken(f"no key {kid!r} in the configured key set")
 
 
+def principal_of_user(request: Request, subject: str) -> str:
+    """The principal an end user's commands and events carry: `user:` and a pseudonym of their token's
+    subject, never the subject itself (it is personal data, and a principal is stored in plain on
+    every topic and in the audit rows; docs/privacy.md). In plain only while sealing is off."""
+    keys = clients(request).command_bus.keys
+    return USER_PREFIX + (subject if keys is None else keys.pseudonym(subject))
+
+
 def looks_like_a_token(credential: str) -> bool:
     return credential.count(".") == 2
 
@@ -195,7 +203,7 @@ async def sent_by(request: Request, command_id: str, subject: str) -> bool:
     if row is None:
         return False
     if row.principal is not None:
-        return bool(row.principal == USER_PREFIX + subject)
+        return bool(row.principal == principal_of_user(request, subject))
     return await holder_of(request, str(row.aggregate_id)) == subject
 
 

@@ -20,7 +20,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from app.api.end_users import USER_PREFIX, InvalidToken, admit, looks_like_a_token
+from app.api.end_users import InvalidToken, admit, looks_like_a_token, principal_of_user
 from app.api.errors import Problem
 from app.api.state import app_state
 from app.api_keys import RANK, ApiKey, Role
@@ -95,7 +95,7 @@ def require(role: Role) -> Any:
             log.info("end-user token refused: %s", refused)  # the reason stays here; the client hears 401
             raise unauthorized() from None
         subject = verified.subject
-        request.state.principal, request.state.user = USER_PREFIX + subject, subject
+        request.state.principal, request.state.user = principal_of_user(request, subject), subject
         request.state.token_expires_at = verified.expires_at  # a stream ends then
         await admit(request, subject)
 

@@ -6,6 +6,7 @@ Records, by key:
     forgotten/<subject>          {"at": <ms>}: the subject asked to be forgotten (kept for good)
     kek/<kek id>                 {"fingerprint": …}: a KEK this deployment has wrapped keys with
     tick/<partition>             {"at": <ms>}: a periodic write, so that a quiet partition's segment rolls
+    pseudonym-key/<key id>       WrappedKey JSON: the key end users' token subjects are pseudonymised with
 
 A subject may hold several data keys. A key is created by whichever process first
 needs one to seal (an API process, on the subject's first command); two processes
@@ -21,6 +22,15 @@ subject forgotten after the tombstones themselves are gone (no key would be
 created for it again). A KEK fingerprint check at start refuses a process whose
 configured key under a known id is not the one this deployment used.
 
+The pseudonym key keeps an end user's token subject (`sub`, a personal
+identifier) out of every topic and table: the principal that commands, events
+and audit rows carry is `user:` + HMAC-SHA256(pseudonym key, sub). It is one key
+for the deployment, created by the first API process that needs it; if two
+create one at once, every process uses the one written first to partition 0
+(the lowest offset), so all agree, and it never changes (an Idempotency-Key's
+scope and "who sent this command" depend on it). A KEK rotation rewraps it like
+a data key.
+
 Every process reads the whole topic at start (it is small: a wrapped key is about
 a hundred bytes) and follows it; keys are unwrapped on first use and kept.
 """
@@ -28,7 +38,10 @@ a hundred bytes) and follows it; keys are unwrapped on first use and kept.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
+import hmac
 import json
 import logging
 import time
@@ -48,7 +61,9 @@ from app.privacy.sealing import new_data_key
 log = logging.getLogger(__name__)
 
 TOPIC = "subject-keys"
-DATA_KEY, FORGOTTEN, KEK, TICK = "data-key/", "forgotten/", "kek/", "tick/"
+DATA_KEY, FORGOTTEN, KEK, TICK, PSEUDONYM_KEY = "data-key/", "forgotten/", "kek/", "tick/", "pseudonym-key/"
+# The associated data a pseudonym key is wrapped under, in place of a subject id.
+PSEUDONYMS = "pseudonyms"
 
 
 class SubjectForgotten(Exception):
@@ -81,11 +96,15 @@ class KeyStore:
         self.advanced = asyncio.Event()  # set (and replaced) after each fetch the follower applies
         # Keys of a forgotten subject found without their tombstone (below: `apply`), to destroy.
         self.orphans: set[tuple[str, str]] = set()
+        # Pseudonym keys in the order partition 0 holds them: the first is the one everyone uses.
+        self.pseudonym_keys: list[WrappedKey] = []
+        self.pseudonym_secret: bytes | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Read the whole topic, check the KEKs against it, then follow it."""
+    async def start(self, pseudonyms: bool = False) -> None:
+        """Read the whole topic, check the KEKs against it, then follow it. With `pseudonyms` (an API
+        process), have the pseudonym key ready before the first request."""
         await self.consumer.start()
         try:
             if self.topic not in await self.consumer.topics():
@@ -97,6 +116,8 @@ class KeyStore:
             self.check_keks()
             await self.record_current_kek()
             await self.destroy_orphans()
+            if pseudonyms:
+                await self.ready_pseudonym_key(tps)
         except BaseException:
             await self.consumer.stop()
             raise
@@ -148,6 +169,7 @@ class KeyStore:
                     f"with (fingerprint {recorded}); nothing was written"
                 )
         used = {wrapped.kek_id for keys in self.wrapped.values() for wrapped in keys.values()}
+        used |= {wrapped.kek_id for wrapped in self.pseudonym_keys}
         if missing := sorted(used - set(self.keks.ids)):
             raise KeyEncryptionKeyMismatch(
                 f"EVENTLINE_PRIVACY_KEKS lacks {', '.join(map(repr, missing))}, which wrapped stored data keys: "
@@ -227,6 +249,8 @@ class KeyStore:
                 self.forget_locally(subject)
             elif key.startswith(KEK) and record.value is not None:
                 self.fingerprints[key.removeprefix(KEK)] = str(json.loads(record.value)["fingerprint"])
+            elif key.startswith(PSEUDONYM_KEY) and record.value is not None and record.partition == 0:
+                self.pseudonym_keys.append(WrappedKey.decode(record.value))
             elif key.startswith(TICK):
                 pass
             else:
@@ -278,6 +302,28 @@ class KeyStore:
         self.wrapped[subject_id][key_id] = wrapped
         self.unwrapped[(subject_id, key_id)] = key
         return key
+
+    # --- pseudonyms for end users ----------------------------------------------------------------
+
+    async def ready_pseudonym_key(self, tps: list[TopicPartition]) -> None:
+        """Unwrap the deployment's pseudonym key, creating it first if there is none yet."""
+        if not self.pseudonym_keys:
+            if self.producer is None:
+                raise RuntimeError("this key store only reads keys; it cannot create the pseudonym key")
+            wrapped = self.keks.wrap(new_data_key(), subject_id=PSEUDONYMS)
+            record_key = f"{PSEUDONYM_KEY}{uuid.uuid4().hex}".encode()
+            await self.producer.send_and_wait(self.topic, wrapped.encode(), key=record_key, partition=0)
+            # Read back to the end: another process may have written one first, and that one wins.
+            await self.read_to(await self.consumer.end_offsets(tps))
+        self.pseudonym_secret = self.keks.unwrap(self.pseudonym_keys[0], subject_id=PSEUDONYMS)
+
+    def pseudonym(self, identifier: str) -> str:
+        """A stable stand-in for a personal identifier (an end user's token subject) that names no one
+        without this deployment's pseudonym key."""
+        if self.pseudonym_secret is None:
+            raise RuntimeError("the pseudonym key is not ready: start the key store with pseudonyms=True")
+        digest = hmac.new(self.pseudonym_secret, identifier.encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest[:18]).decode()
 
     def partition_of(self, subject_id: str) -> int:
         return partition_for(subject_id, self.settings.partitions)

@@ -24,11 +24,14 @@ def key_encryption_keys(settings: Settings) -> KeyEncryptionKeys | None:
         raise KeyEncryptionKeyMismatch(f"EVENTLINE_PRIVACY_KEKS: {error}; nothing was written") from None
 
 
-async def start_key_store(settings: Settings, producer: AIOKafkaProducer | None) -> KeyStore | None:
-    """The process's key store, started (the whole topic read, the KEKs checked), or None when off."""
+async def start_key_store(
+    settings: Settings, producer: AIOKafkaProducer | None, *, pseudonyms: bool = False
+) -> KeyStore | None:
+    """The process's key store, started (the whole topic read, the KEKs checked), or None when off.
+    `pseudonyms`: an API process, which names end users by pseudonym (KeyStore.pseudonym)."""
     keks = key_encryption_keys(settings)
     if keks is None:
         return None
     store = KeyStore(settings, keks, producer)
-    await store.start()
+    await store.start(pseudonyms=pseudonyms)
     return store

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import uuid
@@ -17,7 +18,14 @@ from app.api_keys import hash_key
 from app.config import Settings
 from app.eventstore.processor import run_processor
 from projections.projector import run_projector
-from tests.support import api_client, fresh_namespace, read_events, read_opened_events
+from tests.support import (
+    api_client,
+    broker_files_holding,
+    fresh_namespace,
+    read_events,
+    read_opened_events,
+    tables_holding,
+)
 from tests.tokens import AUDIENCE, ISSUER, Provider
 from tests.waiting import eventually
 
@@ -102,7 +110,11 @@ async def test_a_user_acts_on_their_own_accounts_and_cannot_touch_another_users(
     )
     assert forged.status_code == 422
     [opened] = [e for e in await read_opened_events(ns) if e.aggregate_id == alice and e.type == "AccountOpened"]
-    assert (opened.principal, opened.data["holder"]) == ("user:alice", "alice")
+    # The principal names the user by pseudonym: their token's subject is personal data, kept off every topic.
+    assert opened.data["holder"] == "alice" and opened.principal.startswith("user:")
+    assert "alice" not in opened.principal
+    sent_by_alice = {e.principal for e in await read_events(ns) if e.aggregate_id == alice}
+    assert sent_by_alice == {opened.principal}  # one user, one pseudonym
 
 
 async def status_code(client: httpx.AsyncClient, path: str, headers: dict[str, str]) -> int:
@@ -191,3 +203,35 @@ async def test_a_token_from_another_issuer_key_is_401(client: httpx.AsyncClient)
     stranger = Provider(kid=PROVIDER.kid)
     headers = {"Authorization": f"Bearer {stranger.token('alice')}"}
     assert (await client.get("/pricing", headers=headers)).status_code == 401
+
+
+async def test_a_user_forgets_their_own_account_and_their_token_subject_is_left_nowhere(
+    ns: Settings, client: httpx.AsyncClient
+) -> None:
+    carol, dave = f"carol-{uuid.uuid4().hex[:10]}", f"dave-{uuid.uuid4().hex[:10]}"
+    account, other = await open_as(client, carol), await open_as(client, dave)
+    deposit = await client.post(
+        f"/accounts/{account}/deposits", json={"amount": 5, "reference": "pocket money"}, headers=as_user(carol)
+    )
+    assert deposit.status_code == 200, deposit.text
+    assert (await client.delete(f"/subjects/{other}", headers=as_user(carol))).status_code == 403
+    assert (await client.delete(f"/subjects/{uuid.uuid4()}", headers=as_user(carol))).status_code == 404
+    assert await tables_holding(ns, carol), "the scan finds the holder while the account is hers"
+
+    forgotten = await client.delete(f"/subjects/{account}", headers=as_user(carol))
+    assert forgotten.status_code == 200, forgotten.text
+
+    [audit] = [e for e in await read_events(ns) if e.aggregate_id == account and e.type == "SubjectForgotten"]
+    assert audit.data == {"requested_by": "subject"} and audit.principal.startswith("user:")
+    await eventually(lambda: holder_erased(client, account), True)
+    assert await asyncio.to_thread(broker_files_holding, ns, carol.encode()) == []
+    assert await tables_holding(ns, carol) == []
+    assert await tables_holding(ns, dave), "another user's account keeps its holder"
+    # The account is no longer hers to read: a forgotten account is no one's.
+    assert (await client.get(f"/accounts/{account}", headers=as_user(carol))).status_code == 404
+
+
+async def holder_erased(client: httpx.AsyncClient, account_id: str) -> bool:
+    views = (await client.get("/projections", headers=SERVICE)).json()
+    row = (await client.get(f"/accounts/{account_id}", headers=SERVICE)).json()
+    return all(view["lag"] == 0 for view in views) and row["owner"] == "[erased]"

@@ -18,7 +18,6 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
 
 from app.config import Settings
 from app.db import create_engine
@@ -30,7 +29,7 @@ from projections.projector import run_projector
 from projections.rebuild import rebuild_together
 from projections.registry import PROJECTIONS
 from tests.conftest import ROOT
-from tests.support import api_client, broker_files_holding, environment, fresh_namespace, read_events
+from tests.support import api_client, broker_files_holding, environment, fresh_namespace, read_events, tables_holding
 from tests.waiting import eventually
 
 # Small roll and compaction settings for the key topic, standing in for the deployment's hour each.
@@ -82,29 +81,6 @@ async def wrapped_keys_of(ns: Settings, subject_id: str) -> list[bytes]:
         return [wrapped.encode() for wrapped in store.wrapped[subject_id].values()]
     finally:
         await store.stop()
-
-
-async def tables_holding(ns: Settings, needle: str) -> list[str]:
-    """Every table of the read-model database (rebuild schemas included) whose rows hold `needle`."""
-    engine = create_engine(ns)
-    try:
-        async with engine.connect() as db:
-            tables = (
-                await db.execute(
-                    text(
-                        "SELECT table_schema || '.' || table_name FROM information_schema.tables "
-                        "WHERE table_schema NOT IN ('pg_catalog', 'information_schema') AND table_type = 'BASE TABLE'"
-                    )
-                )
-            ).scalars()
-            found = []
-            for table in tables:
-                query = text(f"SELECT count(*) FROM {table} t WHERE strpos(t::text, :needle) > 0")
-                if await db.scalar(query, {"needle": needle}):
-                    found.append(table)
-            return found
-    finally:
-        await engine.dispose()
 
 
 async def test_forgetting_an_account_erases_it_everywhere_and_keeps_every_fact(
