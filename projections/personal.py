@@ -135,5 +135,9 @@ async def erase_failures(connection: AsyncConnection, subject_ids: Sequence[str]
                     payload.op("#>>")(owner) == subject_id,
                     payload.op("#>>")(_path("data", field)).is_not(None),
                 )
-                .values(payload=cast(func.jsonb_set(payload, _path("data", field), _erased_json()), Text))
+                .values(
+                    payload=cast(func.jsonb_set(payload, _path("data", field), _erased_json()), Text),
+                    # Its error may quote the value (a validation error does): the error's kind is kept.
+                    error=func.split_part(failures.c.error, ":", 1) + literal(": " + ERASED),
+                )
             )

@@ -25,11 +25,21 @@ from app.eventstore.processor import run_processor
 from app.privacy.key_encryption import KeyEncryptionKeys
 from app.privacy.key_store import KeyStore
 from app.privacy.sealing import ERASED
+from projections import failures
+from projections.base import Message
 from projections.projector import run_projector
 from projections.rebuild import rebuild_together
 from projections.registry import PROJECTIONS
 from tests.conftest import ROOT
-from tests.support import api_client, broker_files_holding, environment, fresh_namespace, read_events, tables_holding
+from tests.support import (
+    api_client,
+    broker_files_holding,
+    environment,
+    fresh_namespace,
+    read_events,
+    read_opened_events,
+    tables_holding,
+)
 from tests.waiting import eventually
 
 # Small roll and compaction settings for the key topic, standing in for the deployment's hour each.
@@ -248,3 +258,23 @@ def run_cli(ns: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(ROOT / ".venv/bin/eventline"), *args], env=env, capture_output=True, text=True, timeout=120
     )
+
+
+async def test_a_poison_event_kept_in_failures_is_erased_with_its_subject(
+    ns: Settings, client: httpx.AsyncClient
+) -> None:
+    """A failure keeps the event as the projector saw it, opened; the forget reaches it too."""
+    owner = marker("Poisoned Owner")
+    account, _ = await open_account(client, owner, marker("ref"))
+    [opened] = [e for e in await read_opened_events(ns) if e.aggregate_id == account and e.type == "AccountOpened"]
+    engine = create_engine(ns)
+    try:
+        async with engine.begin() as db:
+            message = Message("events", 0, 0, opened)
+            await failures.record(db, "accounts", message, ValueError(f"cannot apply owner {owner}"), attempts=3)
+    finally:
+        await engine.dispose()
+    assert "public.projection_failures" in await tables_holding(ns, owner)
+
+    assert (await client.delete(f"/subjects/{account}")).status_code == 200
+    await eventually(lambda: tables_holding(ns, owner), [])
