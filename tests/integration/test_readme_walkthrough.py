@@ -45,7 +45,7 @@ def walkthrough() -> str:
 async def test_the_readme_walkthrough_needs_no_token_between_commands(settings: Settings) -> None:
     key = secrets.token_urlsafe(24)
     port = free_port()
-    ns = await fresh_namespace(settings, own_database=True, api_port=port, api_keys=f"readme:writer:{hash_key(key)}")
+    ns = await fresh_namespace(settings, own_database=True, api_port=port, api_keys=f"readme:admin:{hash_key(key)}")
     api = f"http://127.0.0.1:{port}"
     server = Process(ns, "run").start()
     try:
@@ -71,8 +71,33 @@ async def test_the_readme_walkthrough_needs_no_token_between_commands(settings: 
             await eventually(balance, 993, timeout=30)
             inbox = (await http.get(f"/accounts/{bob}/inbox")).json()["items"]
             assert [item["message_id"] for item in inbox] == [msg]
+
+            # The forget walkthrough, continuing the same session.
+            forgot = await asyncio.create_subprocess_exec(
+                "bash", "-c", f"KEY={key}; API={api}; ada={ada}; msg={msg}\n{forget_walkthrough()}",
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            out, err = await asyncio.wait_for(forgot.communicate(), timeout=120)
+            assert forgot.returncode == 0, err.decode()[-2000:]
+            account = (await http.get(f"/accounts/{ada}")).json()
+            assert (account["owner"], account["balance"]) == ("[erased]", 993)
+            assert (await http.get(f"/messages/{msg}")).json()["body"] == "[erased]"
+            shown = out.decode()
+            assert '["SubjectForgotten",{"requested_by":"operator"},"readme"]' in shown, shown
+            assert "/subject-forgotten" in shown and '"status":410' in shown, shown
+            kept = (await http.get(f"/accounts/{bob}/inbox")).json()["items"]
+            assert [item["message_id"] for item in kept] == [msg]  # Bob's inbox keeps the message
     finally:
         server.stop()
+
+
+def forget_walkthrough() -> str:
+    """The README's forget block, run after the paid-message block in the same session."""
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"## Forgetting someone, with curl\n\n.*?```sh\n(.*?)```", readme, re.S)
+    assert block is not None, "the README lost its forget walkthrough"
+    auth = 'auth=(-H "Authorization: Bearer $KEY" -H "Content-Type: application/json")'
+    return "\n".join(["set -euo pipefail", auth, block[1]])
 
 
 END_USER_FIRST_LINE = "ALICE=$(.venv/bin/python scripts/dev_tokens.py token alice); API=http://127.0.0.1:8000"
