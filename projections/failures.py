@@ -16,6 +16,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from app.observability.logs import error_text
 from projections.base import Message, Projection
 from projections.tables import failures, projection_status
 
@@ -42,7 +43,7 @@ async def record(
             event_type=payload.get("type"),
             payload=orjson.dumps(payload).decode(),
             attempts=attempts,
-            error=f"{type(error).__name__}: {error}"[:4000].replace("\x00", "\\x00"),
+            error=error_text(error)[:4000].replace("\x00", "\\x00"),
         )
         .returning(failures.c.failure_id)
     )

@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from app.config import Settings
 from app.db import is_outage
 from app.eventstore.kafka import connection
+from app.observability.logs import error_text
 from app.observability.metrics import DEPENDENCY_ERRORS, PROJECTED
 from app.privacy.key_store import KeyStore
 from app.privacy.runtime import start_key_store
@@ -290,7 +291,7 @@ class ProjectionRunner(ConsumerRebalanceListener):  # type: ignore[misc]
         if error is None:
             return
         if len(work) > 1:
-            log.warning("%s: batch failed (%r); applying it projection by projection", self.name, error)
+            log.warning("%s: batch failed (%s); applying it projection by projection", self.name, error_text(error))
         for item in work:
             await self.commit_alone(item)
 
@@ -303,7 +304,7 @@ class ProjectionRunner(ConsumerRebalanceListener):  # type: ignore[misc]
             if attempt > self.options.retries:
                 await self.isolate(item)
                 return
-            log.warning("%s: batch failed (%r), attempt %d", name, error, attempt)
+            log.warning("%s: batch failed (%s), attempt %d", name, error_text(error), attempt)
             await asyncio.sleep(0.2 * 2 ** (attempt - 1))
 
     async def write_through_outages(self, work: list[Work], name: str) -> Exception | None:
@@ -392,7 +393,9 @@ class ProjectionRunner(ConsumerRebalanceListener):  # type: ignore[misc]
         # no fix of a handler could ever apply it, so halting there would stop the projection for good
         # (and make every rebuild fail). It is recorded like any failure.
         skip = self.options.failure_mode == "skip" or isinstance(error, UndecodableRecord)
-        log.error("%s: giving up on %s[%d]@%d: %r", name, message.topic, message.partition, message.offset, error)
+        log.error(
+            "%s: giving up on %s[%d]@%d: %s", name, message.topic, message.partition, message.offset, error_text(error)
+        )
         async with self.engine.begin() as connection:
             await self.hold_locks(connection, [name])
             await failures.record(connection, name, message, error, self.options.retries + 1)

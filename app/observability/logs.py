@@ -17,6 +17,7 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 
 import orjson
+from pydantic import ValidationError
 
 correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
 causation_id: ContextVar[str | None] = ContextVar("causation_id", default=None)
@@ -94,3 +95,18 @@ def configure(level: str = "INFO", json_format: bool = True) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
+
+
+def error_text(error: BaseException) -> str:
+    """An error as a log line or a stored failure may say it: without the values it failed on.
+
+    A validation error quotes its input (and a custom validator's message may too), and an input
+    may be someone's personal data (docs/privacy.md): it is told by field and kind of error only.
+    """
+    if isinstance(error, ValidationError):
+        places = "; ".join(
+            f"{'.'.join(map(str, item['loc'])) or '(root)'}: {item['type']}"
+            for item in error.errors(include_url=False, include_input=False, include_context=False)
+        )
+        return f"ValidationError: {places}"
+    return f"{type(error).__name__}: {error}"

@@ -9,6 +9,7 @@ data key is left anywhere: not in any file the broker holds for the namespace, n
 from __future__ import annotations
 
 import asyncio
+import logging
 import subprocess
 import time
 import uuid
@@ -94,8 +95,9 @@ async def wrapped_keys_of(ns: Settings, subject_id: str) -> list[bytes]:
 
 
 async def test_forgetting_an_account_erases_it_everywhere_and_keeps_every_fact(
-    ns: Settings, client: httpx.AsyncClient
+    ns: Settings, client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     ada_owner, ada_reference, ada_body = marker("Ada Lovelace"), marker("rent"), marker("from Ada")
     bob_owner, bob_reference, bob_body = marker("Bob Babbage"), marker("salary"), marker("from Bob")
     ada, _ = await open_account(client, ada_owner, ada_reference)
@@ -164,6 +166,10 @@ async def test_forgetting_an_account_erases_it_everywhere_and_keeps_every_fact(
     assert [(r.projection, r.differs) for r in reports] == [(r.projection, False) for r in reports]
     account = await read(client, f"/accounts/{ada}")
     assert (account["owner"], account["balance"]) == (ERASED, 500)
+    # Nothing personal was logged on the way, by any of the processes this test ran.
+    assert caplog.records, "the log was captured"
+    for plain in (ada_owner, ada_reference, ada_body, bob_owner, bob_reference, bob_body):
+        assert plain not in caplog.text, plain
 
 
 async def body_of(client: httpx.AsyncClient, message_id: str) -> str | None:
