@@ -33,6 +33,7 @@ from app.eventstore.kafka import admin_client
 from bench import ceiling, write_side
 from bench.cluster import single_and_cluster
 from bench.paths import RESULTS, ROOT
+from bench.privacy import measure_privacy
 from bench.projection import consume_baseline, measure_rebuilds, produce_events
 from bench.report import FIGURES, write_markdown
 from bench.restore import idempotency_only, measure_restore
@@ -66,6 +67,7 @@ def plan(quick: bool) -> dict[str, Any]:
         "profile": True,
         "streams": 200 if quick else 2000,  # notification streams held open on one API process
         "stream_rate": 200.0,  # deposits/s while they are open
+        "privacy_events": 20_000 if quick else 200_000,  # deposits with a sealed reference, rebuilt
     }
 
 
@@ -182,6 +184,11 @@ async def startup() -> dict[str, Any]:
     return await measure_startup(say)
 
 
+async def privacy(p: dict[str, Any]) -> dict[str, Any]:
+    say("[bold]sealing personal fields[/bold]: 64 clients off/on twice, then the ledger rebuilt plain and sealed")
+    return await measure_privacy(p, say)
+
+
 async def streams(p: dict[str, Any]) -> dict[str, Any]:
     say(f"[bold]streams[/bold]: {p['streams']:,} notification streams on one API process")
     return await measure_streams(p, say)
@@ -242,6 +249,9 @@ def flatten(results: dict[str, Any]) -> dict[str, float | None]:
         "stream_delivery_p99_ms": get("streams", "loaded", "latency", "p99_ms"),
         "stream_delivery_p99_one_stream_ms": get("streams", "baseline", "latency", "p99_ms"),
         "stream_kib_each": None,
+        "sealing_on_off_ratio_64": get("privacy", "on_off_ratio"),
+        "rebuild_sealed_events_per_s": get("privacy", "rebuilds", "sealed", "events_per_s"),
+        "rebuild_sealed_over_plain": get("privacy", "rebuilds", "sealed_over_plain"),
     }
     per_stream = get("streams", "bytes_per_stream")
     if per_stream is not None:
@@ -261,7 +271,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=None, help="events for the rebuilds (default 1,000,000)")
     parser.add_argument(
-        "--only", default="write,kafka,restore,read,cluster,startup,streams", help="comma-separated sections to run"
+        "--only",
+        default="write,kafka,restore,read,cluster,startup,streams,privacy",
+        help="comma-separated sections to run",
     )
     args = parser.parse_args()
     p = plan(os.environ.get("BENCH_QUICK", "") not in ("", "0"))
@@ -284,6 +296,7 @@ def main() -> None:
         ("cluster", "cluster", lambda: single_and_cluster(p, say), False),
         ("startup", "startup", lambda: startup(), False),
         ("streams", "streams", lambda: streams(p), True),  # uvloop, as the API runs
+        ("privacy", "privacy", lambda: privacy(p), False),
     ]
     for name, key, section, on_uvloop in sections:
         if name not in only:

@@ -32,6 +32,9 @@ FIGURES: dict[str, str] = {
     "stream_delivery_p99_ms": "reported",
     "stream_delivery_p99_one_stream_ms": "",
     "stream_kib_each": "reported",
+    "sealing_on_off_ratio_64": "≥ 0.9",
+    "rebuild_sealed_events_per_s": "reported",
+    "rebuild_sealed_over_plain": "reported",
 }
 
 
@@ -396,6 +399,34 @@ partition is timed from that stop. Times to the results on `<ns>.command-results
 """
 
 
+def privacy_section(results: dict[str, Any]) -> str:
+    pv = results.get("privacy")
+    if not pv:
+        return "## Sealing personal fields\n\nNot measured in this run" + error(results, "privacy") + "\n"
+    rows = []
+    for i, (off, on) in enumerate(zip(pv["writes"]["off"], pv["writes"]["on"], strict=True), start=1):
+        cpu_off, cpu_on = (sum(run["cpu_ms_per_command"].values()) for run in (off, on))
+        rows.append(
+            f"| pair {i} | {num(off['commands_per_s'])} | {num(on['commands_per_s'])} | "
+            f"{on['commands_per_s'] / off['commands_per_s']:.3f} | {cpu_off:.2f} → {cpu_on:.2f} ms |"
+        )
+    rb = pv["rebuilds"]
+    return f"""## Sealing personal fields
+
+`bench/privacy.py` (docs/privacy.md): deposits that carry a reference, a personal field sealed at the
+API, opened and sealed again by the processor and opened by the projector, at 64 clients with sealing
+off and on, alternated on fresh namespaces. The target is at most 10% fewer commands/s (a ratio ≥ 0.9).
+
+| | sealing off | sealing on | on / off | CPU per command off → on |
+|---|---:|---:|---:|---:|
+{chr(10).join(rows)}
+
+The ledger rebuilt from {num(rb["plain"]["events"])} deposits whose references are plain (sealing off):
+{num(rb["plain"]["events_per_s"])} events/s; the same deposits sealed, each reference opened with its
+account's key: {num(rb["sealed"]["events_per_s"])} events/s ({rb["sealed_over_plain"]:.2f}× the plain rate).
+"""
+
+
 def streams_section(results: dict[str, Any]) -> str:
     st = results.get("streams")
     if not st:
@@ -510,4 +541,5 @@ Targets are for comparison only; nothing is asserted.
 {cluster_section(results)}
 {startup_section(results)}
 {streams_section(results)}
+{privacy_section(results)}
 {profile_section(results)}""")

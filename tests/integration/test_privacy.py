@@ -11,14 +11,11 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaProducer
 
 from app.config import Settings
-from app.eventstore.kafka import connection
 from app.eventstore.processor import run_processor
 from app.main import create_app
-from app.privacy.key_encryption import KeyEncryptionKeys
-from app.privacy.key_store import KeyEncryptionKeyMismatch, KeyStore
+from app.privacy.key_store import KeyEncryptionKeyMismatch
 from projections.projector import run_projector
 from tests.support import api_client, broker_files_holding, end_offsets, fresh_namespace, read_events
 from tests.waiting import eventually
@@ -43,26 +40,30 @@ def marker(what: str) -> str:
 async def test_personal_fields_are_sealed_in_every_topic_and_opened_in_the_read_models(
     ns: Settings, client: httpx.AsyncClient
 ) -> None:
-    owner, reference = marker("Ada Lovelace"), marker("rent for flat 3")
+    owner, reference, withdrawn_for = marker("Ada Lovelace"), marker("rent for flat 3"), marker("groceries")
     opened = await client.post("/accounts", json={"owner": owner, "currency": "EUR"})
     assert opened.status_code == 201, opened.text
     account_id = opened.json()["aggregate_id"]
     deposit = await client.post(f"/accounts/{account_id}/deposits", json={"amount": 40, "reference": reference})
     assert deposit.status_code == 200, deposit.text
-    token = {"X-Consistent-With": deposit.json()["position"]}
+    withdrawal = await client.post(
+        f"/accounts/{account_id}/withdrawals", json={"amount": 15, "reference": withdrawn_for}
+    )
+    assert withdrawal.status_code == 200, withdrawal.text
+    token = {"X-Consistent-With": withdrawal.json()["position"]}
 
     account = (await client.get(f"/accounts/{account_id}", headers=token)).json()
-    assert (account["owner"], account["balance"]) == (owner, 40)
+    assert (account["owner"], account["balance"]) == (owner, 25)
     ledger = (await client.get(f"/accounts/{account_id}/transactions", headers=token)).json()["items"]
-    assert [entry.get("reference") for entry in ledger] == [reference]
+    assert sorted(entry.get("reference") for entry in ledger) == sorted([reference, withdrawn_for])
     logged = (await client.get("/events", params={"aggregate_id": account_id}, headers=token)).json()["items"]
-    assert [e["data"].get("owner") or e["data"].get("reference") for e in logged] == [owner, reference]
+    assert [e["data"].get("owner") or e["data"].get("reference") for e in logged] == [owner, reference, withdrawn_for]
 
     # Stored sealed: every file the broker holds for the namespace, not just what a consumer is given.
     events = [e for e in await read_events(ns) if e.aggregate_id == account_id]
-    assert [e.data.get("owner") or e.data.get("reference") for e in events] != [owner, reference]
+    assert len(events) == 3
     assert all(str(e.data.get("owner") or e.data.get("reference")).startswith("sealed:v1:") for e in events)
-    for plain in (owner, reference):
+    for plain in (owner, reference, withdrawn_for):
         assert await asyncio.to_thread(broker_files_holding, ns, plain.encode()) == [], plain
 
 
@@ -107,22 +108,11 @@ async def test_a_command_with_personal_data_of_a_forgotten_subject_is_a_410_and_
 ) -> None:
     opened = await client.post("/accounts", json={"owner": "Soon Gone", "currency": "EUR"})
     account_id = opened.json()["aggregate_id"]
-    # The forget itself is a later step (docs/privacy.md); here its records are written as it will write them.
-    producer = AIOKafkaProducer(**connection(ns), acks="all", enable_idempotence=True)
-    await producer.start()
-    store = KeyStore(ns, KeyEncryptionKeys.parse(ns.privacy_keks), producer)
-    await store.start()
-    try:
-        for key, value in store.forget_records(account_id, at_ms=1):
-            await producer.send_and_wait(
-                ns.topic("subject-keys"), value, key=key, partition=store.partition_of(account_id)
-            )
-    finally:
-        await store.stop()
-        await producer.stop()
+    assert (await client.delete(f"/subjects/{account_id}")).status_code == 200
 
     async def attempt() -> int:
-        # A wrong If-Match: until the API has read the forget, the processor refuses it (412), changing nothing.
+        # A wrong If-Match: until the API has read the forget, the processor refuses it (412, checked before
+        # anything else), changing nothing; then the API refuses it before storing anything (410).
         answer = await client.post(
             f"/accounts/{account_id}/deposits", json={"amount": 1, "reference": "after"}, headers={"If-Match": '"9"'}
         )
@@ -151,6 +141,8 @@ async def test_no_process_starts_with_a_key_encryption_key_that_cannot_open_the_
             pass
     with pytest.raises(KeyEncryptionKeyMismatch, match="is not the one"):
         await run_processor(wrong)
+    with pytest.raises(KeyEncryptionKeyMismatch, match="is not the one"):
+        await run_projector(wrong)
     malformed = ns.model_copy(update={"privacy_keks": f"{kek_id}:not-a-key"})
     with pytest.raises(KeyEncryptionKeyMismatch, match="EVENTLINE_PRIVACY_KEKS"):
         await run_processor(malformed)
