@@ -41,9 +41,14 @@ def event_schemas() -> dict[str, dict[int, dict[str, Any]]]:
             schema["properties"].pop("type", None)  # the envelope carries the type
             if "type" in schema.get("required", []):
                 schema["required"].remove("type")
-            schema["x-aggregate-type"] = kind.name
+            schema["x-aggregate-type"] = " | ".join(aggregates_of(name))
             schemas[name] = {model.schema_version: schema}
     return schemas
+
+
+def aggregates_of(event_type: str) -> list[str]:
+    """The aggregates whose streams hold this event type (SubjectForgotten is in several)."""
+    return [kind.name for kind in AGGREGATES.values() if event_type in kind.events]
 
 
 # Optional: events written before the audit trail have none.
@@ -82,7 +87,15 @@ def asyncapi(settings: Settings) -> dict[str, Any]:
                     "properties": {"type": {"const": name}, "schema_version": {"const": str(model.schema_version)}},
                 },
                 "payload": envelope_schema(name, model, data),
-                "bindings": {"kafka": {"key": {"type": "string", "format": "uuid", "description": f"{kind.name} id"}}},
+                "bindings": {
+                    "kafka": {
+                        "key": {
+                            "type": "string",
+                            "format": "uuid",
+                            "description": f"{' or '.join(aggregates_of(name))} id",
+                        }
+                    }
+                },
             }
     refs = {name: {"$ref": f"#/components/messages/{name}"} for name in messages}
     return {

@@ -30,10 +30,14 @@ Requester = Literal["operator", "subject"]
 
 
 class ForgetSubject(Command):
+    """Forget this account or conversation as a data subject (DELETE /subjects/{id})."""
+
     type: Literal["ForgetSubject"] = "ForgetSubject"
     requested_by: Requester
 
 
 class SubjectForgotten(Event):
+    """A data subject was forgotten: their data keys were destroyed with this fact (docs/privacy.md)."""
+
     type: Literal["SubjectForgotten"] = "SubjectForgotten"
     requested_by: str
