@@ -21,7 +21,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 from starlette.types import ASGIApp
 
-from app.api import admin, asyncapi, commands, health, messaging, metrics, notifications, queries, subjects
+from app.api import admin, asyncapi, commands, health, messaging, metrics, notifications, queries, subjects, timeline
 from app.api.consistency import ConsistencyWaiter
 from app.api.correlation import CorrelationMiddleware
 from app.api.docs import install_docs
@@ -157,6 +157,7 @@ def create_app(settings: Settings | None = None, workers: Mapping[str, Worker] |
     app.include_router(commands.router, dependencies=[require("writer")])
     app.include_router(queries.router, dependencies=[require("reader")])
     app.include_router(messaging.router, dependencies=[require("reader")])
+    app.include_router(timeline.router, dependencies=[require("reader")])
     app.include_router(notifications.router, dependencies=[require("reader")])
     app.include_router(admin.router, dependencies=[require("admin")])
     app.include_router(subjects.router, dependencies=[require("admin")])

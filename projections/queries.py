@@ -212,3 +212,24 @@ async def subject_kind(connection: AsyncConnection, subject_id: str) -> str | No
     if await conversation(connection, subject_id) is not None:
         return CONVERSATION
     return None
+
+
+# ---------------------------------------------------------------- time travel
+
+
+async def aggregate_events_until(
+    connection: AsyncConnection, aggregate_id: str, version: int | None = None
+) -> Sequence[Row[Any]]:
+    """One aggregate's events in version order, up to a version (inclusive) when one is given."""
+    query = select(event_log).where(event_log.c.aggregate_id == aggregate_id)
+    if version is not None:
+        query = query.where(event_log.c.version <= version)
+    return (await connection.execute(query.order_by(event_log.c.version))).all()
+
+
+async def charge_events(connection: AsyncConnection, account_id: str, reference: str) -> Sequence[Row[Any]]:
+    """An account's events that carry a charge reference (charged, declined, refunded), in version order."""
+    query = select(event_log).where(
+        event_log.c.aggregate_id == account_id, event_log.c.data["reference"].astext == reference
+    )
+    return (await connection.execute(query.order_by(event_log.c.version))).all()

@@ -161,6 +161,7 @@ CLOSED: frozenset[tuple[str, str]] = frozenset(
     {
         ("GET", "/events"),
         ("GET", "/events/{event_id}"),
+        ("GET", "/messages/{message_id}/timeline"),  # the saga's inner workings, for operators
         ("GET", "/projections"),
         ("GET", "/projections/failures"),
         ("GET", "/metrics"),

@@ -5,16 +5,20 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from itertools import takewhile
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from pydantic import AwareDatetime
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.api import cursors
-from app.api.errors import not_found, problem_doc
+from app.api.errors import Problem, not_found, problem_doc
 from app.api.schemas import AccountView, CommandStatus, EventPage, EventView, Transaction, TransactionPage
 from app.api.state import clients
+from app.api.time_travel import account_as_it_was
 from app.db import is_outage
+from app.domain.registry import ACCOUNT
 from projections import queries
 
 router = APIRouter(tags=["queries"])
@@ -72,16 +76,47 @@ def reading(*projections: str) -> Any:
 ReadDep = Annotated[AsyncConnection, reading()]
 
 
+AsOf = Annotated[
+    AwareDatetime | None,
+    Query(description="RFC 3339 time with its offset: the account as it was then, folded from its events."),
+]
+AtVersion = Annotated[int | None, Query(ge=1, le=2**31 - 1, description="The account as it was at this version.")]
+
+
 @router.get("/accounts/{account_id}", response_model=AccountView, responses=QUERY_RESPONSES)
 async def get_account(
-    account_id: uuid.UUID, response: Response, db: Annotated[AsyncConnection, reading("accounts")]
+    account_id: uuid.UUID,
+    request: Request,
+    response: Response,
+    consistent_with: ConsistentWith = None,
+    as_of: AsOf = None,
+    version: AtVersion = None,
 ) -> Any:
-    """An account's owner, currency, balance and version (also as ETag)."""
-    row = await queries.account(db, str(account_id))
-    if row is None:
-        raise not_found("account", account_id)
-    response.headers["ETag"] = f'"{row.version}"'
-    return AccountView.model_validate(row._mapping)
+    """An account's owner, currency, balance and version (also as ETag); with `as_of` or `version`,
+    as it was then (app/api/time_travel.py)."""
+    if as_of is not None and version is not None:
+        raise Problem(400, "ambiguous-time", "Ambiguous time", detail="ask for as_of or for version, not both")
+    if as_of is None and version is None:
+        async with read_model(request, "accounts", consistent_with) as db:
+            row = await queries.account(db, str(account_id))
+        if row is None:
+            raise not_found("account", account_id)
+        response.headers["ETag"] = f'"{row.version}"'
+        return AccountView.model_validate(row._mapping)
+    async with read_model(request, "event_log", consistent_with) as db:
+        rows = [row._mapping for row in await queries.aggregate_events_until(db, str(account_id), version)]
+    if as_of is not None:
+        rows = list(takewhile(lambda row: row["occurred_at"] <= as_of, rows))
+    if version is not None and (not rows or rows[-1]["version"] != version):
+        rows = []  # no such version (yet)
+    if rows and rows[0]["aggregate_type"] != ACCOUNT.name:
+        rows = []  # the id of something else
+    account = account_as_it_was(rows)
+    if account is None:
+        what = f"version {version}" if version is not None else f"as of {as_of.isoformat() if as_of else ''}"
+        raise Problem(404, "not-found", "Not found", detail=f"account {account_id} has no {what}")
+    response.headers["ETag"] = f'"{account.version}"'
+    return account
 
 
 @router.get("/accounts/{account_id}/transactions", response_model=TransactionPage, responses=QUERY_RESPONSES)

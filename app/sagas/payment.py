@@ -77,12 +77,17 @@ def react(event: EventEnvelope) -> list[CommandEnvelope]:
             return []
 
 
+def command_id_for(step: str, cause_event_id: str) -> str:
+    """The id of the saga's command for `step` ("charge", "deliver", "reject") caused by an event."""
+    return str(uuid.uuid5(SAGA_NAMESPACE, f"{step}:{cause_event_id}"))
+
+
 def command(cause: EventEnvelope, step: str, aggregate_id: str, what: Command) -> CommandEnvelope:
     """A saga command: its id derives from the causing event, so a replayed event repeats it exactly."""
     return new_command(
         what,
         aggregate_id,
-        command_id=str(uuid.uuid5(SAGA_NAMESPACE, f"{step}:{cause.event_id}")),
+        command_id=command_id_for(step, cause.event_id),
         correlation_id=cause.correlation_id,
         causation_id=cause.event_id,
         principal=SAGA_PRINCIPAL,
