@@ -187,6 +187,17 @@ class Settings(BaseSettings):
     kafka_send_timeout_s: float = Field(
         default=3.0, gt=0, description="How long producing a command may take before the API answers 503."
     )
+    projection_stall_after_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="A projection partition is stalled when the log holds events it has not applied and its "
+        "checkpoint has not moved for this long (/health/stalls, eventline_projection_stalled).",
+    )
+    saga_pending_alert_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="A message waiting for its payment longer than this is reported by /health/stalls.",
+    )
     readiness_timeout_s: float = Field(
         default=1.5, gt=0, le=10, description="Budget of each dependency check in /health/ready."
     )

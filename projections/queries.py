@@ -94,7 +94,9 @@ async def event_checkpoints(connection: AsyncConnection) -> dict[str, dict[int, 
 async def projection_overview(connection: AsyncConnection) -> dict[str, dict[str, Any]]:
     """Checkpoints, open failures and status of every projection that has run."""
     overview: dict[str, dict[str, Any]] = {}
-    for row in await connection.execute(select(checkpoints).order_by(checkpoints.c.partition)):
+    # The age by the database's clock, the one that stamped `updated_at`.
+    age = func.extract("epoch", func.now() - checkpoints.c.updated_at).label("age_s")
+    for row in await connection.execute(select(checkpoints, age).order_by(checkpoints.c.partition)):
         entry = overview.setdefault(
             row.projection,
             {"checkpoints": [], "failures": 0, "state": "running", "halted_reason": None, "rebuild": None},
@@ -105,6 +107,7 @@ async def projection_overview(connection: AsyncConnection) -> dict[str, dict[str
                 "partition": row.partition,
                 "next_offset": row.next_offset,
                 "updated_at": row.updated_at,
+                "age_s": None if row.age_s is None else float(row.age_s),
             }
         )
     open_counts = await connection.execute(
@@ -233,3 +236,19 @@ async def charge_events(connection: AsyncConnection, account_id: str, reference:
         event_log.c.aggregate_id == account_id, event_log.c.data["reference"].astext == reference
     )
     return (await connection.execute(query.order_by(event_log.c.version))).all()
+
+
+async def pending_payments(connection: AsyncConnection, alert_after_s: float) -> dict[str, Any]:
+    """Messages waiting for their payment: how many, the oldest's age and how many waited past
+    `alert_after_s` (ages by the database's clock, the one the projector stamps rows with)."""
+    age = func.extract("epoch", func.now() - messages.c.submitted_at)
+    row = (
+        await connection.execute(
+            select(
+                func.count(),
+                func.max(age),
+                func.count().filter(age > alert_after_s),
+            ).where(messages.c.status == "pending_payment")
+        )
+    ).one()
+    return {"pending": row[0], "oldest_pending_s": None if row[1] is None else float(row[1]), "over_alert": row[2]}

@@ -1,4 +1,11 @@
-"""Where every projection stands: checkpoints against Kafka's end offsets (lag), state, failures."""
+"""Where every projection stands: checkpoints against Kafka's end offsets (lag), state, failures, stalls.
+
+A partition is *stalled* when the log holds events the projection has not
+applied (lag above 0) and its checkpoint has not moved for longer than
+`EVENTLINE_PROJECTION_STALL_AFTER_S`. Lag alone cannot tell a projection that is
+catching up from one that stopped: a stopped one can show a small lag for
+ever. A caught-up projection's checkpoint may be old; it is not stalled.
+"""
 
 from __future__ import annotations
 
@@ -27,8 +34,9 @@ async def projection_status(
     views = []
     for name in sorted(set(PROJECTIONS) | {n for n in overview if "@" not in n}):
         entry = overview.get(name, {})
-        partitions = [progress(c, ends) for c in entry.get("checkpoints", [])]
+        partitions = [progress(c, ends, settings.projection_stall_after_s) for c in entry.get("checkpoints", [])]
         lags = [p["lag"] for p in partitions]
+        ages = [p["checkpoint_age_s"] for p in partitions if p["lag"]]
         views.append(
             {
                 "name": name,
@@ -36,6 +44,9 @@ async def projection_status(
                 "halted_reason": entry.get("halted_reason"),
                 "lag": None if not lags or None in lags else sum(lags),
                 "failures": entry.get("failures", 0),
+                "stalled": any(p["stalled"] for p in partitions),
+                # How long the oldest unapplied work has waited for its checkpoint to move (lagging partitions only).
+                "checkpoint_age_s": max((a for a in ages if a is not None), default=None),
                 "partitions": partitions,
                 "rebuild": entry.get("rebuild"),
             }
@@ -52,21 +63,26 @@ def with_unread_partitions(entry: dict[str, Any], slots: Iterable[Slot]) -> None
     """
     have = {(c["topic"], c["partition"]) for c in entry.setdefault("checkpoints", [])}
     entry["checkpoints"] += [
-        {"topic": topic, "partition": partition, "next_offset": 0, "updated_at": None}
+        {"topic": topic, "partition": partition, "next_offset": 0, "updated_at": None, "age_s": None}
         for topic, partition in slots
         if (topic, partition) not in have
     ]
     entry["checkpoints"].sort(key=lambda c: (c["topic"], c["partition"]))
 
 
-def progress(checkpoint: dict[str, Any], ends: dict[tuple[str, int], int]) -> dict[str, Any]:
+def progress(checkpoint: dict[str, Any], ends: dict[tuple[str, int], int], stall_after_s: float) -> dict[str, Any]:
     end = ends.get((checkpoint["topic"], checkpoint["partition"]))
+    lag = None if end is None else max(0, end - checkpoint["next_offset"])
+    age = checkpoint.get("age_s")
     return {
         "topic": checkpoint["topic"],
         "partition": checkpoint["partition"],
         "next_offset": checkpoint["next_offset"],
         "end_offset": end,
-        "lag": None if end is None else max(0, end - checkpoint["next_offset"]),
+        "lag": lag,
+        "checkpoint_age_s": age,
+        # Unread and never checkpointed (no runner has it) counts as stalled too: no one is reading it.
+        "stalled": bool(lag) and (age is None or age > stall_after_s),
     }
 
 

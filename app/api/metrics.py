@@ -4,12 +4,19 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
-from sqlalchemy import func, select
 
 from app.api.state import app_state, clients
-from app.observability.metrics import PROJECTION_FAILURES, PROJECTION_LAG, SAGA_PENDING, exposition
+from app.observability.metrics import (
+    PROJECTION_CHECKPOINT_AGE,
+    PROJECTION_FAILURES,
+    PROJECTION_LAG,
+    PROJECTION_STALLED,
+    SAGA_OLDEST_PENDING,
+    SAGA_PENDING,
+    exposition,
+)
+from projections import queries
 from projections.status import projection_status
-from projections.tables import messages
 
 router = APIRouter(tags=["operations"])
 
@@ -20,14 +27,16 @@ async def metrics(request: Request) -> Response:
     settings, state = app_state(request).settings, clients(request)
     for view in await projection_status(settings, state.engine, state.offsets):
         PROJECTION_FAILURES.labels(view["name"]).set(view["failures"])
+        PROJECTION_STALLED.labels(view["name"]).set(1 if view["stalled"] else 0)
         for partition in view["partitions"]:
+            labels = (view["name"], partition["topic"], str(partition["partition"]))
             if partition["lag"] is not None:
-                PROJECTION_LAG.labels(view["name"], partition["topic"], str(partition["partition"])).set(
-                    partition["lag"]
+                PROJECTION_LAG.labels(*labels).set(partition["lag"])
+                PROJECTION_CHECKPOINT_AGE.labels(*labels).set(
+                    (partition["checkpoint_age_s"] or 0.0) if partition["lag"] else 0.0
                 )
     async with state.engine.connect() as connection:
-        pending = await connection.scalar(
-            select(func.count()).select_from(messages).where(messages.c.status == "pending_payment")
-        )
-    SAGA_PENDING.set(pending or 0)
+        pending = await queries.pending_payments(connection, settings.saga_pending_alert_s)
+    SAGA_PENDING.set(pending["pending"])
+    SAGA_OLDEST_PENDING.set(pending["oldest_pending_s"] or 0.0)
     return Response(exposition(), media_type=CONTENT_TYPE_LATEST)

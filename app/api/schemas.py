@@ -117,6 +117,10 @@ class PartitionProgress(BaseModel):
     next_offset: int
     end_offset: int | None
     lag: int | None
+    checkpoint_age_s: float | None = Field(
+        default=None, description="Seconds since the checkpoint last moved (None: never checkpointed)."
+    )
+    stalled: bool = Field(default=False, description="Events wait and the checkpoint has not moved for too long.")
 
 
 class ProjectionView(BaseModel):
@@ -125,6 +129,10 @@ class ProjectionView(BaseModel):
     halted_reason: str | None = None
     lag: int | None = Field(description="Messages not yet applied, over all partitions.")
     failures: int = Field(description="Open failures (poison events).")
+    stalled: bool = Field(default=False, description="Some partition is stalled (see its `stalled`).")
+    checkpoint_age_s: float | None = Field(
+        default=None, description="The longest any lagging partition's checkpoint has not moved, in seconds."
+    )
     partitions: list[PartitionProgress]
     rebuild: dict[str, Any] | None = None
 

@@ -48,6 +48,23 @@ PROJECTION_FAILURES = Gauge(
     "eventline_projection_failures", "Open projection failures.", ["projection"], registry=REGISTRY
 )
 SAGA_PENDING = Gauge("eventline_saga_pending_messages", "Messages waiting for their payment.", registry=REGISTRY)
+SAGA_OLDEST_PENDING = Gauge(
+    "eventline_saga_oldest_pending_seconds",
+    "How long the oldest message has waited for its payment.",
+    registry=REGISTRY,
+)
+PROJECTION_CHECKPOINT_AGE = Gauge(
+    "eventline_projection_checkpoint_age_seconds",
+    "Seconds since a lagging partition's checkpoint last moved (0 when caught up).",
+    ["projection", "topic", "partition"],
+    registry=REGISTRY,
+)
+PROJECTION_STALLED = Gauge(
+    "eventline_projection_stalled",
+    "1 when a projection has events to apply and a checkpoint that has not moved for too long.",
+    ["projection"],
+    registry=REGISTRY,
+)
 NOTIFICATION_STREAMS = Gauge(
     "eventline_notification_streams", "Open notification streams (SSE) of this process.", registry=REGISTRY
 )
