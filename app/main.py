@@ -23,6 +23,7 @@ from starlette.types import ASGIApp
 
 from app.api import admin, asyncapi, commands, health, messaging, metrics, notifications, queries, subjects, timeline
 from app.api.consistency import ConsistencyWaiter
+from app.api.console import install_console
 from app.api.correlation import CorrelationMiddleware
 from app.api.docs import install_docs
 from app.api.end_users import TokenVerifier
@@ -131,6 +132,7 @@ def create_app(settings: Settings | None = None, workers: Mapping[str, Worker] |
     )
     install_error_handlers(app)
     install_docs(app)
+    install_console(app)
     keys, tokens = parse_api_keys(settings.api_keys), TokenVerifier.from_settings(settings)
     refuse_open_access(keys, tokens is not None, settings.allow_anonymous)  # fail closed: before anything is served
     state = AppState(settings, keys, tokens)

@@ -252,3 +252,15 @@ async def pending_payments(connection: AsyncConnection, alert_after_s: float) ->
         )
     ).one()
     return {"pending": row[0], "oldest_pending_s": None if row[1] is None else float(row[1]), "over_alert": row[2]}
+
+
+async def oldest_pending(connection: AsyncConnection, limit: int) -> Sequence[Row[Any]]:
+    """The messages waiting longest for their payment, with how long (by the database's clock)."""
+    waiting = func.extract("epoch", func.now() - messages.c.submitted_at).label("waiting_s")
+    query = (
+        select(messages.c.message_id, messages.c.sender, messages.c.price, messages.c.submitted_at, waiting)
+        .where(messages.c.status == "pending_payment")
+        .order_by(messages.c.submitted_at)
+        .limit(limit)
+    )
+    return (await connection.execute(query)).all()

@@ -48,10 +48,22 @@ async def projection_status(
                 # How long the oldest unapplied work has waited for its checkpoint to move (lagging partitions only).
                 "checkpoint_age_s": max((a for a in ages if a is not None), default=None),
                 "partitions": partitions,
-                "rebuild": entry.get("rebuild"),
+                "rebuild": with_progress(entry.get("rebuild"), overview.get(f"{name}@rebuild"), ends),
             }
         )
     return views
+
+
+def with_progress(
+    rebuild: dict[str, Any] | None, replay: dict[str, Any] | None, ends: dict[tuple[str, int], int]
+) -> dict[str, Any] | None:
+    """A replaying rebuild's progress: events applied (its own checkpoints) against the log's end now."""
+    if rebuild is None or rebuild.get("state") != "replaying" or not replay or not ends:
+        return rebuild
+    checkpointed = replay.get("checkpoints", [])
+    done = sum(c["next_offset"] for c in checkpointed)
+    total = sum(ends.get((c["topic"], c["partition"]), c["next_offset"]) for c in checkpointed)
+    return {**rebuild, "done": done, "total": total}
 
 
 def with_unread_partitions(entry: dict[str, Any], slots: Iterable[Slot]) -> None:

@@ -164,6 +164,9 @@ CLOSED: frozenset[tuple[str, str]] = frozenset(
         ("GET", "/messages/{message_id}/timeline"),  # the saga's inner workings, for operators
         ("GET", "/projections"),
         ("GET", "/projections/failures"),
+        ("POST", "/projections/failures/{failure_id}/retry"),
+        ("GET", "/processors"),
+        ("GET", "/saga/pending"),
         ("GET", "/metrics"),
     }
 )

@@ -12,46 +12,28 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-import subprocess
-import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from selenium import webdriver
 from selenium.common.exceptions import TimeoutException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions as ec
-from selenium.webdriver.support.ui import WebDriverWait
 
 from app.config import Settings
 from tests.conftest import ROOT
+from tests.e2e.browser import blocked_by_the_page_policy, loaded_from_elsewhere, wait
 from tests.support import Process, free_port, fresh_namespace
 from tests.waiting import eventually
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 SCREENSHOT = ROOT / "artifacts" / "docs-browser.png"
 NEW_ACCOUNT = {"owner": "Ada", "currency": "EUR"}
-WAIT_S = 60
-RECORD_CSP_VIOLATIONS = """
-window.cspViolations = [];
-document.addEventListener("securitypolicyviolation",
-                          event => window.cspViolations.push([event.violatedDirective, event.blockedURI]));
-"""  # two shared cores: a cold Chromium rendering a 1.5 MB bundle can be slow
-
-
-@pytest.fixture(scope="module")
-def browser_installed() -> None:
-    # Idempotent and quiet when both binaries exist; installs Debian's packages otherwise.
-    subprocess.run([str(ROOT / "scripts" / "ensure_browser.sh")], check=True)
 
 
 @dataclass
@@ -89,55 +71,6 @@ async def server(settings: Settings) -> AsyncIterator[Server]:
         if process.popen is not None and process.popen.poll() is not None:
             print(f"--- eventline run exited early ({process.popen.returncode}) ---\n{process.log()}")
         process.stop()
-
-
-@pytest.fixture(scope="module")
-def driver(browser_installed: None) -> Iterator[webdriver.Chrome]:
-    with tempfile.TemporaryDirectory(prefix="eventline-chromium-") as profile:
-        options = webdriver.ChromeOptions()
-        options.binary_location = CHROMIUM
-        for argument in (
-            "--headless=new",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--window-size=1280,1400",
-            f"--user-data-dir={profile}",
-            # A closed network: no name but the loopback address resolves.
-            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-        ):
-            options.add_argument(argument)
-        # An explicit driver path: Selenium Manager never looks for (or downloads) anything.
-        browser = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
-        try:
-            browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": RECORD_CSP_VIOLATIONS})
-            browser.set_page_load_timeout(WAIT_S)
-            yield browser
-        finally:
-            browser.quit()
-
-
-def wait(browser: WebDriver) -> WebDriverWait[WebDriver]:
-    return WebDriverWait(browser, WAIT_S)
-
-
-def loaded_from_elsewhere(browser: WebDriver, origin: str) -> list[str]:
-    """Every resource the page tried to load from anywhere but `origin` (blocked attempts included)."""
-    names: list[str] = browser.execute_script(
-        "return performance.getEntriesByType('resource').map(entry => entry.name)"
-    )
-    return [name for name in names if not name.startswith(origin + "/") and not name.startswith("data:")]
-
-
-def blocked_by_the_page_policy(browser: WebDriver) -> list[str]:
-    """What the docs pages' Content-Security-Policy refused, as `directive URL`."""
-    violations: list[list[str]] = browser.execute_script("return window.cspViolations || []")
-    return [f"{directive} {uri}" for directive, uri in violations]
 
 
 def parsed(text: str | None) -> object:
