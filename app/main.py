@@ -21,7 +21,18 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 from starlette.types import ASGIApp
 
-from app.api import admin, asyncapi, commands, health, messaging, metrics, notifications, queries, subjects, timeline
+from app.api import (
+    admin,
+    asyncapi,
+    commands,
+    health,
+    messaging,
+    metrics,
+    notifications,
+    queries,
+    subjects,
+    timeline,
+)
 from app.api.consistency import ConsistencyWaiter
 from app.api.console import install_console
 from app.api.correlation import CorrelationMiddleware
