@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import time
 from collections.abc import Coroutine
 from typing import Any
@@ -101,6 +103,8 @@ class Processor(ConsumerRebalanceListener):  # type: ignore[misc]
         self.chores: set[asyncio.Task[None]] = set()
         self.consumer = AIOKafkaConsumer(
             **connection(settings),
+            # Names the process in the group's description (GET /processors, the console).
+            client_id=f"processor-{socket.gethostname()}-{os.getpid()}",
             group_id=settings.processor_group,
             isolation_level="read_committed",
             enable_auto_commit=False,

@@ -157,7 +157,7 @@ async def test_users_converse_as_their_own_accounts_and_see_only_what_they_take_
 
 @pytest.mark.parametrize(("method", "path"), sorted(CLOSED))
 async def test_routes_closed_to_users_answer_403(client: httpx.AsyncClient, method: str, path: str) -> None:
-    concrete = path.format(**{name: uuid.uuid4() for name in ("event_id", "conversation_id", "message_id")})
+    concrete = path.format(event_id=uuid.uuid4(), conversation_id=uuid.uuid4(), message_id=uuid.uuid4(), failure_id=1)
     answer = await client.request(method, concrete, headers=as_user("alice"), json={} if method == "POST" else None)
     assert answer.status_code == 403, answer.text
 
