@@ -24,10 +24,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -167,19 +169,22 @@ async def rebuild_together(
     return reports
 
 
-async def prepare_tables(engine: AsyncEngine, projection: Projection) -> None:
+async def prepare_tables(
+    engine: AsyncEngine, projection: Projection, schema: str = REBUILD_SCHEMA, checkpoint: str | None = None
+) -> None:
+    """Fresh, empty tables for the projection in `schema`, and no checkpoints of its replay yet."""
     async with engine.begin() as connection:
-        await connection.execute(text(f"CREATE SCHEMA IF NOT EXISTS {REBUILD_SCHEMA}"))
+        await connection.execute(text(f"CREATE SCHEMA IF NOT EXISTS {schema}"))
         for table in projection.tables:
-            await connection.execute(text(f"DROP TABLE IF EXISTS {REBUILD_SCHEMA}.{table.name}"))
+            await connection.execute(text(f"DROP TABLE IF EXISTS {schema}.{table.name}"))
             if projection.insert_only:
-                await connection.execute(text(deferred_indexes.create_without_indexes(REBUILD_SCHEMA, table.name)))
+                await connection.execute(text(deferred_indexes.create_without_indexes(schema, table.name)))
             else:
                 await connection.execute(
-                    text(f"CREATE TABLE {REBUILD_SCHEMA}.{table.name} (LIKE public.{table.name} INCLUDING ALL)")
+                    text(f"CREATE TABLE {schema}.{table.name} (LIKE public.{table.name} INCLUDING ALL)")
                 )
         await connection.execute(
-            delete(checkpoint_table).where(checkpoint_table.c.projection == rebuild_name(projection))
+            delete(checkpoint_table).where(checkpoint_table.c.projection == (checkpoint or rebuild_name(projection)))
         )
 
 
@@ -217,17 +222,18 @@ async def replay(
     projections: Sequence[Projection],
     ends: Ends,
     progress: Progress | None = None,
+    *,
+    schema: str = REBUILD_SCHEMA,
+    checkpoint: Callable[[Projection], str] = rebuild_name,
+    until: datetime | None = None,
 ) -> dict[str, int]:
-    """Apply the partitions in `ends` up to there, in this process; the messages applied, per projection."""
-    members = [Member(projection, rebuild_name(projection)) for projection in projections]
-    runner = ProjectionRunner(
-        settings,
-        engine,
-        members,
-        RunnerOptions(
-            schema=REBUILD_SCHEMA, group=False, batch=20_000, failure_mode="halt", slots=frozenset(ends), bulk=True
-        ),
+    """Apply the partitions in `ends` up to there, in this process, into `schema` (with `until`, only
+    the events that occurred by then); the messages applied, per projection."""
+    members = [Member(projection, checkpoint(projection)) for projection in projections]
+    options = RunnerOptions(
+        schema=schema, group=False, batch=20_000, failure_mode="halt", slots=frozenset(ends), bulk=True, until=until
     )
+    runner = ProjectionRunner(settings, engine, members, options)
     await runner.start()
     try:
 
@@ -470,3 +476,49 @@ def summary(report: RebuildReport) -> str:
     if report.differs and projection is not None and projection.replay_note:
         lines.append(f"  note: {projection.replay_note}")
     return "\n".join(lines)
+
+
+# --- A read model as of a past moment, for audit ---------------------------------------------------
+
+SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+class AsOfRefused(ValueError):
+    """The target schema cannot take a read model as of a moment (it is the live one, or no name)."""
+
+
+async def rebuild_as_of(
+    settings: Settings,
+    engine: AsyncEngine,
+    projections: Sequence[Projection],
+    as_of: datetime,
+    into: str,
+    progress: Progress | None = None,
+) -> dict[str, int]:
+    """Build the projections' tables in schema `into` from the events that occurred by `as_of`,
+    without touching the live tables or a rebuild in progress: nothing is compared or swapped.
+
+    The whole log up to now is read (an event's time is the moment it was decided, which a record's
+    offset does not bound) and each event after `as_of` is passed over. Returns the events applied.
+    """
+    if not SCHEMA_NAME.match(into) or into in ("public", REBUILD_SCHEMA) or into.startswith("pg_"):
+        raise AsOfRefused(f"{into!r} is not a schema a read model as of a moment may be built in")
+    if as_of.tzinfo is None:
+        raise AsOfRefused("the moment needs its offset (Z or +01:00)")
+
+    def checkpoint(projection: Projection) -> str:
+        return f"{projection.name}@{into}"
+
+    for projection in projections:
+        await prepare_tables(engine, projection, schema=into, checkpoint=checkpoint(projection))
+    ends = await end_offsets(settings, projections)
+    applied = await replay(
+        settings, engine, projections, ends, progress, schema=into, checkpoint=checkpoint, until=as_of
+    )
+    async with engine.begin() as connection:
+        for projection in filter(lambda p: p.insert_only, projections):
+            for table in projection.tables:
+                await deferred_indexes.build_indexes(connection, into, table.name)
+        names = [checkpoint(projection) for projection in projections]
+        await connection.execute(delete(checkpoint_table).where(checkpoint_table.c.projection.in_(names)))
+    return applied

@@ -21,6 +21,7 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -30,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.config import Settings
 from app.db import is_outage
+from app.eventstore.envelope import EventEnvelope
 from app.eventstore.kafka import connection
 from app.observability.logs import error_text
 from app.observability.metrics import DEPENDENCY_ERRORS, PROJECTED
@@ -89,6 +91,7 @@ class RunnerOptions:
     batch: int = 5000
     slots: frozenset[Slot] | None = None  # without a group: read only these partitions (None: all)
     bulk: bool = False  # a rebuild's replay into fresh tables: Projection.bulk_apply where there is one
+    until: datetime | None = None  # apply only events that occurred at or before this (a read model as of then)
 
 
 class ProjectionRunner(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -255,7 +258,7 @@ class ProjectionRunner(ConsumerRebalanceListener):  # type: ignore[misc]
                 if expected is None:
                     continue  # not this member's topic, or revoked meanwhile
                 fresh = [m for m in decoded[tp, member.projection.topics[slot[0]]] if m.offset >= expected]
-                messages += fresh
+                messages += fresh if self.options.until is None else [m for m in fresh if self.happened(m)]
                 if fresh:
                     moves[slot] = (expected, fresh[-1].offset + 1)
             # Partitions with nothing new may still have moved past transaction markers:
@@ -266,6 +269,13 @@ class ProjectionRunner(ConsumerRebalanceListener):  # type: ignore[misc]
             if moves:
                 work.append(Work(member, messages, moves))
         return work
+
+    def happened(self, message: Message) -> bool:
+        """Whether the message's event occurred by `options.until` (anything but an event is kept)."""
+        value = message.value
+        if not isinstance(value, EventEnvelope) or self.options.until is None:
+            return True
+        return datetime.fromisoformat(value.occurred_at) <= self.options.until
 
     def decode(
         self, batch: Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]]

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from app.config import Settings
+from app.db import create_engine
 from app.eventstore.processor import run_processor
 from app.sagas.payment import command_id_for
 from projections.projector import run_projector
-from tests.support import Process, api_client, fresh_namespace
+from tests.conftest import ROOT
+from tests.support import Process, api_client, environment, fresh_namespace
 from tests.waiting import eventually
 
 
@@ -115,3 +121,47 @@ async def test_a_paid_message_timeline_shows_each_step_and_what_caused_it(
 
     missing = await client.get(f"/messages/{sender}/timeline")  # an account's id is not a message's
     assert (missing.status_code, missing.headers["content-type"]) == (404, "application/problem+json")
+
+
+async def test_a_read_model_is_built_as_of_a_past_moment_beside_the_live_one(
+    ns: Settings, client: httpx.AsyncClient
+) -> None:
+    opened = await client.post("/accounts", json={"owner": "Audited", "currency": "EUR"})
+    account = opened.json()["aggregate_id"]
+    first = await client.post(f"/accounts/{account}/deposits", json={"amount": 100})
+    second = await client.post(f"/accounts/{account}/deposits", json={"amount": 50})
+    token = second.json()["position"]
+    events = (await get(client, "/events", token, aggregate_id=account)).json()["items"]
+    moment = next(e["occurred_at"] for e in events if e["version"] == first.json()["version"])
+    assert datetime.fromisoformat(events[-1]["occurred_at"]) > datetime.fromisoformat(moment)
+    schema = f"audit_{uuid.uuid4().hex[:8]}"
+
+    built = await asyncio.to_thread(run_cli, ns, "rebuild", "accounts", "ledger", "--as-of", moment, "--into", schema)
+    assert built.returncode == 0, built.stdout + built.stderr
+
+    engine = create_engine(ns)
+    try:
+        async with engine.connect() as db:
+            then = await db.scalar(
+                text(f"SELECT balance FROM {schema}.accounts WHERE account_id = :id"), {"id": account}
+            )
+            moves = await db.scalar(
+                text(f"SELECT count(*) FROM {schema}.account_ledger WHERE account_id = :id"), {"id": account}
+            )
+            left = await db.scalar(
+                text("SELECT count(*) FROM checkpoints WHERE projection LIKE :name"), {"name": f"%@{schema}"}
+            )
+    finally:
+        await engine.dispose()
+    assert (then, moves, left) == (100, 1, 0)
+    assert (await get(client, f"/accounts/{account}", token)).json()["balance"] == 150  # the live one untouched
+
+    refused = await asyncio.to_thread(run_cli, ns, "rebuild", "accounts", "--as-of", moment, "--into", "public")
+    assert refused.returncode == 2 and "is not a schema" in refused.stdout, refused.stdout
+
+
+def run_cli(ns: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    env = environment(ns) | {"COLUMNS": "200"}  # rich wraps at 80 columns without a terminal
+    return subprocess.run(
+        [str(ROOT / ".venv/bin/eventline"), *args], env=env, capture_output=True, text=True, timeout=300
+    )
