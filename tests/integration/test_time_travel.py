@@ -149,7 +149,7 @@ async def test_a_read_model_is_built_as_of_a_past_moment_beside_the_live_one(
                 text(f"SELECT count(*) FROM {schema}.account_ledger WHERE account_id = :id"), {"id": account}
             )
             left = await db.scalar(
-                text("SELECT count(*) FROM checkpoints WHERE projection LIKE :name"), {"name": f"%@{schema}"}
+                text("SELECT count(*) FROM projection_checkpoints WHERE projection LIKE :name"), {"name": f"%@{schema}"}
             )
     finally:
         await engine.dispose()
