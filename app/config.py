@@ -187,6 +187,11 @@ class Settings(BaseSettings):
     kafka_send_timeout_s: float = Field(
         default=3.0, gt=0, description="How long producing a command may take before the API answers 503."
     )
+    otlp_endpoint: str = Field(
+        default="",
+        description="Where to export traces over OTLP/HTTP (a collector's base URL, e.g. http://127.0.0.1:4318); "
+        "empty: no tracing at all.",
+    )
     projection_stall_after_s: float = Field(
         default=30.0,
         gt=0,

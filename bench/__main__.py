@@ -40,6 +40,7 @@ from bench.restore import idempotency_only, measure_restore
 from bench.setup import bench_settings, delete_namespace_topics, drop_database
 from bench.startup import measure_startup
 from bench.streams import measure_streams
+from bench.tracing import measure_tracing
 
 console = Console()
 REBUILT = ["accounts", "ledger", "event_log"]
@@ -189,6 +190,11 @@ async def privacy(p: dict[str, Any]) -> dict[str, Any]:
     return await measure_privacy(p, say)
 
 
+async def tracing(p: dict[str, Any]) -> dict[str, Any]:
+    say("[bold]tracing[/bold]: 64 clients with OTLP export off/on twice")
+    return await measure_tracing(p, say)
+
+
 async def streams(p: dict[str, Any]) -> dict[str, Any]:
     say(f"[bold]streams[/bold]: {p['streams']:,} notification streams on one API process")
     return await measure_streams(p, say)
@@ -252,6 +258,7 @@ def flatten(results: dict[str, Any]) -> dict[str, float | None]:
         "sealing_on_off_ratio_64": get("privacy", "on_off_ratio"),
         "rebuild_sealed_events_per_s": get("privacy", "rebuilds", "sealed", "events_per_s"),
         "rebuild_sealed_over_plain": get("privacy", "rebuilds", "sealed_over_plain"),
+        "tracing_on_off_ratio_64": get("tracing", "on_off_ratio"),
     }
     per_stream = get("streams", "bytes_per_stream")
     if per_stream is not None:
@@ -272,7 +279,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=None, help="events for the rebuilds (default 1,000,000)")
     parser.add_argument(
         "--only",
-        default="write,kafka,restore,read,cluster,startup,streams,privacy",
+        default="write,kafka,restore,read,cluster,startup,streams,privacy,tracing",
         help="comma-separated sections to run",
     )
     args = parser.parse_args()
@@ -297,6 +304,7 @@ def main() -> None:
         ("startup", "startup", lambda: startup(), False),
         ("streams", "streams", lambda: streams(p), True),  # uvloop, as the API runs
         ("privacy", "privacy", lambda: privacy(p), False),
+        ("tracing", "tracing", lambda: tracing(p), False),
     ]
     for name, key, section, on_uvloop in sections:
         if name not in only:

@@ -35,6 +35,7 @@ FIGURES: dict[str, str] = {
     "sealing_on_off_ratio_64": "≥ 0.9",
     "rebuild_sealed_events_per_s": "reported",
     "rebuild_sealed_over_plain": "reported",
+    "tracing_on_off_ratio_64": "reported",
 }
 
 
@@ -427,6 +428,29 @@ account's key: {num(rb["sealed"]["events_per_s"])} events/s ({rb["sealed_over_pl
 """
 
 
+def tracing_section(results: dict[str, Any]) -> str:
+    tr = results.get("tracing")
+    if not tr:
+        return "## Tracing\n\nNot measured in this run" + error(results, "tracing") + "\n"
+    rows = []
+    for i, (off, on) in enumerate(zip(tr["runs"]["off"], tr["runs"]["on"], strict=True), start=1):
+        cpu_off, cpu_on = (sum(run["cpu_ms_per_command"].values()) for run in (off, on))
+        rows.append(
+            f"| pair {i} | {num(off['commands_per_s'])} | {num(on['commands_per_s'])} | "
+            f"{on['commands_per_s'] / off['commands_per_s']:.3f} | {cpu_off:.2f} → {cpu_on:.2f} ms |"
+        )
+    return f"""## Tracing
+
+`bench/tracing.py` (docs/operating.md): deposits at 64 clients with OpenTelemetry off and on, every
+process exporting its spans over OTLP/HTTP to a sink in the bench ({tr["exports"]:,} exports received).
+Off, tracing creates nothing at all.
+
+| | tracing off | tracing on | on / off | CPU per command off → on |
+|---|---:|---:|---:|---:|
+{chr(10).join(rows)}
+"""
+
+
 def streams_section(results: dict[str, Any]) -> str:
     st = results.get("streams")
     if not st:
@@ -542,4 +566,5 @@ Targets are for comparison only; nothing is asserted.
 {startup_section(results)}
 {streams_section(results)}
 {privacy_section(results)}
+{tracing_section(results)}
 {profile_section(results)}""")

@@ -19,7 +19,7 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -27,14 +27,17 @@ from typing import Any, Literal
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
+from opentelemetry.context import Context
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.config import Settings
 from app.db import is_outage
 from app.eventstore.envelope import EventEnvelope
 from app.eventstore.kafka import connection
+from app.observability import tracing
 from app.observability.logs import error_text
 from app.observability.metrics import DEPENDENCY_ERRORS, PROJECTED
+from app.observability.tracing_attributes import trace_attributes
 from app.privacy.key_store import KeyStore
 from app.privacy.runtime import start_key_store
 from projections import checkpoints, failures
@@ -99,6 +102,8 @@ class ProjectionRunner(ConsumerRebalanceListener):  # type: ignore[misc]
         self, settings: Settings, engine: AsyncEngine, members: Sequence[Member], options: RunnerOptions | None = None
     ) -> None:
         self.settings, self.engine, self.members = settings, engine, list(members)
+        # With tracing on: each event's trace context in the batch being written, by (slot, offset).
+        self.trace_parents: dict[tuple[Slot, int], Context] = {}
         self.options = options or RunnerOptions(
             failure_mode=settings.projection_failure_mode, retries=settings.projection_retries
         )
@@ -243,6 +248,8 @@ class ProjectionRunner(ConsumerRebalanceListener):  # type: ignore[misc]
             return sum(len(w.messages) for w in work)
 
     async def collect(self, batch: Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]]) -> list[Work]:
+        if tracing.enabled and self.options.schema is None:
+            self.trace_parents = traced(batch, self.slot)
         by_slot = self.decode(batch)
         # Every forget of the batch is known before any of its events is opened, whichever partition it came from.
         learn_forgets((m for messages in by_slot.values() for m in messages), self.keys)
@@ -269,6 +276,16 @@ class ProjectionRunner(ConsumerRebalanceListener):  # type: ignore[misc]
             if moves:
                 work.append(Work(member, messages, moves))
         return work
+
+    def record_spans(self, work: list[Work], started_ns: int, ended_ns: int) -> None:
+        """A span per event this batch applied, in the event's own trace: the read models caught up with it."""
+        parents, self.trace_parents = self.trace_parents, {}
+        for item in work:
+            for message in item.messages:
+                parent = parents.pop(((message.topic, message.partition), message.offset), None)
+                if parent is not None and isinstance(message.value, EventEnvelope):
+                    event = message.value
+                    tracing.record(f"project {event.type}", parent, started_ns, ended_ns, trace_attributes(event))
 
     def happened(self, message: Message) -> bool:
         """Whether the message's event occurred by `options.until` (anything but an event is kept)."""
@@ -337,6 +354,7 @@ class ProjectionRunner(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def write(self, work: list[Work]) -> None:
         names = [item.member.checkpoint_name for item in work]
+        started_ns = time.time_ns()
         async with self.engine.begin() as raw:
             await self.hold_locks(raw, names)
             connection = await self.connection(raw)
@@ -347,6 +365,8 @@ class ProjectionRunner(ConsumerRebalanceListener):  # type: ignore[misc]
             if self.options.schema is None and (forgotten := forgotten_in_work(work)):
                 await erase_failures(connection, forgotten)
             await checkpoints.notify(connection, self.settings.namespace, names)
+        if self.trace_parents:
+            self.record_spans(work, started_ns, time.time_ns())
         for item in work:
             for slot, (_, new) in item.moves.items():
                 item.member.positions[slot] = new
@@ -456,3 +476,15 @@ class ProjectionRunner(ConsumerRebalanceListener):  # type: ignore[misc]
 
 def forgotten_in_work(work: list[Work]) -> list[str]:
     return sorted({subject for item in work for subject in forgotten_subjects(item.messages)})
+
+
+def traced(
+    batch: Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]], slot: Callable[[TopicPartition], Slot]
+) -> dict[tuple[Slot, int], Context]:
+    """The trace context each record of the batch carries, by (slot, offset)."""
+    found = {}
+    for tp, records in batch.items():
+        for record in records:
+            if (parent := tracing.context_of(record.headers)) is not None:
+                found[(slot(tp), record.offset)] = parent
+    return found

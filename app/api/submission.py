@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
 from fastapi.responses import JSONResponse
+from opentelemetry.trace import SpanKind
 
 from app.api.errors import Problem, problem_doc, problem_for_rejection
 from app.api.schemas import CommandAccepted, CommandPending
@@ -23,8 +24,10 @@ from app.domain.base import Command
 from app.eventstore import position
 from app.eventstore.command_bus import CommandBus, CommandNotAccepted
 from app.eventstore.envelope import CommandEnvelope, CommandResult, new_command
+from app.observability import tracing
 from app.observability.logs import correlation_id as current_correlation
 from app.observability.metrics import COMMAND_SECONDS, COMMANDS, DEPENDENCY_ERRORS
+from app.observability.tracing_attributes import trace_attributes
 from app.privacy.key_store import SubjectForgotten
 
 log = logging.getLogger(__name__)
@@ -131,7 +134,8 @@ async def decide(bus: CommandBus, command: CommandEnvelope, wait: bool = True) -
     """Send the command; its result, None when it is not back in time (or not awaited), or a problem."""
     started = time.perf_counter()
     try:
-        result = await bus.send(command, wait=wait)
+        with tracing.span(f"command {command.type}", trace_attributes(command), kind=SpanKind.SERVER):
+            result = await bus.send(command, wait=wait)
     except SubjectForgotten as forgotten:
         COMMANDS.labels(command.type, "rejected").inc()
         raise Problem(

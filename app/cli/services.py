@@ -10,59 +10,70 @@ from app.cli.app import cli, configure_logging, run_until_signalled
 from app.config import get_settings
 from app.eventstore.processor import run_processor
 from app.main import Worker, check_topics, create_app
+from app.observability.tracing import setup_tracing, shutdown_tracing
 from app.sagas.payment import run_saga
 from projections.projector import run_projector
 
 
-def _serve(workers: dict[str, Worker]) -> None:
+def _serve(workers: dict[str, Worker], service: str) -> None:
     configure_logging()
     settings = get_settings()
+    setup_tracing(settings, service)
     try:
         app = create_app(settings, workers=workers)
     except OpenAccessRefused as refused:
         typer.echo(f"eventline: {refused}", err=True)
         raise SystemExit(2) from None
     # log_config=None: uvicorn's own lines and its access log go through our handlers (JSON by default).
-    uvicorn.run(app, host=settings.api_host, port=settings.api_port, loop="uvloop", http="httptools", log_config=None)
+    try:
+        uvicorn.run(
+            app, host=settings.api_host, port=settings.api_port, loop="uvloop", http="httptools", log_config=None
+        )
+    finally:
+        shutdown_tracing()
 
 
 @cli.command()
 def run() -> None:
     """Run everything in one process: the API, the command processor, the projector and the saga."""
-    _serve({"processor": run_processor, "projector": run_projector, "saga": run_saga})
+    _serve({"processor": run_processor, "projector": run_projector, "saga": run_saga}, "eventline")
 
 
 @cli.command()
 def api() -> None:
     """Serve the HTTP API only (scale it out freely)."""
-    _serve({})
+    _serve({}, "api")
 
 
-def _run_worker(worker: Worker) -> None:
+def _run_worker(worker: Worker, service: str) -> None:
     """Run one background worker as this process, once the topics check out."""
     configure_logging()
     settings = get_settings()
+    setup_tracing(settings, service)
 
     async def main() -> None:
         await check_topics(settings)
         await worker(settings)
 
-    run_until_signalled(main())
+    try:
+        run_until_signalled(main())
+    finally:
+        shutdown_tracing()
 
 
 @cli.command()
 def processor() -> None:
     """Run a command processor: it joins the group and owns some partitions of the event store."""
-    _run_worker(run_processor)
+    _run_worker(run_processor, "processor")
 
 
 @cli.command()
 def projector() -> None:
     """Run the projectors: they build the PostgreSQL read models from the events."""
-    _run_worker(run_projector)
+    _run_worker(run_projector, "projector")
 
 
 @cli.command()
 def saga() -> None:
     """Run the payment saga: charge for submitted messages, then deliver or reject them."""
-    _run_worker(run_saga)
+    _run_worker(run_saga, "saga")

@@ -22,6 +22,7 @@ from app.eventstore.bad_records import UNREADABLE, skip_bad_record
 from app.eventstore.envelope import CommandEnvelope, CommandResult
 from app.eventstore.kafka import connection, producer_is_dead
 from app.eventstore.partitioner import partition_for
+from app.observability import tracing
 from app.privacy.key_store import KeyStore
 from app.privacy.personal_data import seal_command
 
@@ -100,6 +101,7 @@ class CommandBus:
                     command.encode(),
                     key=command.aggregate_id.encode(),
                     partition=partition,
+                    headers=tracing.headers_of() or None,  # the request's trace, when tracing is on
                 )
         except (TimeoutError, KafkaError) as error:
             self.replace_producer_if_dead()

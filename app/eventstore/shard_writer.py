@@ -17,6 +17,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError, ProducerFenced
 from aiokafka.structs import ConsumerRecord, RecordMetadata
+from opentelemetry.trace import Span
 
 from app.config import Settings
 from app.domain.forgetting import FORGOTTEN_EVENT
@@ -24,7 +25,9 @@ from app.eventstore.envelope import CommandResult, Notification, utc_now
 from app.eventstore.idempotency import now_ms, record_key
 from app.eventstore.kafka import sender_failure
 from app.eventstore.partition_state import Batch, PartitionState, decode_command
+from app.observability import tracing
 from app.observability.metrics import BATCHES, EVENTS_APPENDED
+from app.observability.tracing_attributes import trace_attributes
 from app.privacy.key_store import TOPIC as KEYS_TOPIC
 from app.privacy.personal_data import WriterKeys
 
@@ -69,6 +72,7 @@ class ShardWriter:
         self.producer = producer
         self.partitions = {state.partition: state for state in partitions}
         self.personal = personal
+        self.spans: dict[str, Span] = {}  # command id -> its decision's span, while its batch is written
 
     @property
     def sources(self) -> list[TopicPartition]:
@@ -76,6 +80,18 @@ class ShardWriter:
 
     async def apply(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
         """Decide every command of the batch and write the outcome in one transaction."""
+        if not tracing.enabled:
+            return await self.decide_and_write(records)
+        # Each command's decision is a span of the trace its record carries, until the commit.
+        self.spans = decision_spans(records)
+        try:
+            await self.decide_and_write(records)
+        finally:
+            for span in self.spans.values():
+                span.end()
+            self.spans = {}
+
+    async def decide_and_write(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
         # Decoded once (a bad record is reported once): the keys' preparation and the decisions read them.
         commands = {
             (r.partition, r.offset): decode_command(r)
@@ -212,7 +228,10 @@ class ShardWriter:
         for decision in batch.decisions:
             for event in decision.events:
                 key = event.aggregate_id.encode()
-                ack = await self.send("events", batch.partition, key, event.encode(), headers=event.headers())
+                headers = event.headers()
+                if (span := self.spans.get(decision.command.command_id)) is not None:
+                    headers += tracing.headers_of(span)  # the saga and the projector join the trace
+                ack = await self.send("events", batch.partition, key, event.encode(), headers=headers)
                 acks.append((decision.command.command_id, ack))
                 await self.send("notifications", batch.partition, key, Notification.of(event, published_at).encode())
         return acks
@@ -286,6 +305,19 @@ class ShardWriter:
             if cluster.leader_for_partition(TopicPartition(results, r)) == leader
         ]
         return alike[partition % len(alike)] if alike else fallback
+
+
+def decision_spans(records: list[ConsumerRecord[bytes, bytes]]) -> dict[str, Span]:
+    """A span per command of the batch, in the trace its record carries (the API's request, a saga step)."""
+    spans = {}
+    for record in records:
+        command = decode_command(record)
+        if command is not None:
+            parent = tracing.context_of(record.headers)
+            span = tracing.start(f"decide {command.type}", parent, trace_attributes(command))
+            if span is not None:
+                spans[command.command_id] = span
+    return spans
 
 
 def forgotten_in(batches: list[Batch]) -> list[str]:

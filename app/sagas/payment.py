@@ -32,8 +32,10 @@ from app.eventstore.envelope import CommandEnvelope, EventEnvelope, domain_event
 from app.eventstore.kafka import connection, producer_is_dead
 from app.eventstore.partitioner import partition_for
 from app.eventstore.upcasting import upcast
+from app.observability import tracing
 from app.observability.logs import carrying
 from app.observability.metrics import SAGA_COMMANDS
+from app.observability.tracing_attributes import trace_attributes
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +109,7 @@ class PaymentSaga:
             fetch_max_wait_ms=100,
         )
         self.producer = self.new_producer()
+        self.trace_headers: dict[str, list[tuple[str, bytes]]] = {}  # command id -> its saga step's trace
 
     def new_producer(self) -> AIOKafkaProducer:
         return AIOKafkaProducer(**connection(self.settings), acks="all", enable_idempotence=True, linger_ms=2)
@@ -147,10 +150,18 @@ class PaymentSaga:
     def react_to(self, record: ConsumerRecord[bytes, bytes]) -> list[CommandEnvelope]:
         """The commands one record causes; none when it is not an event the saga can read."""
         try:
-            return self.react(upcast(EventEnvelope.decode(record.value or b"")))
+            event = upcast(EventEnvelope.decode(record.value or b""))
+            commands = self.react(event)
         except UNREADABLE as error:
             skip_bad_record("saga", record, error)
             return []
+        if commands and tracing.enabled:
+            # The step joins the trace of the event that caused it; its commands carry the step's context.
+            parent = tracing.context_of(record.headers)
+            with tracing.span(f"saga {event.type}", trace_attributes(event), parent=parent) as step:
+                headers = tracing.headers_of(step)
+            self.trace_headers.update((command.command_id, headers) for command in commands)
+        return commands
 
     def react(self, event: EventEnvelope) -> list[CommandEnvelope]:
         commands = react(event)
@@ -167,6 +178,7 @@ class PaymentSaga:
                 c.encode(),
                 key=c.aggregate_id.encode(),
                 partition=partition_for(c.aggregate_id, self.settings.partitions),
+                headers=self.trace_headers.pop(c.command_id, None) or None,
             )
             for c in commands
         ]

@@ -1,0 +1,64 @@
+"""What tracing costs when it is on (app/observability/tracing.py), measured inside `make bench`.
+
+A 64-client closed loop of deposits with tracing off and on (every process
+exporting its spans over OTLP/HTTP to a sink in this process that reads and
+drops them), alternated twice on fresh namespaces. Off, tracing does nothing at
+all; on, each deposit is three spans (the API's command, the processor's
+decision, the projector's batch) and their export.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from bench.drain import drained
+from bench.setup import bench_settings
+from bench.write_side import closed_loops_with_cpu, serving_eventline
+
+
+class Sink(BaseHTTPRequestHandler):
+    """Reads an OTLP/HTTP export and answers 200 with an empty (valid) protobuf response."""
+
+    received = 0
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        Sink.received += 1
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@contextmanager
+def otlp_sink() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Sink)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+async def measure_tracing(plan: dict[str, Any], say: Callable[[str], None]) -> dict[str, Any]:
+    runs: dict[str, list[dict[str, Any]]] = {"off": [], "on": []}
+    with otlp_sink() as url:
+        for value in ("off", "on", "off", "on"):
+            settings = await bench_settings(otlp_endpoint=url if value == "on" else "")
+            async with serving_eventline(settings, plan["accounts"]) as (base, accounts, services):
+                await drained(settings, base)
+                figures = await closed_loops_with_cpu(f"  tracing {value}", base, accounts, services, (64,))
+                runs[value].append(figures["closed_64"])
+    pairs = [on["commands_per_s"] / off["commands_per_s"] for off, on in zip(runs["off"], runs["on"], strict=True)]
+    ratios = ", ".join(f"{ratio:.3f}" for ratio in pairs)
+    say(f"  tracing on / off at 64 clients: {ratios}; exports received {Sink.received}")
+    return {"runs": runs, "on_off_ratios": pairs, "on_off_ratio": sum(pairs) / len(pairs), "exports": Sink.received}
