@@ -167,11 +167,23 @@ async def test_a_paid_message_is_one_trace_across_every_process(api: httpx.Async
     await eventually(steps, wanted, timeout=30, interval=0.5)
     spans = the_trace()
     by_id = {s.span_id: s for s in spans}
+    # The root is the HTTP request's span (FastAPI makes it, and would continue a caller's traceparent).
     [root] = [s for s in spans if not s.parent_id]
-    assert (root.service, root.name) == ("api", "command SubmitMessage")
+    assert (root.service, root.name) == ("api", "POST /conversations/{conversation_id}/messages")
     orphans = [s.name for s in spans if s.parent_id and s.parent_id not in by_id]
     assert orphans == [], orphans  # every hop is joined to the one before it
+    command = next(s for s in spans if s.name == "command SubmitMessage")
     decided = next(s for s in spans if s.name == "decide SubmitMessage")
-    assert by_id[decided.parent_id] == root
+    assert by_id[decided.parent_id] == command
+
+    def ancestors(span: ReceivedSpan) -> list[str]:
+        found = []
+        while span.parent_id:
+            span = by_id[span.parent_id]
+            found.append(span.name)
+        return found
+
+    projected = next(s for s in spans if s.name == "project MessageDelivered")
+    assert ancestors(projected)[-3:] == ["command SubmitMessage", "fastapi.endpoint", root.name], ancestors(projected)
     # Spans say which message and command they are about, never what it says.
     assert all("traced" not in value for s in spans for value in s.attributes.values())
