@@ -176,3 +176,16 @@ async def test_a_pending_message_is_highlighted_until_the_saga_delivers_it(
         screenshot(console, "delivered")
     finally:
         saga.stop()
+
+    # The message's way through both services, on the page (asked again until the event log has it all).
+    console.find_element(By.ID, "timeline-id").send_keys(message)
+    steps = "#timeline tr[data-step]"
+
+    def every_step_shown(browser: WebDriver) -> bool:
+        browser.find_element(By.CSS_SELECTOR, "#timeline-form button").click()
+        return len(browser.find_elements(By.CSS_SELECTOR, steps)) == 4
+
+    wait(console).until(every_step_shown)
+    shown = [step.get_attribute("data-step") for step in console.find_elements(By.CSS_SELECTOR, steps)]
+    assert shown == ["submitted", "charge-asked", "charged", "delivered"]
+    screenshot(console, "timeline")

@@ -247,6 +247,37 @@ async function poll() {
   }
 }
 
+async function showTimeline(messageId) {
+  const status = document.getElementById("timeline-status");
+  try {
+    const timeline = await api(`/messages/${encodeURIComponent(messageId)}/timeline`);
+    const rows = timeline.steps.map((step) => {
+      const row = el("tr");
+      row.dataset.step = step.step.replace(" ", "-");
+      row.append(
+        el("td", step.step),
+        el("td", new Date(step.at).toLocaleTimeString(undefined, { fractionalSecondDigits: 3 })),
+        el("td", step.waited_ms === null ? "—" : `${step.waited_ms.toFixed(1)} ms`),
+        el("td", step.service),
+        el("td", step.id, "muted"),
+        el("td", step.caused_by || "—", "muted"),
+      );
+      return row;
+    });
+    replaceRows("timeline", rows);
+    status.textContent = `correlation ${timeline.correlation_id}`;
+  } catch (error) {
+    replaceRows("timeline", []);
+    status.textContent = error.status === 404 ? "no such message (yet)" : `error: ${error.message}`;
+  }
+}
+
+document.getElementById("timeline-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const messageId = document.getElementById("timeline-id").value.trim();
+  if (messageId) showTimeline(messageId);
+});
+
 document.getElementById("key-form").addEventListener("submit", (event) => {
   event.preventDefault();
   state.key = document.getElementById("key").value.trim();
