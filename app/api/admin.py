@@ -96,7 +96,7 @@ class PendingMessage(BaseModel):
     over_alert: bool
 
 
-@router.get("/saga/pending", response_model=list[PendingMessage])
+@router.get("/saga/pending", response_model=list[PendingMessage], responses={422: problem_doc("Invalid request")})
 async def list_pending(request: Request, limit: int = Query(default=50, ge=1, le=500)) -> Any:
     """Messages waiting for their payment, the longest waiting first."""
     settings = app_state(request).settings

@@ -108,7 +108,14 @@ def test_malformed_key_settings_are_refused_without_echoing_them(raw: str) -> No
 
 
 # Open by design: probes for the orchestrator, and the published contracts.
-OPEN_BY_DESIGN = {("GET", "/health/live"), ("GET", "/health/ready"), ("GET", "/schemas/events")}
+# /health/stalls is for monitors, like /health/ready: it names stalled projections and counts waiting
+# messages, and shows no data.
+OPEN_BY_DESIGN = {
+    ("GET", "/health/live"),
+    ("GET", "/health/ready"),
+    ("GET", "/health/stalls"),
+    ("GET", "/schemas/events"),
+}
 
 
 async def test_every_route_of_the_app_needs_a_key_unless_open_by_design(client: httpx.AsyncClient) -> None:
