@@ -71,6 +71,17 @@ function rebuildCell(view, now) {
   return el("td", text);
 }
 
+function lagCell(view) {
+  // The total, then each lagging partition (e3: events[3]), a stalled one marked with "!".
+  const cell = el("td", view.lag === null ? "?" : view.lag.toLocaleString());
+  const lagging = view.partitions.filter((p) => p.lag);
+  if (lagging.length) {
+    const parts = lagging.map((p) => `${p.topic[0]}${p.partition}:${p.lag}${p.stalled ? "!" : ""}`);
+    cell.append(" ", el("span", parts.join(" "), "muted"));
+  }
+  return cell;
+}
+
 function drawProjections(views, now) {
   let totalLag = 0;
   const rows = views.map((view) => {
@@ -85,7 +96,7 @@ function drawProjections(views, now) {
     row.append(
       el("td", view.name),
       stateCell,
-      el("td", view.lag === null ? "?" : view.lag.toLocaleString()),
+      lagCell(view),
       el("td", view.lag ? seconds(view.checkpoint_age_s) : "—"),
       el("td", view.failures),
       rebuildCell(view, now),
