@@ -72,6 +72,10 @@ class PartitionOwner(BaseModel):
     committed: int | None = Field(description="The processor group's committed offset of <ns>.commands.")
     end: int | None
     lag: int | None
+    last_commit_age_s: float | None = Field(
+        default=None, description="Seconds since its owner's latest batch was committed (from the commit's metadata)."
+    )
+    batches: int | None = Field(default=None, description="Batches its owner has committed since taking it over.")
 
 
 class ProcessorsView(BaseModel):

@@ -56,6 +56,8 @@ class PartitionState:
         # Where this partition's next event will land; unknown until our first transaction's acks.
         self.next_event_offset: int | None = None
         self.source = TopicPartition(settings.topic("commands"), partition)
+        # Batches committed since this owner took the partition over (the commit's metadata says it).
+        self.batches = 0
 
     def decide(
         self,
@@ -97,6 +99,7 @@ class PartitionState:
             self.memory.remember(command_id, remembered_at, entry.encode())
         self.next_offset = batch.next_offset
         self.next_event_offset = next_event_offset
+        self.batches += 1
 
 
 def new_event_id() -> str:

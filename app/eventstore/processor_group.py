@@ -7,6 +7,8 @@ itself: a processor that hangs keeps its partitions until its session times out.
 
 from __future__ import annotations
 
+import json
+import time
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -14,6 +16,15 @@ from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 
 from app.config import Settings
 from app.eventstore.kafka import admin_client
+
+
+def commit_of(metadata: str) -> dict[str, int] | None:
+    """What a processor stored with its committed offset (shard_writer.commit_metadata), if anything."""
+    try:
+        found = json.loads(metadata) if metadata else None
+        return {"at": int(found["at"]), "batches": int(found["batches"])} if isinstance(found, dict) else None
+    except (ValueError, KeyError, TypeError):
+        return None  # an older processor's commit, or another tool's
 
 
 async def processors_view(settings: Settings, consumer: AIOKafkaConsumer) -> dict[str, Any]:
@@ -39,10 +50,12 @@ async def processors_view(settings: Settings, consumer: AIOKafkaConsumer) -> dic
     tps = [TopicPartition(topic, p) for p in range(settings.partitions)]
     ends = await consumer.end_offsets(tps)
     partitions = []
+    now = time.time() * 1000
     for tp in tps:
         done = committed.get(tp)
         offset = None if done is None or done.offset < 0 else done.offset
         end = ends.get(tp)
+        commit = commit_of(done.metadata if done is not None else "")
         partitions.append(
             {
                 "partition": tp.partition,
@@ -50,6 +63,9 @@ async def processors_view(settings: Settings, consumer: AIOKafkaConsumer) -> dic
                 "committed": offset,
                 "end": end,
                 "lag": None if end is None else end - (offset or 0),
+                # By the processor's clock against this process's: hosts are expected to keep time (NTP).
+                "last_commit_age_s": None if commit is None else max(0.0, (now - commit["at"]) / 1000),
+                "batches": None if commit is None else commit["batches"],
             }
         )
     return {"group_state": group_state, "members": sorted(members), "partitions": partitions}

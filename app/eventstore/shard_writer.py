@@ -9,6 +9,7 @@ The partitions' memory moves only after the commit (partition_state.py).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from dataclasses import replace
 from itertools import groupby
@@ -208,7 +209,13 @@ class ShardWriter:
         """Send the consumed offsets, and check every event landed where its result says."""
         # The offsets go alongside the produce; the acks are awaited first, because a produce that
         # fails (a broker restart) fails its ack, while the offsets' answer may never come then.
-        consumed = {self.partitions[batch.partition].source: batch.next_offset for batch in batches}
+        consumed = {
+            self.partitions[batch.partition].source: (
+                batch.next_offset,
+                commit_metadata(self.partitions[batch.partition]),
+            )
+            for batch in batches
+        }
         offsets_sent = asyncio.ensure_future(
             self.producer.send_offsets_to_transaction(consumed, self.settings.processor_group)
         )
@@ -305,6 +312,12 @@ class ShardWriter:
             if cluster.leader_for_partition(TopicPartition(results, r)) == leader
         ]
         return alike[partition % len(alike)] if alike else fallback
+
+
+def commit_metadata(state: PartitionState) -> str:
+    """Stored by the group coordinator with the committed offset, for operators (GET /processors):
+    when this owner's latest batch of the partition was committed, and how many it has committed."""
+    return json.dumps({"at": now_ms(), "batches": state.batches + 1}, separators=(",", ":"))
 
 
 def decision_spans(records: list[ConsumerRecord[bytes, bytes]]) -> dict[str, Span]:

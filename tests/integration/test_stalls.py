@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from app.config import Settings
+from app.eventstore.partitioner import partition_for
 from app.eventstore.processor import run_processor
 from tests.support import Process, api_client, fresh_namespace, paused
 from tests.waiting import eventually
@@ -115,3 +116,18 @@ async def test_a_message_waiting_too_long_for_its_payment_is_reported_until_the_
         await eventually(lambda: stalls(client), (200, [], 0), timeout=60)
     finally:
         saga.stop()
+
+
+async def test_the_processors_view_says_who_owns_each_partition_and_when_it_last_committed(
+    client: httpx.AsyncClient,
+) -> None:
+    opened = await client.post("/accounts", json={"owner": "Counted", "currency": "EUR"})
+    account = opened.json()["aggregate_id"]
+    for _ in range(3):
+        assert (await client.post(f"/accounts/{account}/deposits", json={"amount": 1})).status_code == 200
+    view = (await client.get("/processors")).json()
+    ours = next(p for p in view["partitions"] if p["partition"] == partition_for(account, len(view["partitions"])))
+    assert view["group_state"] == "Stable" and len(view["members"]) == 1
+    assert ours["owner"] == view["members"][0] and ours["owner"].startswith("processor-")
+    assert ours["lag"] == 0 and ours["batches"] >= 4  # the opening and three deposits, a batch each at least
+    assert 0 <= ours["last_commit_age_s"] < 30

@@ -7,7 +7,7 @@ const HISTORY = 300; // samples kept for the charts: five minutes at one a secon
 
 const state = {
   key: sessionStorage.getItem("eventline-admin-key") || "",
-  committed: new Map(), // partition -> {offset, at, movedAt, rate}
+  committed: new Map(), // partition -> {offset, batches, at, rate, batchRate}
   rebuilds: new Map(), // projection -> {done, at, rate}
   rateHistory: [],
   lagHistory: [],
@@ -156,13 +156,16 @@ function drawProcessors(view, now) {
   const rows = view.partitions.map((p) => {
     const before = state.committed.get(p.partition);
     const offset = p.committed === null ? 0 : p.committed;
+    const batches = p.batches === null ? 0 : p.batches;
     let rate = before ? before.rate : 0;
-    let movedAt = before ? before.movedAt : null;
+    let batchRate = before ? before.batchRate : 0;
     if (before && now > before.at) {
-      rate = Math.max(0, (offset - before.offset) / ((now - before.at) / 1000));
-      if (offset !== before.offset) movedAt = now;
+      const seconds = (now - before.at) / 1000;
+      rate = Math.max(0, (offset - before.offset) / seconds);
+      // A new owner counts its batches from zero: no rate across the change.
+      batchRate = batches >= before.batches ? (batches - before.batches) / seconds : 0;
     }
-    state.committed.set(p.partition, { offset, at: now, movedAt, rate });
+    state.committed.set(p.partition, { offset, batches, at: now, rate, batchRate });
     total += rate;
     const row = el("tr");
     row.dataset.partition = p.partition;
@@ -171,7 +174,8 @@ function drawProcessors(view, now) {
       el("td", p.owner || "unowned", p.owner ? "" : "muted"),
       el("td", p.lag === null ? "?" : p.lag),
       el("td", rate.toFixed(1)),
-      el("td", movedAt === null ? "—" : seconds((now - movedAt) / 1000)),
+      el("td", batchRate.toFixed(1)),
+      el("td", seconds(p.last_commit_age_s)),
     );
     return row;
   });
