@@ -64,6 +64,18 @@ class Settings(BaseSettings):
         "across a set (partition p is in set p mod this). The most processors that share the work; fixed for "
         "the life of a deployment: change it only with every processor stopped.",
     )
+    lean_routes: bool = Field(
+        default=True,
+        description="Command routes take the lean path (app/api/lean_routes.py); off, FastAPI solves every "
+        "parameter as it does for the other routes (the bench A/Bs the two).",
+    )
+    gc_young_threshold: int = Field(
+        default=20_000,
+        ge=100,
+        description="Allocations (net of frees) that start a collection of the garbage collector's youngest "
+        "generation; Python's default, 700, is below what a busy process holds in flight (64 requests or a batch "
+        "of commands), so it collected several times a second for nothing: docs/write-path.md.",
+    )
     processor_batch: int = Field(default=1000, ge=1, description="Most commands fetched per poll.")
     processor_linger_ms: int = Field(default=0, ge=0)
     processor_gather_ms: int = Field(

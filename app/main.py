@@ -39,6 +39,7 @@ from app.api.correlation import CorrelationMiddleware
 from app.api.docs import install_docs
 from app.api.end_users import TokenVerifier
 from app.api.errors import install_error_handlers, with_problem_component
+from app.api.lean_routes import LeanRoute
 from app.api.limits import DeclaredBodyLimit
 from app.api.notification_hub import NotificationHub
 from app.api.security import refuse_open_access, require
@@ -141,6 +142,7 @@ def create_app(settings: Settings | None = None, workers: Mapping[str, Worker] |
         redoc_url=None,
         generate_unique_id_function=operation_id,
     )
+    LeanRoute.enabled = settings.lean_routes  # FastAPI builds the routes' handlers when they first serve
     install_error_handlers(app)
     install_docs(app)
     install_console(app)

@@ -1,12 +1,15 @@
 """What a command costs the API process itself: CPU per deposit, in-process, without uvicorn.
 
-    python -m bench.route_cost [N]       (needs the local Kafka and PostgreSQL: `make infra`)
+    python -m bench.route_cost [N] [lean,fastapi,lean,fastapi]
+                                         (needs the local Kafka and PostgreSQL: `make infra`)
 
 The app is called as ASGI directly by 64 concurrent callers with `Prefer:
 respond-async`, so no processor is needed and the figure is the API's own work:
 middleware, routing, FastAPI's parameter solving, the route, and producing the
-command. To A/B a change of the API, run it from a checkout of each version,
-alternating: `cd <checkout> && PYTHONPATH=. <venv>/bin/python -m bench.route_cost`.
+command. The second argument A/Bs the command routes' lean path (app/api/lean_routes.py)
+against FastAPI's own handler, an app of each in turn in this process. To A/B another
+change of the API, run it from a checkout of each version, alternating:
+`cd <checkout> && PYTHONPATH=. <venv>/bin/python -m bench.route_cost`.
 """
 
 from __future__ import annotations
@@ -67,33 +70,39 @@ async def call(app: Any, scope: dict[str, Any], body: bytes) -> int:
     return status
 
 
-async def main(requests: int) -> None:
+async def main(requests: int, variants: list[str]) -> None:
     os.environ.setdefault("EVENTLINE_ALLOW_ANONYMOUS", "true")
     settings = await bench_settings()
-    app = create_app(settings)
-    body = orjson.dumps({"amount": 1})
-    scope = deposit_scope(str(uuid.uuid4()), body)
     try:
-        async with app.router.lifespan_context(app):
-
-            async def caller(count: int) -> None:
-                for _ in range(count):
-                    if (status := await call(app, scope, body)) != 202:
-                        raise RuntimeError(f"a deposit answered {status}")
-
-            await asyncio.gather(*(caller(10) for _ in range(CALLERS)))  # warm-up
-            wall, cpu = time.perf_counter(), time.process_time()
-            await asyncio.gather(*(caller(requests // CALLERS) for _ in range(CALLERS)))
-            done = requests // CALLERS * CALLERS
-            print(
-                f"{(time.process_time() - cpu) / done * 1e6:.0f} µs of CPU per deposit in-process "
-                f"({done:,} requests, {CALLERS} callers, {done / (time.perf_counter() - wall):,.0f}/s)",
-                flush=True,
-            )
+        for variant in variants:
+            lean = settings.model_copy(update={"lean_routes": variant == "lean"})
+            await measure(create_app(lean), requests, variant)
     finally:
         await delete_namespace_topics(settings)
         await drop_database(settings)
 
 
+async def measure(app: Any, requests: int, label: str) -> None:
+    body = orjson.dumps({"amount": 1})
+    scope = deposit_scope(str(uuid.uuid4()), body)
+    async with app.router.lifespan_context(app):
+
+        async def caller(count: int) -> None:
+            for _ in range(count):
+                if (status := await call(app, scope, body)) != 202:
+                    raise RuntimeError(f"a deposit answered {status}")
+
+        await asyncio.gather(*(caller(10) for _ in range(CALLERS)))  # warm-up
+        wall, cpu = time.perf_counter(), time.process_time()
+        await asyncio.gather(*(caller(requests // CALLERS) for _ in range(CALLERS)))
+        done = requests // CALLERS * CALLERS
+        print(
+            f"{label}: {(time.process_time() - cpu) / done * 1e6:.0f} µs of CPU per deposit in-process "
+            f"({done:,} requests, {CALLERS} callers, {done / (time.perf_counter() - wall):,.0f}/s)",
+            flush=True,
+        )
+
+
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 6400))
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else 6400
+    asyncio.run(main(count, (sys.argv[2] if len(sys.argv) > 2 else "lean").split(",")))

@@ -7,11 +7,12 @@ import uuid
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from app.api.lean_routes import LeanRoute
 from app.api.schemas import AmountRequest, CommandAccepted, OpenAccountRequest
 from app.api.submission import COMMAND_RESPONSES, BusDep, CommandContextDep, submit
 from app.domain import accounts
 
-router = APIRouter(tags=["accounts"])
+router = APIRouter(tags=["accounts"], route_class=LeanRoute)  # lean_routes.py
 
 
 @router.post("/accounts", status_code=201, response_model=CommandAccepted, responses=COMMAND_RESPONSES)

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.api.cursors import decode_timeline, encode_timeline
 from app.api.errors import Problem, not_found, problem_doc
+from app.api.lean_routes import LeanRoute
 from app.api.queries import (
     QUERY_RESPONSES,
     ConsistentWith,
@@ -46,7 +47,7 @@ from app.domain import conversations, messages
 from app.eventstore import position
 from projections import queries
 
-router = APIRouter(tags=["messaging"])
+router = APIRouter(tags=["messaging"], route_class=LeanRoute)  # lean_routes.py
 
 
 def tariff(settings: Settings) -> messages.Tariff:

@@ -18,13 +18,14 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from app.api.errors import not_found, problem_doc
+from app.api.lean_routes import LeanRoute
 from app.api.schemas import CommandAccepted
 from app.api.state import clients
 from app.api.submission import COMMAND_RESPONSES, BusDep, CommandContextDep, submit
 from app.domain.forgetting import ForgetSubject
 from projections import queries
 
-router = APIRouter(tags=["privacy"])
+router = APIRouter(tags=["privacy"], route_class=LeanRoute)  # lean_routes.py
 
 RESPONSES: dict[int | str, dict[str, Any]] = {
     **COMMAND_RESPONSES,

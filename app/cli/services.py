@@ -6,7 +6,7 @@ import typer
 import uvicorn
 
 from app.api.security import OpenAccessRefused
-from app.cli.app import cli, configure_logging, run_until_signalled
+from app.cli.app import cli, configure_logging, run_until_signalled, tune_garbage_collector
 from app.config import get_settings
 from app.eventstore.processor import run_processor
 from app.main import Worker, check_topics, create_app
@@ -18,6 +18,7 @@ from projections.projector import run_projector
 def _serve(workers: dict[str, Worker], service: str) -> None:
     configure_logging()
     settings = get_settings()
+    tune_garbage_collector(settings.gc_young_threshold)
     setup_tracing(settings, service)
     try:
         app = create_app(settings, workers=workers)
@@ -49,6 +50,7 @@ def _run_worker(worker: Worker, service: str) -> None:
     """Run one background worker as this process, once the topics check out."""
     configure_logging()
     settings = get_settings()
+    tune_garbage_collector(settings.gc_young_threshold)
     setup_tracing(settings, service)
 
     async def main() -> None:

@@ -184,6 +184,7 @@ async def test_a_paid_message_is_one_trace_across_every_process(api: httpx.Async
         return found
 
     projected = next(s for s in spans if s.name == "project MessageDelivered")
-    assert ancestors(projected)[-3:] == ["command SubmitMessage", "fastapi.endpoint", root.name], ancestors(projected)
+    # The command's span hangs from the request's (a lean route has no FastAPI endpoint span between them).
+    assert ancestors(projected)[-2:] == ["command SubmitMessage", root.name], ancestors(projected)
     # Spans say which message and command they are about, never what it says.
     assert all("traced" not in value for s in spans for value in s.attributes.values())
