@@ -32,6 +32,7 @@ from app.config import Settings
 from app.eventstore.kafka import admin_client
 from bench import ceiling, write_side
 from bench.cluster import single_and_cluster
+from bench.levers import measure_levers
 from bench.paths import RESULTS, ROOT
 from bench.privacy import measure_privacy
 from bench.projection import consume_baseline, measure_rebuilds, produce_events
@@ -195,6 +196,11 @@ async def tracing(p: dict[str, Any]) -> dict[str, Any]:
     return await measure_tracing(p, say)
 
 
+async def levers(p: dict[str, Any]) -> dict[str, Any]:
+    say("[bold]levers[/bold]: lean command routes and the young GC threshold, 64 clients off/on twice each")
+    return await measure_levers(p, say)
+
+
 async def streams(p: dict[str, Any]) -> dict[str, Any]:
     say(f"[bold]streams[/bold]: {p['streams']:,} notification streams on one API process")
     return await measure_streams(p, say)
@@ -259,6 +265,8 @@ def flatten(results: dict[str, Any]) -> dict[str, float | None]:
         "rebuild_sealed_events_per_s": get("privacy", "rebuilds", "sealed", "events_per_s"),
         "rebuild_sealed_over_plain": get("privacy", "rebuilds", "sealed_over_plain"),
         "tracing_on_off_ratio_64": get("tracing", "on_off_ratio"),
+        "lean_routes_on_off_ratio_64": get("levers", "lean_routes", "ratio"),
+        "gc_young_threshold_on_off_ratio_64": get("levers", "gc_young_threshold", "ratio"),
     }
     per_stream = get("streams", "bytes_per_stream")
     if per_stream is not None:
@@ -279,7 +287,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=None, help="events for the rebuilds (default 1,000,000)")
     parser.add_argument(
         "--only",
-        default="write,kafka,restore,read,cluster,startup,streams,privacy,tracing",
+        default="write,kafka,restore,read,cluster,startup,streams,privacy,tracing,levers",
         help="comma-separated sections to run",
     )
     args = parser.parse_args()
@@ -305,6 +313,7 @@ def main() -> None:
         ("streams", "streams", lambda: streams(p), True),  # uvloop, as the API runs
         ("privacy", "privacy", lambda: privacy(p), False),
         ("tracing", "tracing", lambda: tracing(p), False),
+        ("levers", "levers", lambda: levers(p), False),
     ]
     for name, key, section, on_uvloop in sections:
         if name not in only:

@@ -57,15 +57,16 @@ def movements(messages: Sequence[Message]) -> list[dict[str, Any]]:
     for m in messages:
         moved = m.fact
         if isinstance(moved, Movement):
+            event = m.event
             rows.append(
                 {
-                    "account_id": m.event.aggregate_id,
-                    "version": m.event.version,
+                    "account_id": event.aggregate_id,
+                    "version": event.version,
                     "kind": KINDS[type(moved)],
                     "amount": moved.amount,
                     "balance_after": moved.balance_after,
                     "reference": moved.reference,
-                    "occurred_at": occurred_at(m.event),
+                    "occurred_at": occurred_at(event),
                 }
             )
     return rows

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import orjson
 
@@ -21,6 +22,7 @@ from app.domain.base import Command, Event
 from app.domain.registry import AGGREGATES
 
 Headers = list[tuple[str, bytes]]
+T = TypeVar("T")
 
 
 def utc_now() -> str:
@@ -55,7 +57,7 @@ class CommandEnvelope:
 
     @classmethod
     def decode(cls, raw: bytes) -> CommandEnvelope:
-        return cls(**known_fields(cls, orjson.loads(raw)))
+        return from_record(cls, orjson.loads(raw))
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,12 +86,21 @@ class EventEnvelope:
 
     @classmethod
     def decode(cls, raw: bytes) -> EventEnvelope:
-        return cls(**known_fields(cls, orjson.loads(raw)))
+        return from_record(cls, orjson.loads(raw))
 
 
-def known_fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+def from_record(cls: Callable[..., T], data: dict[str, Any]) -> T:
+    """`cls` built from a decoded record. A record of this version (every one, until an upgrade) is built
+    as it is; one whose TypeError says it has fields this version lacks is built from the fields it knows."""
+    try:
+        return cls(**data)
+    except TypeError:
+        return cls(**known_fields(cls, data))
+
+
+def known_fields(cls: Any, data: dict[str, Any]) -> dict[str, Any]:
     """The fields `cls` has: a record written by a newer version still decodes here."""
-    fields: dict[str, Any] = cls.__dataclass_fields__  # type: ignore[attr-defined]
+    fields: dict[str, Any] = cls.__dataclass_fields__
     if fields.keys() >= data.keys():
         return data
     return {k: v for k, v in data.items() if k in fields}
@@ -136,7 +147,7 @@ class RememberedCommand:
     @classmethod
     def decode(cls, raw: bytes) -> RememberedCommand:
         data = orjson.loads(raw)
-        result = CommandResult(**known_fields(CommandResult, data["result"]))
+        result = from_record(CommandResult, data["result"])
         return cls(result.command_id, data["fingerprint"], result)
 
 
@@ -166,7 +177,7 @@ class AggregateRecord:
     def decode(cls, raw: bytes) -> AggregateRecord:
         data = orjson.loads(raw)
         recent = tuple(
-            RememberedCommand(command_id, fingerprint, CommandResult(**known_fields(CommandResult, result)))
+            RememberedCommand(command_id, fingerprint, from_record(CommandResult, result))
             for command_id, fingerprint, result in data.get("recent", ())
         )
         return cls(data["aggregate_type"], data["aggregate_id"], data["version"], data["state"], recent)
