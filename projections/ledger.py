@@ -27,7 +27,7 @@ PERSONAL_REFERENCES = sorted(kind for event, kind in KINDS.items() if "reference
 
 
 async def apply(connection: AsyncConnection, messages: Sequence[Message]) -> None:
-    rows = movements(messages)
+    rows = [dict(zip(COLUMNS, values, strict=True)) for values in movements(messages)]
     if rows:
         # A replayed event is already there: its (account, version) row is kept as it is.
         await insert_rows(connection, ledger, rows)
@@ -36,7 +36,7 @@ async def apply(connection: AsyncConnection, messages: Sequence[Message]) -> Non
 
 async def bulk_apply(connection: AsyncConnection, schema: str, messages: Sequence[Message]) -> None:
     """A rebuild's replay: COPY into the fresh table."""
-    await copy_rows(connection, schema, ledger, [tuple(row[c] for c in COLUMNS) for row in movements(messages)])
+    await copy_rows(connection, schema, ledger, movements(messages))
     await erase_forgotten(connection, messages)  # a forget read while the replay ran
 
 
@@ -50,24 +50,28 @@ async def erase_forgotten(connection: AsyncConnection, messages: Sequence[Messag
 
 
 COLUMNS = tuple(column.name for column in ledger.columns)
+assert COLUMNS == ("account_id", "version", "kind", "amount", "balance_after", "reference", "occurred_at"), (
+    "movements must follow the table's columns"
+)
 
 
-def movements(messages: Sequence[Message]) -> list[dict[str, Any]]:
+def movements(messages: Sequence[Message]) -> list[tuple[Any, ...]]:
+    """A row per money movement among the messages, in the table's column order (a rebuild COPYs them)."""
     rows = []
     for m in messages:
         moved = m.fact
         if isinstance(moved, Movement):
             event = m.event
             rows.append(
-                {
-                    "account_id": event.aggregate_id,
-                    "version": event.version,
-                    "kind": KINDS[type(moved)],
-                    "amount": moved.amount,
-                    "balance_after": moved.balance_after,
-                    "reference": moved.reference,
-                    "occurred_at": occurred_at(event),
-                }
+                (
+                    event.aggregate_id,
+                    event.version,
+                    KINDS[type(moved)],
+                    moved.amount,
+                    moved.balance_after,
+                    moved.reference,
+                    occurred_at(event),
+                )
             )
     return rows
 

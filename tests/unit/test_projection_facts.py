@@ -10,7 +10,7 @@ import pytest
 from app.domain import accounts, messages
 from app.eventstore.envelope import EventEnvelope
 from projections.base import Message
-from projections.ledger import movements
+from projections.ledger import COLUMNS, movements
 
 
 def message(aggregate_type: str, kind: str, data: dict[str, Any], version: int = 2) -> Message:
@@ -52,7 +52,8 @@ def test_the_ledger_takes_the_movements_and_names_them() -> None:
             message("Account", "AccountCharged", {"amount": 2, "reference": "m", "balance_after": 3}, version=3),
         ]
     )
-    assert [(r["kind"], r["amount"], r["balance_after"], r["reference"]) for r in rows] == [
+    named = [dict(zip(COLUMNS, row, strict=True)) for row in rows]
+    assert [(r["kind"], r["amount"], r["balance_after"], r["reference"]) for r in named] == [
         ("deposit", 5, 5, "r"),
         ("charge", 2, 3, "m"),
     ]
