@@ -18,6 +18,7 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import replace
+from functools import lru_cache
 from typing import Any, Protocol
 
 from pydantic import BaseModel
@@ -207,9 +208,21 @@ class WriterKeys:
 
 
 def holds_personal_data(event: EventEnvelope) -> bool:
-    """Whether the event has a personal field with a value: the rest need no opening (most events)."""
-    model = event_model(event)
-    return model is not None and any(event.data.get(field) is not None for field in personal_fields(model))
+    """Whether the event has a personal field with a value: the rest need no opening (most events).
+
+    Asked of every event a projector reads (a rebuild: a million), so it is a lookup and a loop."""
+    data = event.data
+    for field in personal_field_names(event.aggregate_type, event.type):
+        if data.get(field) is not None:
+            return True
+    return False
+
+
+@lru_cache(maxsize=1024)  # bounded: the types come from the log, where a foreign producer may write anything
+def personal_field_names(aggregate_type: str, event_type: str) -> tuple[str, ...]:
+    kind = AGGREGATES.get(aggregate_type)
+    model = None if kind is None else kind.events.get(event_type)
+    return () if model is None else tuple(personal_fields(model))
 
 
 async def open_event(event: EventEnvelope, keys: KeyStore) -> EventEnvelope:
