@@ -116,12 +116,29 @@ class Projection:
         return tuple(column.name for column in table.primary_key.columns)
 
 
-@cache
-def _unnest_insert(table: Table) -> Insert:
+def _from_unnest(table: Table) -> Any:
+    """`INSERT INTO table SELECT FROM unnest(<one array parameter per column>)`."""
     columns = list(table.columns)
     arrays = func.unnest(*[bindparam(f"all_{c.name}", type_=ARRAY(c.type)) for c in columns])
     rows = arrays.table_valued(*[c.name for c in columns]).render_derived(name="rows")
-    return insert(table).from_select([c.name for c in columns], select(*rows.c)).on_conflict_do_nothing()
+    return insert(table).from_select([c.name for c in columns], select(*rows.c))
+
+
+@cache
+def _unnest_insert(table: Table) -> Insert:
+    return _from_unnest(table).on_conflict_do_nothing()  # type: ignore[no-any-return]
+
+
+@cache
+def _unnest_upsert(table: Table, key: tuple[str, ...], updated: tuple[str, ...]) -> Insert:
+    statement = _from_unnest(table)
+    return statement.on_conflict_do_update(  # type: ignore[no-any-return]
+        index_elements=[table.c[name] for name in key], set_={name: statement.excluded[name] for name in updated}
+    )
+
+
+def _arrays(table: Table, rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
+    return {f"all_{c.name}": [row[c.name] for row in rows] for c in table.columns}
 
 
 async def insert_rows(connection: AsyncConnection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -132,9 +149,23 @@ async def insert_rows(connection: AsyncConnection, table: Table, rows: Sequence[
     PostgreSQL takes a batch of thousands in one execution instead of one each.
     """
     if rows:
-        await connection.execute(
-            _unnest_insert(table), {f"all_{c.name}": [row[c.name] for row in rows] for c in table.columns}
-        )
+        await connection.execute(_unnest_insert(table), _arrays(table, rows))
+
+
+async def upsert_rows(
+    connection: AsyncConnection,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    key: tuple[str, ...],
+    updated: tuple[str, ...],
+) -> None:
+    """Insert rows (each with every column); a row already there by `key` takes their `updated` columns.
+
+    The same one statement as `insert_rows` (prepared once, whatever the number of rows), so
+    no two of `rows` may share a key: PostgreSQL refuses to update a row twice in one statement.
+    """
+    if rows:
+        await connection.execute(_unnest_upsert(table, key, updated), _arrays(table, rows))
 
 
 async def copy_rows(connection: AsyncConnection, schema: str, table: Table, rows: Sequence[tuple[Any, ...]]) -> None:

@@ -11,12 +11,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.eventstore import position
 from app.eventstore.envelope import CommandEnvelope, CommandResult
-from projections.base import Message, Projection
+from projections.base import Message, Projection, upsert_rows
 from projections.tables import command_status
 
 
@@ -28,27 +27,15 @@ async def apply(connection: AsyncConnection, messages: Sequence[Message]) -> Non
             accepted[message.value.command_id] = _accepted(message.value)
         elif isinstance(message.value, CommandResult) and _is_outcome(message.value):
             decided[message.value.command_id] = _decided(message.value)
-    if accepted:
-        statement = insert(command_status)
-        await connection.execute(
-            statement.on_conflict_do_update(
-                index_elements=[command_status.c.command_id],
-                set_={name: statement.excluded[name] for name in ("command_type", "accepted_at", "principal")},
-            ),
-            list(accepted.values()),
-        )
-    if decided:
-        statement = insert(command_status)
-        await connection.execute(
-            statement.on_conflict_do_update(
-                index_elements=[command_status.c.command_id],
-                set_={
-                    name: statement.excluded[name]
-                    for name in ("status", "version", "position", "problem", "decided_at")
-                },
-            ),
-            list(decided.values()),
-        )
+    # Keyed by command id above: no statement updates a row twice.
+    await upsert_rows(connection, command_status, list(accepted.values()), KEY, FROM_THE_COMMAND)
+    await upsert_rows(connection, command_status, list(decided.values()), KEY, FROM_THE_RESULT)
+
+
+KEY = ("command_id",)
+# The columns each record knows; the result's are never overwritten by its command's, whichever comes first.
+FROM_THE_COMMAND = ("command_type", "accepted_at", "principal")
+FROM_THE_RESULT = ("status", "version", "position", "problem", "decided_at")
 
 
 def _is_outcome(result: CommandResult) -> bool:
