@@ -22,8 +22,9 @@ parameter (queries, `yield` dependencies, forms, an endpoint that returns a mode
 by FastAPI's handler alone; `lean` tells which (tests/unit/test_lean_routes.py asserts the
 command routes are lean and that the two paths agree).
 
-Measured: 640 → ~390 µs of CPU per deposit in-process (`python -m bench.route_cost`); see
-docs/write-path.md, The HTTP route.
+Measured: about 690 → 440 µs of the API's CPU per deposit in-process, 1.10–1.16× the commands/s
+at 64 clients end to end (docs/write-path.md, The command route). `EVENTLINE_LEAN_ROUTES=false`
+(`enabled`, set by create_app) turns it off, for that A/B.
 """
 
 from __future__ import annotations
@@ -192,7 +193,7 @@ def json_body(model: type[BaseModel]) -> Getter:
 class LeanRoute(APIRoute):
     """An APIRoute served by its lean plan when it has one (module docstring)."""
 
-    enabled: ClassVar[bool] = True  # off: every route is FastAPI's (the A/B and the tests compare both)
+    enabled: ClassVar[bool] = True  # Settings.lean_routes; off: every route is FastAPI's (the A/Bs, the tests)
     lean: bool = False
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
