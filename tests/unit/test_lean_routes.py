@@ -136,6 +136,17 @@ def test_a_dependency_is_solved_once_per_request() -> None:
     assert calls == ["caller", "caller"]  # once by the lean app, once by FastAPI's
 
 
+def test_a_dependency_overridden_in_the_app_is_overridden_on_the_lean_path_too() -> None:
+    async def someone_else(request: Request) -> str:
+        return "someone else"
+
+    app = toy_app()
+    app.dependency_overrides[caller] = someone_else
+    request = {"method": "POST", "url": ORDER, "headers": GOOD_HEADERS, "json": {"amount": 1}}
+    lean, standard = both(lambda lean: app, request)
+    assert lean.json()["ctx"]["who"] == standard.json()["ctx"]["who"] == "someone else"
+
+
 def test_a_route_with_a_parameter_the_lean_path_does_not_take_is_fastapi_s() -> None:
     router = APIRouter(route_class=LeanRoute)
 
