@@ -2,8 +2,10 @@
 
 Each API process reads every partition of `<ns>.command-results` from the
 moment it starts (no consumer group: every process sees every result) and
-wakes up whoever waits for that command id. Results are small and short-lived,
-so reading all of them is cheaper than routing each one to its sender.
+wakes up whoever waits for that command id; a result nobody here waits for is
+skipped by its key, undecoded. Results are small and short-lived, so reading
+all of them is cheaper than routing each one to its sender (which would need
+each process to own reply partitions, and their hand-over on every restart).
 """
 
 from __future__ import annotations
@@ -145,6 +147,10 @@ class CommandBus:
 
     def deliver(self, record: ConsumerRecord[bytes, bytes]) -> None:
         if record.value is None:
+            return
+        # Keyed by command id: another API process's result (nobody here waits for it) is not decoded,
+        # so a process reads the others' results but decodes only its own.
+        if record.key is not None and record.key.decode("utf-8", "replace") not in self.waiters:
             return
         try:
             result = CommandResult.decode(record.value)
