@@ -109,8 +109,11 @@ async def write(p: dict[str, Any], layout: str) -> dict[str, Any]:
     results: dict[str, Any] = {"eventline": await write_side.eventline(p["accounts"], p, layout, say)}
     for name in ("crud", "eventsourcing"):
         results[name] = await write_side.peer(name, p["accounts"], p, say)
-    # The CRUD service as one would deploy it on this machine: a uvicorn worker per core.
+    # The peers as one would deploy them on this machine: a uvicorn worker per core.
     results["crud_2w"] = await write_side.peer("crud", p["accounts"], p, say, workers=os.cpu_count() or 2)
+    results["eventsourcing_2w"] = await write_side.peer(
+        "eventsourcing", p["accounts"], p, say, workers=os.cpu_count() or 2
+    )
     return results
 
 
@@ -251,6 +254,7 @@ def flatten(results: dict[str, Any]) -> dict[str, float | None]:
         "crud_commands_per_s": get("write_side", "crud", "closed_64", "ok_per_s"),
         "crud_2w_commands_per_s": get("write_side", "crud_2w", "closed_64", "ok_per_s"),
         "eventsourcing_commands_per_s": get("write_side", "eventsourcing", "closed_64", "ok_per_s"),
+        "eventsourcing_2w_commands_per_s": get("write_side", "eventsourcing_2w", "closed_64", "ok_per_s"),
         "aiokafka_ceiling_msgs_per_s": get("kafka", "aiokafka", "pipelined_msgs_per_s"),
         "kafka_perf_msgs_per_s": get("kafka", "kafka_perf", "msgs_per_s"),
         "cluster_commands_per_s_64": get("cluster", "cluster", "ok_per_s"),

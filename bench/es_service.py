@@ -1,6 +1,6 @@
 """Peer: the `eventsourcing` library (PyPI) with its PostgreSQL persistence, behind the same HTTP layer.
 
-    python -m bench.es_service --port PORT   (POSTGRES_* environment, see below)
+    python -m bench.es_service --port PORT [--workers N]   (POSTGRES_* environment, see below)
 
 An `Account` aggregate and a `Bank` application written the way the library's
 documentation shows, persisted by `eventsourcing.postgres` (psycopg 3). The
@@ -88,8 +88,13 @@ def create_app() -> FastAPI:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (one per core: 2)")
     args = parser.parse_args()
-    uvicorn.run(create_app(), host="127.0.0.1", port=args.port, loop="uvloop", http="httptools", log_level="info")
+    options: dict[str, Any] = {"host": "127.0.0.1", "port": args.port, "loop": "uvloop", "http": "httptools"}
+    if args.workers == 1:
+        uvicorn.run(create_app(), log_level="info", **options)
+    else:  # each worker builds its own application and connection pool (they import it by name)
+        uvicorn.run("bench.es_service:create_app", factory=True, workers=args.workers, log_level="info", **options)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,8 @@ FIGURES: dict[str, str] = {
     "idempotency_mib_per_1m": "reported",
     "crud_commands_per_s": "≤ Eventline",
     "crud_2w_commands_per_s": "≤ Eventline / 1.5",
-    "eventsourcing_commands_per_s": "≤ Eventline / 2",
+    "eventsourcing_commands_per_s": "≤ Eventline / 5",
+    "eventsourcing_2w_commands_per_s": "reported",
     "aiokafka_ceiling_msgs_per_s": "",
     "kafka_perf_msgs_per_s": "",
     "cluster_commands_per_s_64": "reported",
@@ -176,6 +177,7 @@ def write_section(results: dict[str, Any]) -> str:
     el, plan = write["eventline"], results["plan"]
     crud, es = write.get("crud", {}).get("closed_64"), write.get("eventsourcing", {}).get("closed_64")
     crud_2w = write.get("crud_2w", {}).get("closed_64")
+    es_2w = write.get("eventsourcing_2w", {}).get("closed_64")
     rows = [load_row(f"Eventline, {c} clients", el.get(f"closed_{c}")) for c in plan["concurrency"]]
     rows.append(load_row(f"Eventline, open loop {open_rate(el):.0f}/s (half of 64 clients' rate)", el.get("open_rate")))
     if "light" in el:
@@ -183,6 +185,7 @@ def write_section(results: dict[str, Any]) -> str:
     rows.append(load_row("CRUD, 64 clients", crud))
     rows.append(load_row("CRUD, a uvicorn worker per core, 64 clients", crud_2w))
     rows.append(load_row("eventsourcing, 64 clients", es))
+    rows.append(load_row("eventsourcing, a uvicorn worker per core, 64 clients", es_2w))
     vis = el.get("visibility", {}).get("visibility", {})
     layout = {
         "split": "three processes: `eventline api`, `eventline processor`, `eventline projector`",
@@ -213,7 +216,8 @@ generator itself could not hold 500/s. Each measurement is {plan["warmup"]:.0f} 
   one would deploy it.
 - **eventsourcing** (`bench/es_service.py`): the `eventsourcing` library with `eventsourcing.postgres`
   (psycopg 3, pool of 20 + 20), library defaults (no snapshots, no cache); its synchronous calls run in
-  FastAPI's thread pool; an optimistic-concurrency conflict is retried.
+  FastAPI's thread pool; an optimistic-concurrency conflict is retried. Also measured twice: one uvicorn
+  process, and a worker per core.
 
 Closed loop: each client sends its next command when the previous answer arrives. Open loop: commands
 start at a fixed rate whatever the answers do; latency counts from when a command was due.
@@ -234,7 +238,17 @@ p99 **{num(vis.get("p99_ms"), 1)} ms**, max {num(vis.get("max_ms"), 1)} ms over 
 {light_note(el, plan)}
 {queue_note(el)}
 
-{cpu_table({"Eventline": el.get("closed_64"), "CRUD": crud, "CRUD, worker per core": crud_2w, "eventsourcing": es})}
+{
+        cpu_table(
+            {
+                "Eventline": el.get("closed_64"),
+                "CRUD": crud,
+                "CRUD, worker per core": crud_2w,
+                "eventsourcing": es,
+                "eventsourcing, worker per core": es_2w,
+            }
+        )
+    }
 Ratios (same run, 64 clients):
 
 | | ratio |
@@ -242,6 +256,7 @@ Ratios (same run, 64 clients):
 | Eventline / CRUD | {ratio(c64, results.get("crud_commands_per_s"))} |
 | Eventline / CRUD with a worker per core | {ratio(c64, results.get("crud_2w_commands_per_s"))} |
 | Eventline / eventsourcing | {ratio(c64, results.get("eventsourcing_commands_per_s"))} |
+| Eventline / eventsourcing with a worker per core | {ratio(c64, results.get("eventsourcing_2w_commands_per_s"))} |
 | Eventline / aiokafka ceiling (pipelined) | {ratio(c64, results.get("aiokafka_ceiling_msgs_per_s"))} |
 | Eventline / aiokafka, 64 callers awaiting each send | {ratio(c64, raw.get("send_and_wait_64_msgs_per_s"))} |
 """

@@ -221,8 +221,8 @@ async def profile_eventline(
 async def peer(name: str, accounts: int, plan: dict[str, Any], say: Say, workers: int = 1) -> dict[str, Any]:
     """The CRUD service or the eventsourcing service, on a database of its own, at 64 clients.
 
-    `workers` > 1 serves it with that many uvicorn processes (the CRUD service only): how one
-    would deploy it on a machine with as many cores."""
+    `workers` > 1 serves it with that many uvicorn processes: how one would deploy it on a
+    machine with as many cores."""
     url = await create_database(f"eventline_bench_{name}")
     port = free_port()
     base = f"http://127.0.0.1:{port}"
