@@ -204,6 +204,13 @@ class Settings(BaseSettings):
         description="Where to export traces over OTLP/HTTP (a collector's base URL, e.g. http://127.0.0.1:4318); "
         "empty: no tracing at all.",
     )
+    trace_sample_ratio: float = Field(
+        default=1.0,
+        ge=0.0,
+        le=1.0,
+        description="Share of requests whose trace is recorded, decided once where the trace starts (the API) "
+        "and followed by every later hop through the context the records carry: a trace is whole or absent.",
+    )
     projection_stall_after_s: float = Field(
         default=30.0,
         gt=0,

@@ -195,7 +195,7 @@ async def privacy(p: dict[str, Any]) -> dict[str, Any]:
 
 
 async def tracing(p: dict[str, Any]) -> dict[str, Any]:
-    say("[bold]tracing[/bold]: 64 clients with OTLP export off/on twice")
+    say("[bold]tracing[/bold]: 64 clients with OTLP export off, on and 10% sampled, twice")
     return await measure_tracing(p, say)
 
 
@@ -269,6 +269,7 @@ def flatten(results: dict[str, Any]) -> dict[str, float | None]:
         "rebuild_sealed_events_per_s": get("privacy", "rebuilds", "sealed", "events_per_s"),
         "rebuild_sealed_over_plain": get("privacy", "rebuilds", "sealed_over_plain"),
         "tracing_on_off_ratio_64": get("tracing", "on_off_ratio"),
+        "tracing_sampled_off_ratio_64": get("tracing", "sampled_off_ratio"),
         "lean_routes_on_off_ratio_64": get("levers", "lean_routes", "ratio"),
         "gc_young_threshold_on_off_ratio_64": get("levers", "gc_young_threshold", "ratio"),
     }

@@ -37,6 +37,7 @@ FIGURES: dict[str, str] = {
     "rebuild_sealed_events_per_s": "reported",
     "rebuild_sealed_over_plain": "reported",
     "tracing_on_off_ratio_64": "reported",
+    "tracing_sampled_off_ratio_64": "reported",
     "lean_routes_on_off_ratio_64": "> 1 to keep",
     "gc_young_threshold_on_off_ratio_64": "> 1 to keep",
 }
@@ -450,20 +451,27 @@ def tracing_section(results: dict[str, Any]) -> str:
     if not tr:
         return "## Tracing\n\nNot measured in this run" + error(results, "tracing") + "\n"
     rows = []
-    for i, (off, on) in enumerate(zip(tr["runs"]["off"], tr["runs"]["on"], strict=True), start=1):
+    sampled_runs = tr["runs"].get("sampled") or [None] * len(tr["runs"]["off"])
+    for i, (off, on, sampled) in enumerate(zip(tr["runs"]["off"], tr["runs"]["on"], sampled_runs, strict=True), 1):
         cpu_off, cpu_on = (sum(run["cpu_ms_per_command"].values()) for run in (off, on))
+        kept = (
+            f"{num(sampled['commands_per_s'])} | {sampled['commands_per_s'] / off['commands_per_s']:.3f}"
+            if sampled
+            else "– | –"
+        )
         rows.append(
             f"| pair {i} | {num(off['commands_per_s'])} | {num(on['commands_per_s'])} | "
-            f"{on['commands_per_s'] / off['commands_per_s']:.3f} | {cpu_off:.2f} → {cpu_on:.2f} ms |"
+            f"{on['commands_per_s'] / off['commands_per_s']:.3f} | {cpu_off:.2f} → {cpu_on:.2f} ms | {kept} |"
         )
+    share = f"{tr.get('sampled_ratio', 0.1):.0%}"
     return f"""## Tracing
 
-`bench/tracing.py` (docs/operating.md): deposits at 64 clients with OpenTelemetry off and on, every
-process exporting its spans over OTLP/HTTP to a sink in the bench ({tr["exports"]:,} exports received).
-Off, tracing creates nothing at all.
+`bench/tracing.py` (docs/operating.md): deposits at 64 clients with OpenTelemetry off, on, and on with
+{share} of the traces sampled (`EVENTLINE_TRACE_SAMPLE_RATIO`), every process exporting its spans over
+OTLP/HTTP to a sink in the bench ({tr["exports"]:,} exports received). Off, tracing creates nothing at all.
 
-| | tracing off | tracing on | on / off | CPU per command off → on |
-|---|---:|---:|---:|---:|
+| | tracing off | tracing on | on / off | CPU per command off → on | {share} sampled | sampled / off |
+|---|---:|---:|---:|---:|---:|---:|
 {chr(10).join(rows)}
 """
 

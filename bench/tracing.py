@@ -1,8 +1,9 @@
 """What tracing costs when it is on (app/observability/tracing.py), measured inside `make bench`.
 
-A 64-client closed loop of deposits with tracing off and on (every process
-exporting its spans over OTLP/HTTP to a sink in this process that reads and
-drops them), alternated twice on fresh namespaces. Off, tracing does nothing at
+A 64-client closed loop of deposits with tracing off, on, and on with a tenth
+of the traces sampled (every process exporting its spans over OTLP/HTTP to a
+sink in this process that reads and drops them), alternated twice on fresh
+namespaces. Off, tracing does nothing at
 all; on, each deposit is three spans (the API's command, the processor's
 decision, the projector's batch) and their export.
 """
@@ -49,16 +50,29 @@ def otlp_sink() -> Iterator[str]:
         server.server_close()
 
 
+SAMPLED = 0.1  # the share of traces kept in the "sampled" runs (EVENTLINE_TRACE_SAMPLE_RATIO)
+
+
 async def measure_tracing(plan: dict[str, Any], say: Callable[[str], None]) -> dict[str, Any]:
-    runs: dict[str, list[dict[str, Any]]] = {"off": [], "on": []}
+    runs: dict[str, list[dict[str, Any]]] = {"off": [], "on": [], "sampled": []}
     with otlp_sink() as url:
-        for value in ("off", "on", "off", "on"):
-            settings = await bench_settings(otlp_endpoint=url if value == "on" else "")
+        for value in ("off", "on", "sampled", "off", "on", "sampled"):
+            ratio = SAMPLED if value == "sampled" else 1.0
+            settings = await bench_settings(otlp_endpoint="" if value == "off" else url, trace_sample_ratio=ratio)
             async with serving_eventline(settings, plan["accounts"]) as (base, accounts, services):
                 await drained(settings, base)
                 figures = await closed_loops_with_cpu(f"  tracing {value}", base, accounts, services, (64,))
                 runs[value].append(figures["closed_64"])
     pairs = [on["commands_per_s"] / off["commands_per_s"] for off, on in zip(runs["off"], runs["on"], strict=True)]
+    sampled = [s["commands_per_s"] / off["commands_per_s"] for off, s in zip(runs["off"], runs["sampled"], strict=True)]
     ratios = ", ".join(f"{ratio:.3f}" for ratio in pairs)
-    say(f"  tracing on / off at 64 clients: {ratios}; exports received {Sink.received}")
-    return {"runs": runs, "on_off_ratios": pairs, "on_off_ratio": sum(pairs) / len(pairs), "exports": Sink.received}
+    say(f"  tracing on / off at 64 clients: {ratios}; 10% sampled / off: {', '.join(f'{r:.3f}' for r in sampled)}")
+    return {
+        "runs": runs,
+        "on_off_ratios": pairs,
+        "on_off_ratio": sum(pairs) / len(pairs),
+        "sampled_ratio": SAMPLED,
+        "sampled_off_ratios": sampled,
+        "sampled_off_ratio": sum(sampled) / len(sampled),
+        "exports": Sink.received,
+    }

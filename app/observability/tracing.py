@@ -20,10 +20,14 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, Tracer
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.sampling import Sampler
 
 from app.config import Settings
 
@@ -47,13 +51,21 @@ def setup_tracing(settings: Settings, service: str) -> None:
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     resource = Resource.create({"service.name": service, "service.namespace": settings.namespace})
-    provider = TracerProvider(resource=resource)
+    provider = TracerProvider(resource=resource, sampler=sampler(settings.trace_sample_ratio))
     endpoint = settings.otlp_endpoint.rstrip("/") + "/v1/traces"
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint), schedule_delay_millis=500))
     trace.set_tracer_provider(provider)
     tracer = trace.get_tracer("eventline")
     enabled = True
     log.info("tracing: spans of %s exported to %s", service, endpoint)
+
+
+def sampler(ratio: float) -> Sampler:
+    """A trace's root (the API's request) is kept with probability `ratio`, by its trace id; every later
+    span follows its parent's decision, which the Kafka headers carry: no hop keeps part of a dropped trace."""
+    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
+    return ParentBased(TraceIdRatioBased(ratio))
 
 
 def shutdown_tracing() -> None:
