@@ -12,6 +12,7 @@ startup.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -51,9 +52,7 @@ def create_app(database_url: str, pool_size: int) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with engine.begin() as connection:
-            await connection.run_sync(metadata.create_all)
-        yield
+        yield  # the tables exist: main() made them before any worker started
         await engine.dispose()
 
     app = FastAPI(lifespan=lifespan)
@@ -97,6 +96,14 @@ def app_from_environment() -> FastAPI:
     return create_app(os.environ["BENCH_DATABASE_URL"], int(os.environ["BENCH_POOL_SIZE"]))
 
 
+async def create_tables(database_url: str) -> None:
+    """Once, before the workers start: two workers creating them at once race in PostgreSQL's catalog."""
+    engine = create_async_engine(database_url)
+    async with engine.begin() as connection:
+        await connection.run_sync(metadata.create_all)
+    await engine.dispose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
@@ -104,6 +111,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (one per core: 2)")
     args = parser.parse_args()
     os.environ["BENCH_POOL_SIZE"] = str(args.pool_size)
+    asyncio.run(create_tables(os.environ["BENCH_DATABASE_URL"]))
     options: dict[str, Any] = {"host": "127.0.0.1", "port": args.port, "loop": "uvloop", "http": "httptools"}
     if args.workers == 1:
         uvicorn.run(app_from_environment(), log_level="info", **options)

@@ -18,6 +18,7 @@ POSTGRES_POOL_SIZE (set by the benchmark).
 from __future__ import annotations
 
 import argparse
+import os
 import uuid
 from typing import Any
 
@@ -90,6 +91,10 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (one per core: 2)")
     args = parser.parse_args()
+    # The library creates its tables when an application starts: once here, then not by each worker
+    # (two creating them at once race in PostgreSQL's catalog).
+    Bank().close()
+    os.environ["CREATE_TABLE"] = "no"
     options: dict[str, Any] = {"host": "127.0.0.1", "port": args.port, "loop": "uvloop", "http": "httptools"}
     if args.workers == 1:
         uvicorn.run(create_app(), log_level="info", **options)
