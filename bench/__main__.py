@@ -35,7 +35,7 @@ from bench.cluster import single_and_cluster
 from bench.levers import measure_levers
 from bench.paths import RESULTS, ROOT
 from bench.privacy import measure_privacy
-from bench.projection import consume_baseline, measure_rebuilds, produce_events
+from bench.projection import consume_baseline, measure_rebuilds, produce_events, young_threshold
 from bench.report import FIGURES, write_markdown
 from bench.restore import idempotency_only, measure_restore
 from bench.setup import bench_settings, delete_namespace_topics, drop_database
@@ -80,9 +80,10 @@ async def read_side(events: int) -> dict[str, Any]:
         started = time.monotonic()
         produced = await produce_events(settings, events)
         say(f"  produced {produced:,} in {time.monotonic() - started:.1f}s; reading them back (baseline) …")
-        baseline = await consume_baseline(settings)
-        say(f"  baseline {baseline['events_per_s']:,.0f} events/s; rebuilding {', '.join(REBUILT)} …")
-        rebuilds = await measure_rebuilds(settings, REBUILT)
+        with young_threshold(settings.gc_young_threshold):  # as in a projector, for the baseline too
+            baseline = await consume_baseline(settings)
+            say(f"  baseline {baseline['events_per_s']:,.0f} events/s; rebuilding {', '.join(REBUILT)} …")
+            rebuilds = await measure_rebuilds(settings, REBUILT)
     finally:
         with contextlib.suppress(Exception):
             await delete_namespace_topics(settings)
@@ -91,6 +92,7 @@ async def read_side(events: int) -> dict[str, Any]:
     slowest = min(rebuilds.values(), key=lambda r: r["events_per_s"])
     return {
         "events": produced,
+        "gc_young_threshold": settings.gc_young_threshold,
         "aiokafka_consume_events_per_s": baseline["events_per_s"],
         "rebuilds": rebuilds,
         "rebuilt_together": together,

@@ -4,23 +4,36 @@ The events are produced straight onto `<ns>.events` (valid envelopes of
 accounts being opened and credited), which is what a rebuild reads; the
 write path has its own benchmark. The baseline, measured in the same run, is
 reading and decoding the same events with aiokafka and doing nothing else.
+
+Both run in this process with the garbage collector tuned as a projector's and
+`eventline rebuild`'s are (Settings.gc_young_threshold), so the ratio compares
+like with like; the slowest projection is rebuilt once more with Python's
+default threshold (the A/B), and once under py-spy (where its time goes).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
+import gc
+import os
+import signal
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
 from app.db import create_engine
 from app.eventstore.envelope import EventEnvelope, utc_now
 from app.eventstore.partitioner import partition_for
+from bench import profile
 from bench.setup import read_to_end
-from projections.rebuild import default_workers, rebuild, rebuild_together
+from projections.rebuild import RebuildReport, default_workers, rebuild, rebuild_together
 from projections.registry import PROJECTIONS
 
 
@@ -99,21 +112,50 @@ async def consume_baseline(settings: Settings) -> dict[str, float]:
     return {"events": count, "seconds": seconds, "events_per_s": count / seconds}
 
 
+@contextlib.contextmanager
+def young_threshold(threshold: int) -> Iterator[None]:
+    """This process's youngest-generation GC threshold set to `threshold` for a while."""
+    before = gc.get_threshold()
+    gc.set_threshold(threshold, *before[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+
+
+def report_figures(report: RebuildReport) -> dict[str, Any]:
+    return {
+        "events": report.events,
+        "seconds": report.seconds,
+        "events_per_s": report.events_per_s,
+        "replay_seconds": report.replay_seconds,
+        "index_seconds": report.index_seconds,
+        "swap_seconds": report.swap_seconds,
+    }
+
+
 async def measure_rebuilds(settings: Settings, names: list[str]) -> dict[str, Any]:
     """Each projection rebuilt alone in this process (what one projector process keeps up with), then
-    all of them from one replay shared by one process per core (as `eventline rebuild --all` does)."""
+    all of them from one replay shared by one process per core (as `eventline rebuild --all` does).
+
+    The slowest is rebuilt twice more: with Python's default GC threshold, and under py-spy."""
     engine = create_engine(settings)
     results: dict[str, Any] = {}
     try:
         for name in names:
-            report = await rebuild(settings, engine, PROJECTIONS[name])
-            results[name] = {"events": report.events, "seconds": report.seconds, "events_per_s": report.events_per_s}
+            results[name] = report_figures(await rebuild(settings, engine, PROJECTIONS[name]))
             plain = dataclasses.replace(PROJECTIONS[name], bulk_apply=None)
             if PROJECTIONS[name].bulk_apply:  # A/B: the same rebuild inserting (unnest) instead of COPY
                 results[name]["inserted_events_per_s"] = (await rebuild(settings, engine, plain)).events_per_s
             if PROJECTIONS[name].insert_only:  # A/B: the same rebuild maintaining its indexes row by row
                 indexed = await rebuild(settings, engine, dataclasses.replace(plain, insert_only=False))
                 results[name]["indexes_maintained_events_per_s"] = indexed.events_per_s
+        slowest = min(names, key=lambda name: results[name]["events_per_s"])
+        with young_threshold(DEFAULT_YOUNG_THRESHOLD):  # A/B: Python's own threshold
+            results[slowest]["gc_default_events_per_s"] = (
+                await rebuild(settings, engine, PROJECTIONS[slowest])
+            ).events_per_s
+        results[slowest]["profile"] = await profile_rebuild(settings, engine, slowest)
         workers = default_workers(settings)
         started = time.monotonic()
         reports = await rebuild_together(settings, engine, [PROJECTIONS[name] for name in names], workers=workers)
@@ -126,3 +168,20 @@ async def measure_rebuilds(settings: Settings, names: list[str]) -> dict[str, An
     finally:
         await engine.dispose()
     return results
+
+
+DEFAULT_YOUNG_THRESHOLD = 700  # CPython's
+
+
+async def profile_rebuild(settings: Settings, engine: AsyncEngine, name: str) -> dict[str, Any] | None:
+    """py-spy's summary of one more rebuild of `name` in this process (None without py-spy)."""
+    recording = profile.start_recording(os.getpid(), f"rebuild-{name}", seconds=600)
+    if recording is None:
+        return None
+    try:
+        await asyncio.sleep(1.0)  # py-spy attaches before the rebuild starts
+        report = await rebuild(settings, engine, PROJECTIONS[name])
+    finally:
+        recording[0].send_signal(signal.SIGINT)  # py-spy writes what it sampled so far and exits
+    summary = profile.finish_recording(recording)
+    return None if summary is None else summary | {"events_per_s_while_profiled": report.events_per_s}

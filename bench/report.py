@@ -364,7 +364,8 @@ def read_section(results: dict[str, Any]) -> str:
     base = read["aiokafka_consume_events_per_s"]
     together = read.get("rebuilt_together") or {}
     rows = "\n".join(
-        f"| `{name}` | {r['events']:,} | {r['seconds']:.1f} | {r['events_per_s']:,.0f} | "
+        f"| `{name}` | {r['events']:,} | {r['seconds']:.1f} | {num(r.get('replay_seconds'), 1)} | "
+        f"{num(r.get('index_seconds'), 1)} | {num(r.get('swap_seconds'), 1)} | {r['events_per_s']:,.0f} | "
         f"{r['events_per_s'] / base:.2f} |"
         for name, r in read["rebuilds"].items()
     )
@@ -384,18 +385,63 @@ def read_section(results: dict[str, Any]) -> str:
 `<ns>.events`; then each projection is rebuilt from offset 0 with `eventline rebuild`'s
 code path (replay into fresh tables, catch up, swap), in the benchmark's own process:
 one process, as one projector runs. Baseline: reading and decoding the same events
-with aiokafka alone ({base:,.0f} events/s).
+with aiokafka alone ({base:,.0f} events/s). Both in the benchmark's process with the young-generation
+GC threshold every Eventline process runs with ({num(read.get("gc_young_threshold"))}).
 
-| projection | events | seconds | events/s | ratio to baseline |
-|---|---:|---:|---:|---:|
+| projection | events | seconds | of which replay | indexes | catch-up and swap | events/s | ratio to baseline |
+|---|---:|---:|---:|---:|---:|---:|---:|
 {rows}
-
+{gc_ab(read)}
 - `projection_events_per_s` (slowest projection): **{read["projection_events_per_s"]:,.0f}** (target ≥ 20,000)
 - `rebuild_1m_s` (the three read models rebuilt together, per million events, as `eventline
   rebuild --all` does: one replay, shared by partition among
   {together.get("workers", 1)} processes, one per core): **{read["rebuild_1m_s"]:.1f} s** (target ≤ 60 s);
   one after the other, each in one process, they take {num(read.get("rebuild_1m_s_one_by_one"), 1)} s
-{deferred}"""
+{deferred}{rebuild_profile(read)}"""
+
+
+def gc_ab(read: dict[str, Any]) -> str:
+    found = [(name, r) for name, r in read["rebuilds"].items() if r.get("gc_default_events_per_s")]
+    if not found:
+        return ""
+    name, r = found[0]
+    default = r["gc_default_events_per_s"]
+    return (
+        f"\nA/B in this run: `{name}` rebuilt again with Python's default threshold (700): "
+        f"{default:,.0f} events/s against {r['events_per_s']:,.0f} (the tuned threshold "
+        f"**{r['events_per_s'] / default:.2f}×**).\n"
+    )
+
+
+def rebuild_profile(read: dict[str, Any]) -> str:
+    found = [(name, r["profile"]) for name, r in read["rebuilds"].items() if r.get("profile")]
+    if not found:
+        return ""
+    name, prof = found[0]
+    own = "\n".join(f"| {f} | {s}% |" for f, s in prof["self"][:12])
+    incl = "\n".join(f"| {f} | {s}% |" for f, s in prof["eventline_inclusive"][:14])
+    packages = ", ".join(f"{p} {s}%" for p, s in prof["packages"][:8])
+    return f"""
+### Profile: where a rebuild of `{name}` spends this process's time
+
+One more rebuild of the slowest projection ({num(prof.get("events_per_s_while_profiled"))} events/s while
+sampled) under `py-spy record --pid <the benchmark> --rate 100 --nonblocking --function`; shares are of
+the {prof["samples"]:,} samples in which the process was not idle (raw stacks in
+`.local/bench-logs/profile-rebuild-{name}.txt`). What the baseline does too is reading
+(`aiokafka/consumer/fetcher.py`) and decoding (`EventEnvelope.decode`, `from_record`); the rest is the
+projection's own: building rows, the COPY (asyncpg encodes every value in this process), the
+runner's bookkeeping. The index build is PostgreSQL's (the table's "indexes" column), not sampled here.
+
+Self time by package: {packages}.
+
+| innermost frame (self) | share |
+|---|---:|
+{own}
+
+| Eventline function on the stack (inclusive) | share |
+|---|---:|
+{incl}
+"""
 
 
 def startup_section(results: dict[str, Any]) -> str:

@@ -39,9 +39,14 @@ class UndecodableRecord(ValueError):
 NOT_DECLARED = object()  # `Message.decoded` of an event no aggregate declares
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Message:
-    """One record of one of the projection's topics, decoded, with where it came from."""
+    """One record of one of the projection's topics, decoded, with where it came from.
+
+    Read-only by convention, not frozen: a frozen dataclass sets each field through
+    `object.__setattr__`, which made building one 0.87 µs against 0.21 µs, once per event a runner
+    reads (a rebuild reads millions). No projection assigns to a message's fields.
+    """
 
     topic: str  # without the namespace
     partition: int
@@ -71,7 +76,7 @@ class Message:
         event = self.event
         kind = AGGREGATES.get(event.aggregate_type)
         fact = domain_event(event) if kind is not None and event.type in kind.events else None
-        object.__setattr__(self, "decoded", NOT_DECLARED if fact is None else fact)
+        self.decoded = NOT_DECLARED if fact is None else fact
         return fact
 
 

@@ -82,6 +82,11 @@ class RebuildReport:
     checkpoints: dict[str, int]
     tables: list[TableDiff] = field(default_factory=list)
     swapped: bool = False
+    # Where `seconds` went: the replay (shared by the projections rebuilt together), building this
+    # projection's deferred indexes, and its catch-up, compare and swap.
+    replay_seconds: float = 0.0
+    index_seconds: float = 0.0
+    swap_seconds: float = 0.0
 
     @property
     def differs(self) -> bool:
@@ -141,19 +146,27 @@ async def rebuild_together(
         await set_status(engine, projection.name, {"state": "replaying", "started_at": began})
         await prepare_tables(engine, projection)
     ends = await end_offsets(settings, projections)
+    replay_started = time.monotonic()
     if workers > 1:
         applied = await replay_in_processes(settings, engine, projections, ends, workers, progress)
     else:
         applied = await replay(settings, engine, projections, ends, progress)
+    replay_seconds = time.monotonic() - replay_started
+    index_seconds: dict[str, float] = {}
     for projection in filter(lambda p: p.insert_only, projections):
         await set_status(engine, projection.name, {"state": "indexing", "started_at": began})
+        indexing_started = time.monotonic()
         async with engine.begin() as connection:
             for table in projection.tables:
                 await deferred_indexes.build_indexes(connection, REBUILD_SCHEMA, table.name)
+        index_seconds[projection.name] = time.monotonic() - indexing_started
     reports = []
     for projection in projections:
+        swap_started = time.monotonic()
         report = await compare_and_swap(settings, engine, projection, verify=verify)
         report.events, report.seconds = applied[projection.name], time.monotonic() - started
+        report.replay_seconds, report.index_seconds = replay_seconds, index_seconds.get(projection.name, 0.0)
+        report.swap_seconds = time.monotonic() - swap_started
         await set_status(
             engine,
             projection.name,
@@ -463,7 +476,9 @@ async def set_status(engine: AsyncEngine, name: str, rebuild_state: dict[str, An
 def summary(report: RebuildReport) -> str:
     lines = [
         f"{report.projection}: {report.events} events in {report.seconds:.1f}s "
-        f"({report.events_per_s:,.0f}/s), {'swapped' if report.swapped else 'NOT swapped'}"
+        f"({report.events_per_s:,.0f}/s), {'swapped' if report.swapped else 'NOT swapped'}",
+        f"  replay {report.replay_seconds:.1f}s, indexes {report.index_seconds:.1f}s, "
+        f"catch-up{', compare' if report.tables else ''} and swap {report.swap_seconds:.1f}s",
     ]
     for t in report.tables:
         verdict = (

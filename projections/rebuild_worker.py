@@ -20,6 +20,7 @@ import uvloop
 from app.config import Settings
 from app.db import create_engine
 from app.observability import logs
+from app.process_tuning import tune_garbage_collector
 from projections.rebuild import Ends, replay
 from projections.registry import PROJECTIONS
 
@@ -46,6 +47,7 @@ def main() -> None:
     job = orjson.loads(sys.stdin.buffer.read())
     settings = Settings(**job["settings"])
     logs.configure(settings.log_level, json_format=settings.log_format == "json")
+    tune_garbage_collector(settings.gc_young_threshold)
     ends = {(topic, partition): end for topic, partition, end in job["ends"]}
     applied = uvloop.run(replay_share(settings, job["projections"], ends))
     sys.stdout.buffer.write(orjson.dumps(applied))

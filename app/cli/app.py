@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import signal
 from collections.abc import Coroutine
 from typing import Any
@@ -28,13 +27,6 @@ console = Console()
 def configure_logging() -> None:
     settings = get_settings()
     logs.configure(settings.log_level, json_format=settings.log_format == "json")
-
-
-def tune_garbage_collector(young_threshold: int) -> None:
-    """For the long-running processes: the youngest generation is collected less often
-    (Settings.gc_young_threshold), the older ones keep Python's thresholds."""
-    _, middle, old = gc.get_threshold()
-    gc.set_threshold(young_threshold, middle, old)
 
 
 def run_until_signalled(main: Coroutine[Any, Any, None]) -> None:

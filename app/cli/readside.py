@@ -16,6 +16,7 @@ from app.cli.app import cli, configure_logging, console
 from app.config import Settings, get_settings
 from app.db import create_engine
 from app.eventstore.kafka import connection
+from app.process_tuning import tune_garbage_collector
 from projections import failures
 from projections.rebuild import AsOfRefused, default_workers, rebuild_as_of, rebuild_together, summary
 from projections.registry import PROJECTIONS
@@ -150,6 +151,7 @@ def rebuild_command(
         console.print(f"[red]Name projections to rebuild (or --all); known: {', '.join(PROJECTIONS)}[/red]")
         raise typer.Exit(2)
     settings = get_settings()
+    tune_garbage_collector(settings.gc_young_threshold)  # a replay holds a batch of 20,000 events in flight
     if as_of is not None or into is not None:
         raise typer.Exit(_rebuild_as_of(settings, chosen, as_of, into, verify))
     workers = workers or default_workers(settings)

@@ -6,11 +6,12 @@ import typer
 import uvicorn
 
 from app.api.security import OpenAccessRefused
-from app.cli.app import cli, configure_logging, run_until_signalled, tune_garbage_collector
+from app.cli.app import cli, configure_logging, run_until_signalled
 from app.config import get_settings
 from app.eventstore.processor import run_processor
 from app.main import Worker, check_topics, create_app
 from app.observability.tracing import setup_tracing, shutdown_tracing
+from app.process_tuning import tune_garbage_collector
 from app.sagas.payment import run_saga
 from projections.projector import run_projector
 
