@@ -6,6 +6,8 @@ Any producer can write to a topic; the record here is the one from the report,
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
@@ -13,7 +15,10 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from app.config import Settings
+from app.eventstore.command_bus import CommandBus, new_producer
+from app.eventstore.envelope import CommandEnvelope, CommandResult, utc_now
 from app.eventstore.partitioner import partition_for
+from app.observability.metrics import REGISTRY
 from projections.projector import run_projector
 from tests.support import Process, api_client, fresh_namespace, wait_for_log
 from tests.waiting import eventually
@@ -124,3 +129,42 @@ async def _status(client: httpx.AsyncClient, path: str) -> int:
 async def _field(client: httpx.AsyncClient, path: str, name: str) -> object:
     response = await client.get(path)
     return response.json().get(name) if response.status_code == 200 else None
+
+
+def results_skipped_as_unreadable(ns: Settings) -> float:
+    labels = {"consumer": "command-results", "topic": ns.topic("command-results")}
+    return REGISTRY.get_sample_value("eventline_bad_records_total", labels) or 0.0
+
+
+async def test_an_api_process_decodes_only_the_results_it_waits_for(ns: Settings) -> None:
+    """Every API process reads every command result; one meant for another process is passed by its
+    key, unread. Junk under another process's command id is therefore never even seen as junk,
+    while junk under a command this process waits for is (and the real result still arrives)."""
+    producer = new_producer(ns)
+    await producer.start()
+    bus = CommandBus(ns.model_copy(update={"command_timeout_s": 60.0}), producer)  # a slow machine's margin
+    await bus.start()
+    try:
+        command_id = str(uuid.uuid4())
+        command = CommandEnvelope(
+            command_id, "Deposit", "Account", str(uuid.uuid4()), {"amount": 1}, utc_now(), command_id, command_id
+        )
+        waiting = asyncio.create_task(bus.send(command, wait=True))  # no processor runs: nothing answers it
+
+        async def registered() -> bool:
+            return command_id in bus.waiters
+
+        await eventually(registered, True)
+        before = results_skipped_as_unreadable(ns)
+        result = CommandResult(command_id, command.aggregate_id, "succeeded", 1)
+        for key, value in (
+            (str(uuid.uuid4()), JUNK),  # another process's command: passed by unread
+            (command_id, JUNK),  # this process's: read, and skipped as unreadable
+            (command_id, result.encode()),
+        ):
+            await producer.send_and_wait(ns.topic("command-results"), value, key=key.encode(), partition=0)
+        assert await waiting == result
+        assert results_skipped_as_unreadable(ns) == before + 1
+    finally:
+        await bus.stop()
+        await producer.stop()
