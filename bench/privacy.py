@@ -30,10 +30,9 @@ from app.eventstore.partitioner import partition_for
 from app.privacy.key_encryption import KeyEncryptionKeys
 from app.privacy.key_store import KeyStore
 from app.privacy.sealing import seal
-from bench.drain import drained
 from bench.projection import account_events
 from bench.setup import bench_kek, bench_settings, delete_namespace_topics, drop_database
-from bench.write_side import closed_loops_with_cpu, serving_eventline
+from bench.write_side import alternated, ratios
 from projections.rebuild import rebuild
 from projections.registry import PROJECTIONS
 
@@ -56,15 +55,11 @@ def deposits_with_a_reference() -> Iterator[None]:
 
 
 async def measure_privacy(plan: dict[str, Any], say: Callable[[str], None]) -> dict[str, Any]:
-    writes: dict[str, list[dict[str, Any]]] = {"off": [], "on": []}
     with deposits_with_a_reference():
-        for value in ("off", "on", "off", "on"):
-            settings = await bench_settings(privacy_keks=bench_kek() if value == "on" else "")
-            async with serving_eventline(settings, plan["accounts"]) as (base, accounts, services):
-                await drained(settings, base)
-                figures = await closed_loops_with_cpu(f"  sealing {value}", base, accounts, services, (64,))
-                writes[value].append(figures["closed_64"])
-    pairs = [on["commands_per_s"] / off["commands_per_s"] for off, on in zip(writes["off"], writes["on"], strict=True)]
+        writes = await alternated(
+            "sealing", {"off": {"privacy_keks": ""}, "on": {"privacy_keks": bench_kek()}}, plan["accounts"]
+        )
+    pairs = ratios(writes, "on", "off")
     say(f"  sealing on / off at 64 clients: {', '.join(f'{ratio:.3f}' for ratio in pairs)}")
     rebuilds = await rebuild_rates(plan["privacy_events"], say)
     return {

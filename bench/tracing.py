@@ -16,9 +16,7 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from bench.drain import drained
-from bench.setup import bench_settings
-from bench.write_side import closed_loops_with_cpu, serving_eventline
+from bench.write_side import alternated, ratios
 
 
 class Sink(BaseHTTPRequestHandler):
@@ -54,19 +52,16 @@ SAMPLED = 0.1  # the share of traces kept in the "sampled" runs (EVENTLINE_TRACE
 
 
 async def measure_tracing(plan: dict[str, Any], say: Callable[[str], None]) -> dict[str, Any]:
-    runs: dict[str, list[dict[str, Any]]] = {"off": [], "on": [], "sampled": []}
     with otlp_sink() as url:
-        for value in ("off", "on", "sampled", "off", "on", "sampled"):
-            ratio = SAMPLED if value == "sampled" else 1.0
-            settings = await bench_settings(otlp_endpoint="" if value == "off" else url, trace_sample_ratio=ratio)
-            async with serving_eventline(settings, plan["accounts"]) as (base, accounts, services):
-                await drained(settings, base)
-                figures = await closed_loops_with_cpu(f"  tracing {value}", base, accounts, services, (64,))
-                runs[value].append(figures["closed_64"])
-    pairs = [on["commands_per_s"] / off["commands_per_s"] for off, on in zip(runs["off"], runs["on"], strict=True)]
-    sampled = [s["commands_per_s"] / off["commands_per_s"] for off, s in zip(runs["off"], runs["sampled"], strict=True)]
-    ratios = ", ".join(f"{ratio:.3f}" for ratio in pairs)
-    say(f"  tracing on / off at 64 clients: {ratios}; 10% sampled / off: {', '.join(f'{r:.3f}' for r in sampled)}")
+        variants = {
+            "off": {"otlp_endpoint": ""},
+            "on": {"otlp_endpoint": url},
+            "sampled": {"otlp_endpoint": url, "trace_sample_ratio": SAMPLED},
+        }
+        runs = await alternated("tracing", variants, plan["accounts"])
+    pairs, sampled = ratios(runs, "on", "off"), ratios(runs, "sampled", "off")
+    shown = ", ".join(f"{ratio:.3f}" for ratio in pairs)
+    say(f"  tracing on / off at 64 clients: {shown}; 10% sampled / off: {', '.join(f'{r:.3f}' for r in sampled)}")
     return {
         "runs": runs,
         "on_off_ratios": pairs,

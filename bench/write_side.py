@@ -102,6 +102,28 @@ async def closed_loops_with_cpu(
     return figures
 
 
+async def alternated(
+    label: str, variants: dict[str, dict[str, Any]], accounts: int, rounds: int = 2
+) -> dict[str, list[dict[str, Any]]]:
+    """For an A/B inside `make bench`: each variant (settings overrides) in turn, `rounds` times over
+    (off, on, off, on, …), on a fresh namespace, drained, then a 64-client closed loop: a drift of the
+    shared machine's speed shows as a difference between the rounds, not as the lever's effect."""
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
+    for _ in range(rounds):
+        for name, overrides in variants.items():
+            settings = await bench_settings(**overrides)
+            async with serving_eventline(settings, accounts) as (base, accounts_file, services):
+                await drained(settings, base)
+                figures = await closed_loops_with_cpu(f"  {label} {name}", base, accounts_file, services, (64,))
+                runs[name].append(figures["closed_64"])
+    return runs
+
+
+def ratios(runs: dict[str, list[dict[str, Any]]], over: str, of: str) -> list[float]:
+    """Round by round, commands/s of `over` divided by those of `of`."""
+    return [b["commands_per_s"] / a["commands_per_s"] for a, b in zip(runs[of], runs[over], strict=True)]
+
+
 def eventline_services(settings: Settings, port: int, layout: str) -> list[Service]:
     env = eventline_environment(settings, EVENTLINE_API_PORT=str(port))
     binary = str(VENV_BIN / "eventline")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import threading
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -103,10 +104,11 @@ def receiver() -> Iterator[Receiver]:
     server.server_close()
 
 
-@pytest.fixture
-async def api(settings: Settings, receiver: Receiver) -> AsyncIterator[httpx.AsyncClient]:
+@asynccontextmanager
+async def serving(settings: Settings, receiver: Receiver, **overrides: object) -> AsyncIterator[httpx.AsyncClient]:
+    """api, processor, projector and saga, each a process of its own exporting to `receiver`."""
     port = free_port()
-    ns = await fresh_namespace(settings, own_database=True, api_port=port, otlp_endpoint=receiver.url)
+    ns = await fresh_namespace(settings, own_database=True, api_port=port, otlp_endpoint=receiver.url, **overrides)
     processes = [Process(ns, name).start() for name in ("processor", "projector", "saga", "api")]
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
@@ -124,7 +126,15 @@ async def api(settings: Settings, receiver: Receiver) -> AsyncIterator[httpx.Asy
             process.stop()
 
 
-async def test_a_paid_message_is_one_trace_across_every_process(api: httpx.AsyncClient, receiver: Receiver) -> None:
+@pytest.fixture
+async def api(settings: Settings, receiver: Receiver) -> AsyncIterator[httpx.AsyncClient]:
+    async with serving(settings, receiver) as http:
+        yield http
+
+
+async def paid_message(api: httpx.AsyncClient, headers: dict[str, str] | None = None) -> str:
+    """Two accounts, a funded sender, a conversation, and a message sent (with `headers`) and
+    delivered; the message's id."""
     ids = []
     for owner in ("Sender", "Recipient"):
         ids.append((await api.post("/accounts", json={"owner": owner, "currency": "EUR"})).json()["aggregate_id"])
@@ -134,38 +144,46 @@ async def test_a_paid_message_is_one_trace_across_every_process(api: httpx.Async
     )
     conversation = started.json()["conversation_id"]
     await api.get(f"/conversations/{conversation}/messages", headers={"X-Consistent-With": started.json()["position"]})
-    sent = await api.post(f"/conversations/{conversation}/messages", json={"sender": ids[0], "body": "traced"})
-    message = sent.json()["message_id"]
+    sent = await api.post(
+        f"/conversations/{conversation}/messages", json={"sender": ids[0], "body": "traced"}, headers=headers
+    )
+    message = str(sent.json()["message_id"])
 
     async def status() -> str:
         return str((await api.get(f"/messages/{message}")).json()["status"])
 
     await eventually(status, "delivered", timeout=60)
+    return message
 
-    def the_trace() -> list[ReceivedSpan]:
-        spans = receiver.received()
-        roots = [
-            s
-            for s in spans
-            if s.name == "command SubmitMessage" and s.attributes.get("eventline.aggregate_id") == message
-        ]
-        return [s for s in spans if roots and s.trace_id == roots[0].trace_id]
 
-    wanted = {
-        ("api", "command SubmitMessage"),
-        ("processor", "decide SubmitMessage"),
-        ("saga", "saga MessageSubmitted"),
-        ("processor", "decide Charge"),
-        ("saga", "saga AccountCharged"),
-        ("processor", "decide DeliverMessage"),
-        ("projector", "project MessageDelivered"),
-    }
+WANTED = {
+    ("api", "command SubmitMessage"),
+    ("processor", "decide SubmitMessage"),
+    ("saga", "saga MessageSubmitted"),
+    ("processor", "decide Charge"),
+    ("saga", "saga AccountCharged"),
+    ("processor", "decide DeliverMessage"),
+    ("projector", "project MessageDelivered"),
+}
+
+
+def trace_of(receiver: Receiver, message: str) -> list[ReceivedSpan]:
+    """Every span received in the trace whose command span is about `message`."""
+    spans = receiver.received()
+    roots = [
+        s for s in spans if s.name == "command SubmitMessage" and s.attributes.get("eventline.aggregate_id") == message
+    ]
+    return [s for s in spans if roots and s.trace_id == roots[0].trace_id]
+
+
+async def test_a_paid_message_is_one_trace_across_every_process(api: httpx.AsyncClient, receiver: Receiver) -> None:
+    message = await paid_message(api)
 
     async def steps() -> set[tuple[str, str]]:
-        return wanted & {(s.service, s.name) for s in the_trace()}
+        return WANTED & {(s.service, s.name) for s in trace_of(receiver, message)}
 
-    await eventually(steps, wanted, timeout=30, interval=0.5)
-    spans = the_trace()
+    await eventually(steps, WANTED, timeout=30, interval=0.5)
+    spans = trace_of(receiver, message)
     by_id = {s.span_id: s for s in spans}
     # The root is the HTTP request's span (FastAPI makes it, and would continue a caller's traceparent).
     [root] = [s for s in spans if not s.parent_id]
@@ -188,3 +206,25 @@ async def test_a_paid_message_is_one_trace_across_every_process(api: httpx.Async
     assert ancestors(projected)[-2:] == ["command SubmitMessage", root.name], ancestors(projected)
     # Spans say which message and command they are about, never what it says.
     assert all("traced" not in value for s in spans for value in s.attributes.values())
+
+
+async def test_sampled_at_zero_only_a_callers_sampled_trace_is_kept_and_whole(
+    settings: Settings, receiver: Receiver
+) -> None:
+    """EVENTLINE_TRACE_SAMPLE_RATIO=0: the requests this test sends without trace context start no
+    trace, in any process; the one that carries a caller's sampled `traceparent` is traced through
+    every hop, as each process follows the decision its record carries rather than its own ratio."""
+    caller_trace, caller_span = "5" * 32, "6" * 16
+    async with serving(settings, receiver, trace_sample_ratio=0.0) as api:
+        message = await paid_message(api, headers={"traceparent": f"00-{caller_trace}-{caller_span}-01"})
+
+        async def steps() -> set[tuple[str, str]]:
+            return WANTED & {(s.service, s.name) for s in trace_of(receiver, message)}
+
+        await eventually(steps, WANTED, timeout=30, interval=0.5)
+    spans = receiver.received()  # every process has stopped, so has flushed what it recorded
+    assert {s.trace_id for s in spans} == {caller_trace}, {
+        (s.service, s.name) for s in spans if s.trace_id != caller_trace
+    }
+    [root] = [s for s in spans if s.parent_id == caller_span]
+    assert root.name == "POST /conversations/{conversation_id}/messages"
