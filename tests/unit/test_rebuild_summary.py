@@ -25,3 +25,10 @@ def test_an_identical_rebuild_needs_no_note() -> None:
 
 def test_a_projection_fed_by_events_alone_has_no_note_even_when_it_differs() -> None:
     assert "note:" not in summary(report("accounts", only_live=2))
+
+
+def test_the_summary_says_where_the_time_went() -> None:
+    timed = RebuildReport(
+        "event_log", events=40, seconds=3.5, checkpoints={}, replay_seconds=2.0, index_seconds=1.3, swap_seconds=0.2
+    )
+    assert "replay 2.0s, indexes 1.3s, catch-up and swap 0.2s" in summary(timed)
