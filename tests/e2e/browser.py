@@ -9,6 +9,9 @@ nothing from the internet, as on a closed production network.
 
 from __future__ import annotations
 
+from typing import Any
+
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -23,7 +26,39 @@ document.addEventListener("securitypolicyviolation",
 
 
 def wait(browser: WebDriver) -> WebDriverWait[WebDriver]:
-    return WebDriverWait(browser, WAIT_S)
+    """Polls a condition until it holds. The console re-renders its tables every few seconds, so an
+    element found a moment ago may be gone when the condition reads it: that poll counts as "not
+    yet" and the next one finds the new element (a stale read once failed a CI run)."""
+    return WebDriverWait(browser, WAIT_S, ignored_exceptions=(StaleElementReferenceException,))
+
+
+def read(browser: WebDriver, script: str, *args: Any) -> Any:
+    """What `script` returns, computed in the page in one go: no element found by one call and read
+    by the next, which the page may have replaced in between."""
+    return browser.execute_script(script, *args)
+
+
+def text_of(browser: WebDriver, selector: str) -> str:
+    """The text of the element `selector` finds ("" when none), read in one step in the page."""
+    return str(
+        read(
+            browser,
+            "const found = document.querySelector(arguments[0]); return found ? found.textContent : '';",
+            selector,
+        )
+    )
+
+
+def click(browser: WebDriver, selector: str) -> None:
+    """Click the element `selector` finds once it is shown and enabled, found and clicked in one
+    step in the page: the console replaces its rows every second, and an element found by one
+    WebDriver call can be gone by the next (clicking through WebDriver then races the page)."""
+    script = (
+        "const target = document.querySelector(arguments[0]);"
+        "if (!target || target.disabled || target.offsetParent === null) return false;"
+        "target.click(); return true;"
+    )
+    wait(browser).until(lambda b: read(b, script, selector))
 
 
 def loaded_from_elsewhere(browser: WebDriver, origin: str) -> list[str]:

@@ -23,7 +23,7 @@ from app.db import create_engine
 from projections import failures
 from projections.base import Message
 from tests.conftest import ROOT
-from tests.e2e.browser import blocked_by_the_page_policy, loaded_from_elsewhere, wait
+from tests.e2e.browser import blocked_by_the_page_policy, click, loaded_from_elsewhere, read, text_of, wait
 from tests.support import Process, free_port, fresh_namespace, paused, read_opened_events
 from tests.waiting import eventually
 
@@ -86,8 +86,14 @@ def console(driver: WebDriver, deployment: Deployment) -> Iterator[WebDriver]:
 
 
 def health_of(browser: WebDriver, projection: str) -> str:
-    rows = browser.find_elements(By.CSS_SELECTOR, f"#projections tr[data-projection='{projection}']")
-    return rows[0].get_attribute("data-health") or "" if rows else ""
+    return str(
+        read(
+            browser,
+            "const row = document.querySelector(`#projections tr[data-projection='${arguments[0]}']`);"
+            "return row ? row.getAttribute('data-health') || '' : '';",
+            projection,
+        )
+    )
 
 
 def until_health(browser: WebDriver, projection: str, wanted: str) -> None:
@@ -115,10 +121,14 @@ async def test_the_console_loads_offline_and_shows_a_stalled_projector_and_its_r
         until_health(console, "accounts", "stalled")
         screenshot(console, "stalled")
     until_health(console, "accounts", "caught-up")
-    members = console.find_element(By.ID, "group").text
+    members = console.find_element(By.ID, "group").text  # one element whose text the page updates
     assert "members: none" not in members, members  # the processor owns the partitions
-    owners = console.find_elements(By.CSS_SELECTOR, "#processors tr[data-partition] td:nth-child(2)")
-    assert owners and all(cell.text != "unowned" for cell in owners)
+    owners = read(
+        console,
+        "return [...document.querySelectorAll('#processors tr[data-partition] td:nth-child(2)')]"
+        ".map(cell => cell.textContent)",
+    )
+    assert owners and all(owner != "unowned" for owner in owners), owners
 
 
 async def test_a_failure_is_retried_with_the_button(
@@ -137,11 +147,10 @@ async def test_a_failure_is_retried_with_the_button(
     finally:
         await engine.dispose()
     row = f"#failures tr[data-failure='{failure_id}']"
-    wait(console).until(ec.presence_of_element_located((By.CSS_SELECTOR, row)))
-    assert "AccountOpened" in console.find_element(By.CSS_SELECTOR, row).text
+    wait(console).until(lambda browser: "AccountOpened" in text_of(browser, row))
     screenshot(console, "failure")
 
-    console.find_element(By.CSS_SELECTOR, f"{row} button").click()
+    click(console, f"{row} button")
     wait(console).until(ec.text_to_be_present_in_element((By.ID, "retry-outcome"), f"failure {failure_id}: applied"))
     wait(console).until(ec.invisibility_of_element_located((By.CSS_SELECTOR, row)))
     assert (await http.get("/projections/failures")).json() == []
@@ -186,6 +195,6 @@ async def test_a_pending_message_is_highlighted_until_the_saga_delivers_it(
         return len(browser.find_elements(By.CSS_SELECTOR, steps)) == 4
 
     wait(console).until(every_step_shown)
-    shown = [step.get_attribute("data-step") for step in console.find_elements(By.CSS_SELECTOR, steps)]
+    shown = read(console, "return [...document.querySelectorAll(arguments[0])].map(row => row.dataset.step)", steps)
     assert shown == ["submitted", "charge-asked", "charged", "delivered"]
     screenshot(console, "timeline")
