@@ -31,6 +31,7 @@ from app.config import Settings
 from app.db import create_engine
 from app.eventstore.envelope import EventEnvelope, utc_now
 from app.eventstore.partitioner import partition_for
+from app.process_tuning import tune_garbage_collector
 from bench import profile
 from bench.setup import read_to_end
 from projections.rebuild import RebuildReport, default_workers, rebuild, rebuild_together
@@ -116,7 +117,7 @@ async def consume_baseline(settings: Settings) -> dict[str, float]:
 def young_threshold(threshold: int) -> Iterator[None]:
     """This process's youngest-generation GC threshold set to `threshold` for a while."""
     before = gc.get_threshold()
-    gc.set_threshold(threshold, *before[1:])
+    tune_garbage_collector(threshold)  # what every Eventline process does at start
     try:
         yield
     finally:
