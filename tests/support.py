@@ -28,6 +28,7 @@ from app.eventstore.bad_records import UNREADABLE
 from app.eventstore.envelope import EventEnvelope
 from app.eventstore.kafka import admin_client, connection
 from app.eventstore.partitioner import partition_for
+from app.eventstore.processor_group import owns_every_partition
 from app.eventstore.topics import create_topics
 from app.main import Worker, create_app
 from app.privacy.personal_data import open_event
@@ -140,9 +141,15 @@ async def fresh_namespace(settings: Settings, *, own_database: bool = False, **o
 async def api_client(
     settings: Settings, workers: Mapping[str, Worker] | None = None
 ) -> AsyncIterator[httpx.AsyncClient]:
-    """The API in this process (its lifespan included), spoken to over ASGI."""
+    """The API in this process (its lifespan included), spoken to over ASGI.
+
+    With a processor among `workers`, yielded once the processor group owns every command partition:
+    a test's first command would otherwise wait out the group's first join inside its own
+    `command_timeout_s`, and on a busy machine get a 202 where it asserts a decision."""
     app = create_app(settings, workers=workers)
     async with app.router.lifespan_context(app):
+        if workers and "processor" in workers:
+            await eventually(lambda: owns_every_partition(settings), True, timeout=60, interval=0.2)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://eventline", timeout=30) as client:
             yield client

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 
 from app.config import Settings
@@ -27,27 +29,23 @@ def commit_of(metadata: str) -> dict[str, int] | None:
         return None  # an older processor's commit, or another tool's
 
 
+@dataclass
+class GroupView:
+    state: str  # the coordinator's word for the group: Stable, PreparingRebalance, Empty, …
+    members: list[str]
+    owners: dict[int, str]  # command partition → the member it is assigned to
+
+
 async def processors_view(settings: Settings, consumer: AIOKafkaConsumer) -> dict[str, Any]:
-    topic = settings.topic("commands")
     admin = admin_client(settings)
     await admin.start()
     try:
-        [description] = await admin.describe_consumer_groups([settings.processor_group])
+        group = await group_view(settings, admin)
         committed = await admin.list_consumer_group_offsets(settings.processor_group)
     finally:
         await admin.close()
-    group_state, owners, members = "unknown", dict[int, str](), list[str]()
-    for group in description.groups:
-        group_state = group[2] or "unknown"
-        for member in group[5]:
-            client_id, host, assignment = member[1], member[2], member[4]
-            name = f"{client_id}@{host.lstrip('/')}"
-            members.append(name)
-            if assignment:
-                for assigned_topic, partitions in ConsumerProtocolMemberAssignment.decode(assignment).assignment:
-                    if assigned_topic == topic:
-                        owners.update((p, name) for p in partitions)
-    tps = [TopicPartition(topic, p) for p in range(settings.partitions)]
+    owners = group.owners
+    tps = [TopicPartition(settings.topic("commands"), p) for p in range(settings.partitions)]
     ends = await consumer.end_offsets(tps)
     partitions = []
     now = time.time() * 1000
@@ -68,4 +66,34 @@ async def processors_view(settings: Settings, consumer: AIOKafkaConsumer) -> dic
                 "batches": None if commit is None else commit["batches"],
             }
         )
-    return {"group_state": group_state, "members": sorted(members), "partitions": partitions}
+    return {"group_state": group.state, "members": group.members, "partitions": partitions}
+
+
+async def group_view(settings: Settings, admin: AIOKafkaAdminClient) -> GroupView:
+    """The processor group as its coordinator describes it: state, members and who owns which partition."""
+    topic = settings.topic("commands")
+    [description] = await admin.describe_consumer_groups([settings.processor_group])
+    view = GroupView("unknown", [], {})
+    for group in description.groups:
+        view.state = group[2] or "unknown"
+        for member in group[5]:
+            client_id, host, assignment = member[1], member[2], member[4]
+            name = f"{client_id}@{host.lstrip('/')}"
+            view.members.append(name)
+            if assignment:
+                for assigned_topic, partitions in ConsumerProtocolMemberAssignment.decode(assignment).assignment:
+                    if assigned_topic == topic:
+                        view.owners.update((p, name) for p in partitions)
+    view.members.sort()
+    return view
+
+
+async def owns_every_partition(settings: Settings) -> bool:
+    """Whether the processor group is stable with every command partition assigned to a member."""
+    admin = admin_client(settings)
+    await admin.start()
+    try:
+        group = await group_view(settings, admin)
+    finally:
+        await admin.close()
+    return group.state == "Stable" and len(group.owners) == settings.partitions
