@@ -68,10 +68,16 @@ def learn_forgets(messages: Iterable[Message], keys: KeyStore | None) -> None:
 
 async def opened(messages: Sequence[Message], keys: KeyStore | None) -> list[Message]:
     """The messages with their events' personal fields opened (unchanged when sealing is off)."""
+    learn_forgets(messages, keys)
+    return await opened_after_learning(messages, keys)
+
+
+async def opened_after_learning(messages: Sequence[Message], keys: KeyStore | None) -> list[Message]:
+    """`opened`, for messages whose forgets `learn_forgets` has already passed to `keys`: a runner
+    learns a whole batch's at once, then opens it partition by partition, each message read once."""
     shown = list(messages)
     if keys is None:
         return shown
-    learn_forgets(shown, keys)
     for i, message in enumerate(shown):
         # Checked without a coroutine: most events (balances, charges) hold nothing personal, and a
         # rebuild passes a million of them through here.

@@ -43,7 +43,7 @@ from app.privacy.runtime import start_key_store
 from projections import checkpoints, failures
 from projections.base import Decode, Message, Projection, UndecodableRecord, decode_record
 from projections.checkpoints import CheckpointMoved, Slot
-from projections.personal import erase_failures, forgotten_subjects, learn_forgets, opened
+from projections.personal import erase_failures, forgotten_subjects, learn_forgets, opened_after_learning
 
 log = logging.getLogger(__name__)
 
@@ -253,7 +253,7 @@ class ProjectionRunner(ConsumerRebalanceListener):  # type: ignore[misc]
         by_slot = self.decode(batch)
         # Every forget of the batch is known before any of its events is opened, whichever partition it came from.
         learn_forgets((m for messages in by_slot.values() for m in messages), self.keys)
-        decoded = {slot: await opened(messages, self.keys) for slot, messages in by_slot.items()}
+        decoded = {slot: await opened_after_learning(messages, self.keys) for slot, messages in by_slot.items()}
         read_up_to = {self.slot(tp): await self.consumer.position(tp) for tp in self.consumer.assignment()}
         work = []
         for member in self.active:
