@@ -48,8 +48,8 @@ from app.api_keys import parse_api_keys
 from app.config import Settings, get_settings
 from app.db import create_engine, create_probe_engine
 from app.eventstore.command_bus import CommandBus, new_producer
-from app.eventstore.kafka import admin_client, connection, wait_for_kafka
-from app.eventstore.topics import verify_topics
+from app.eventstore.kafka import connection
+from app.eventstore.topics import check_topics
 from app.privacy.runtime import start_key_store
 
 log = logging.getLogger(__name__)
@@ -180,16 +180,6 @@ def create_app(settings: Settings | None = None, workers: Mapping[str, Worker] |
     app.include_router(asyncapi.router)
     app.add_middleware(CorrelationMiddleware)
     return app
-
-
-async def check_topics(settings: Settings) -> None:
-    await wait_for_kafka(settings)
-    admin = admin_client(settings)
-    await admin.start()
-    try:
-        await verify_topics(admin, settings)
-    finally:
-        await admin.close()
 
 
 async def close_quietly(close: Callable[[], Coroutine[Any, Any, None]]) -> None:

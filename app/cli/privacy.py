@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from app.cli.app import cli, configure_logging, console
 from app.config import Settings, get_settings
-from app.db import create_engine
-from app.domain.forgetting import ForgetSubject
-from app.eventstore.command_bus import CommandBus, new_producer
-from app.eventstore.envelope import CommandResult, new_command
-from projections import queries
+
+if TYPE_CHECKING:
+    from app.eventstore.envelope import CommandResult
 
 CLI_PRINCIPAL = "cli"
 
@@ -46,6 +44,13 @@ def forget(
 
 
 async def _forget(settings: Settings, subject_id: str) -> CommandResult | None:
+    # Imported here, not at the top: every `eventline` command loads this module (app/cli/services.py).
+    from app.db import create_engine
+    from app.domain.forgetting import ForgetSubject
+    from app.eventstore.command_bus import CommandBus, new_producer
+    from app.eventstore.envelope import new_command
+    from projections import queries
+
     engine = create_engine(settings)
     try:
         async with engine.connect() as db:

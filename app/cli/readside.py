@@ -8,19 +8,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from aiokafka import AIOKafkaConsumer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from app.cli.app import cli, configure_logging, console
 from app.config import Settings, get_settings
-from app.db import create_engine
-from app.eventstore.kafka import connection
 from app.process_tuning import tune_garbage_collector
-from projections import failures
-from projections.rebuild import AsOfRefused, default_workers, rebuild_as_of, rebuild_together, summary
-from projections.registry import PROJECTIONS
-from projections.status import projection_status
+
+# The read side's modules (SQLAlchemy, the projections) are imported inside each command, not here:
+# every `eventline` command loads this module, `eventline processor` among them (app/cli/services.py).
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,6 +51,12 @@ def projections() -> None:
 
 
 async def _status(settings: Settings) -> list[dict[str, Any]]:
+    from aiokafka import AIOKafkaConsumer
+
+    from app.db import create_engine
+    from app.eventstore.kafka import connection
+    from projections.status import projection_status
+
     engine = create_engine(settings)
     consumer = AIOKafkaConsumer(**connection(settings), isolation_level="read_committed")
     await consumer.start()
@@ -94,6 +95,9 @@ def failures_list(
 
 
 async def _failures(settings: Settings, projection: str | None) -> list[Any]:
+    from app.db import create_engine
+    from projections import failures
+
     engine = create_engine(settings)
     try:
         return list(await failures.open_failures(engine, projection))
@@ -104,6 +108,10 @@ async def _failures(settings: Settings, projection: str | None) -> list[Any]:
 @failures_cli.command("retry")
 def failures_retry(failure_ids: Annotated[list[int], typer.Argument(help="Failure ids to retry.")]) -> None:
     """Apply failed events again; a halted projection resumes from its checkpoint."""
+    from app.db import create_engine
+    from projections import failures
+    from projections.registry import PROJECTIONS
+
     settings = get_settings()
 
     async def retry_all() -> None:
@@ -144,6 +152,9 @@ def rebuild_command(
 
     With --as-of and --into, build the read model as it was at a past moment in a schema of its own, for
     audit: only the events that occurred by then are applied, and nothing is compared or swapped."""
+    from projections.rebuild import default_workers
+    from projections.registry import PROJECTIONS
+
     configure_logging()
     chosen = list(PROJECTIONS) if all_ else (names or [])
     unknown = [name for name in chosen if name not in PROJECTIONS]
@@ -160,6 +171,10 @@ def rebuild_command(
 
 
 def _rebuild_as_of(settings: Settings, names: list[str], as_of: str | None, into: str | None, verify: bool) -> int:
+    from app.db import create_engine
+    from projections.rebuild import AsOfRefused, rebuild_as_of
+    from projections.registry import PROJECTIONS
+
     if as_of is None or into is None or verify:
         console.print("[red]--as-of and --into go together, and without --verify (nothing is swapped)[/red]")
         return 2
@@ -188,6 +203,12 @@ def _rebuild_as_of(settings: Settings, names: list[str], as_of: str | None, into
 
 async def _rebuild(settings: Settings, names: list[str], verify: bool, workers: int) -> bool:
     """One replay for all the named projections; each is compared and swapped on its own."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from app.db import create_engine
+    from projections.rebuild import rebuild_together, summary
+    from projections.registry import PROJECTIONS
+
     engine = create_engine(settings)
     try:
         with Progress(

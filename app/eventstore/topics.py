@@ -18,6 +18,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
 from app.config import Settings
+from app.eventstore.kafka import admin_client, wait_for_kafka
 
 log = logging.getLogger(__name__)
 
@@ -203,3 +204,14 @@ def _configs_by_topic(responses: list) -> dict[str, dict[str, str]]:  # type: ig
             if error_code == 0:
                 result[name] = {entry[0]: entry[1] for entry in entries}
     return result
+
+
+async def check_topics(settings: Settings) -> None:
+    """Wait for Kafka, then refuse to run against topics that are missing or differ from their specs."""
+    await wait_for_kafka(settings)
+    admin = admin_client(settings)
+    await admin.start()
+    try:
+        await verify_topics(admin, settings)
+    finally:
+        await admin.close()

@@ -11,6 +11,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -45,3 +47,24 @@ def test_a_layer_imports_only_inward(folder: str) -> None:
 def test_the_check_sees_a_crossing() -> None:
     """The check can fail: the API does import the read side, so forbidding it is caught."""
     assert crossings("app/api", ("projections",)) != []
+
+
+def modules_loaded_by(statement: str) -> set[str]:
+    """The top-level packages a fresh interpreter has loaded after running `statement`."""
+    shown = subprocess.run(
+        [sys.executable, "-c", f"{statement}; import sys; print(' '.join(sorted(sys.modules)))"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    ).stdout
+    return {name.split(".")[0] for name in shown.split()}
+
+
+def test_starting_a_processor_loads_no_web_or_database_library() -> None:
+    """`eventline processor` loads the command line and the processor, nothing of the HTTP edge or the
+    read side: those cost most of a second at every start (docs/write-path.md, "How soon a processor
+    decides"). The command line imports what each command runs inside that command."""
+    loaded = modules_loaded_by("import app.cli, app.eventstore.processor, app.observability.tracing")
+    assert loaded & {"fastapi", "starlette", "uvicorn", "sqlalchemy", "asyncpg", "projections"} == set()
+    assert {"aiokafka", "typer"} <= loaded  # the check sees what is loaded
