@@ -126,6 +126,12 @@ async def write(p: dict[str, Any], layout: str) -> dict[str, Any]:
         except Exception as error:  # one peer that fails to serve must not lose Eventline's figures
             results[key] = {"error": f"{type(error).__name__}: {error}"}
             say(f"[red]{key} failed[/red]: {error}")
+    say("  the targets' ratios: Eventline, CRUD (a worker per core) and eventsourcing back to back, twice")
+    try:
+        results["against_peers"] = await write_side.against_peers(p["accounts"], p, say, workers=cores)
+    except Exception as error:
+        results["against_peers_error"] = f"{type(error).__name__}: {error}"
+        say(f"[red]against peers failed[/red]: {error}")
     return results
 
 
@@ -249,6 +255,10 @@ def flatten(results: dict[str, Any]) -> dict[str, float | None]:
             node = node[key]
         return float(node) if isinstance(node, int | float) else None
 
+    def median_of(ratio: str) -> float | None:
+        rounds = (results.get("write_side") or {}).get("against_peers") or []
+        return statistics.median(r[ratio] for r in rounds) if rounds else None
+
     el = ("write_side", "eventline")
     flat = {
         "commands_per_s_64": get(*el, "closed_64", "ok_per_s"),
@@ -268,6 +278,9 @@ def flatten(results: dict[str, Any]) -> dict[str, float | None]:
         "crud_2w_commands_per_s": get("write_side", "crud_2w", "closed_64", "ok_per_s"),
         "eventsourcing_commands_per_s": get("write_side", "eventsourcing", "closed_64", "ok_per_s"),
         "eventsourcing_2w_commands_per_s": get("write_side", "eventsourcing_2w", "closed_64", "ok_per_s"),
+        # The targets' ratios: medians over rounds measured back to back (write_side.against_peers).
+        "over_crud_2w_back_to_back": median_of("over_crud_2w"),
+        "over_eventsourcing_back_to_back": median_of("over_eventsourcing"),
         "aiokafka_ceiling_msgs_per_s": get("kafka", "aiokafka", "pipelined_msgs_per_s"),
         "kafka_perf_msgs_per_s": get("kafka", "kafka_perf", "msgs_per_s"),
         "cluster_commands_per_s_64": get("cluster", "cluster", "ok_per_s"),

@@ -24,6 +24,8 @@ FIGURES: dict[str, str] = {
     "crud_2w_commands_per_s": "≤ Eventline / 1.5",
     "eventsourcing_commands_per_s": "≤ Eventline / 5",
     "eventsourcing_2w_commands_per_s": "reported",
+    "over_crud_2w_back_to_back": "≥ 1.5",
+    "over_eventsourcing_back_to_back": "≥ 5",
     "aiokafka_ceiling_msgs_per_s": "",
     "kafka_perf_msgs_per_s": "",
     "cluster_commands_per_s_64": "reported",
@@ -261,6 +263,31 @@ Ratios (same run, 64 clients):
 | Eventline / eventsourcing with a worker per core | {ratio(c64, results.get("eventsourcing_2w_commands_per_s"))} |
 | Eventline / aiokafka ceiling (pipelined) | {ratio(c64, results.get("aiokafka_ceiling_msgs_per_s"))} |
 | Eventline / aiokafka, 64 callers awaiting each send | {ratio(c64, raw.get("send_and_wait_64_msgs_per_s"))} |
+{back_to_back(results)}"""
+
+
+def back_to_back(results: dict[str, Any]) -> str:
+    """The targets' ratios, from rounds that measured Eventline and the peers one right after the other."""
+    rounds = (results.get("write_side") or {}).get("against_peers") or []
+    if not rounds:
+        return ""
+    rows = "\n".join(
+        f"| round {i} | {r['eventline_per_s']:,.0f} | {r['crud_2w_per_s']:,.0f} | {r['eventsourcing_per_s']:,.0f} | "
+        f"{r['over_crud_2w']:.2f}× | {r['over_eventsourcing']:.2f}× |"
+        for i, r in enumerate(rounds, start=1)
+    )
+    return f"""
+The ratios above divide figures measured minutes apart, and this shared machine's speed drifts by
+more than the targets' margins in that time. The targets' figures come from rounds that measure,
+one right after the other at 64 clients, Eventline (fresh namespace, drained), the CRUD peer with a
+uvicorn worker per core and eventsourcing in one process (`bench/write_side.py::against_peers`):
+
+| | Eventline | CRUD, worker per core | eventsourcing | Eventline / CRUD, worker per core | Eventline / eventsourcing |
+|---|---:|---:|---:|---:|---:|
+{rows}
+
+Medians: `over_crud_2w_back_to_back` **{num(results.get("over_crud_2w_back_to_back"), 2)}×** (target ≥ 1.5),
+`over_eventsourcing_back_to_back` **{num(results.get("over_eventsourcing_back_to_back"), 2)}×** (target ≥ 5).
 """
 
 

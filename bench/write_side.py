@@ -119,6 +119,31 @@ async def alternated(
     return runs
 
 
+async def against_peers(
+    accounts: int, plan: dict[str, Any], say: Say, workers: int, rounds: int = 2
+) -> list[dict[str, float]]:
+    """The two ratios the targets are about, measured as A/Bs are: Eventline (fresh namespace,
+    drained), the CRUD peer with `workers` uvicorn workers and eventsourcing in one process, one
+    right after the other at 64 clients, `rounds` times. Each round's ratios compare three
+    measurements a minute apart; the section's single figures are minutes apart, and this shared
+    machine's speed drifts by more than the targets' margins in that time (BENCHMARKS.md)."""
+    found = []
+    for _ in range(rounds):
+        [ours] = (await alternated("against peers: eventline", {"as deployed": {}}, accounts, rounds=1))["as deployed"]
+        crud = (await peer("crud", accounts, plan, say, workers=workers))["closed_64"]
+        es = (await peer("eventsourcing", accounts, plan, say))["closed_64"]
+        found.append(
+            {
+                "eventline_per_s": ours["commands_per_s"],
+                "crud_2w_per_s": crud["ok_per_s"],
+                "eventsourcing_per_s": es["ok_per_s"],
+                "over_crud_2w": ours["commands_per_s"] / crud["ok_per_s"],
+                "over_eventsourcing": ours["commands_per_s"] / es["ok_per_s"],
+            }
+        )
+    return found
+
+
 def ratios(runs: dict[str, list[dict[str, Any]]], over: str, of: str) -> list[float]:
     """Round by round, commands/s of `over` divided by those of `of`."""
     return [b["commands_per_s"] / a["commands_per_s"] for a, b in zip(runs[of], runs[over], strict=True)]
