@@ -46,7 +46,7 @@ from app.api.security import refuse_open_access, require
 from app.api.state import AppState, Clients, install_state
 from app.api_keys import parse_api_keys
 from app.config import Settings, get_settings
-from app.db import create_engine, create_probe_engine
+from app.db import create_operator_engine, create_probe_engine, create_query_engine
 from app.eventstore.command_bus import CommandBus, new_producer
 from app.eventstore.kafka import connection
 from app.eventstore.topics import check_topics
@@ -86,8 +86,9 @@ def create_app(settings: Settings | None = None, workers: Mapping[str, Worker] |
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await check_topics(settings)
-        engine = create_engine(settings, statement_cache=False)
+        engine = create_query_engine(settings)
         probe_engine = create_probe_engine(settings)
+        operator_engine = create_operator_engine(settings)
         producer = new_producer(settings)
         await producer.start()
         try:
@@ -109,6 +110,7 @@ def create_app(settings: Settings | None = None, workers: Mapping[str, Worker] |
         state.clients = Clients(
             engine=engine,
             probe_engine=probe_engine,
+            operator_engine=operator_engine,
             command_bus=bus,
             consistency=consistency,
             offsets=offsets,
@@ -129,7 +131,7 @@ def create_app(settings: Settings | None = None, workers: Mapping[str, Worker] |
                 *([keys.stop] if keys is not None else []),
                 bus.producer.stop,  # last: the key store writes with it
             ]
-            for close in (*closes, engine.dispose, probe_engine.dispose):
+            for close in (*closes, engine.dispose, probe_engine.dispose, operator_engine.dispose):
                 await close_quietly(close)
 
     app = EventlineAPI(

@@ -1,6 +1,7 @@
-"""What a command costs the API process itself: CPU per deposit, in-process, without uvicorn.
+"""What a request costs the API process itself: CPU per deposit or read, in-process, without uvicorn.
 
     python -m bench.route_cost [N] [lean,fastapi,lean,fastapi]
+    python -m bench.route_cost [N] read
                                          (needs the local Kafka and PostgreSQL: `make infra`)
 
 The app is called as ASGI directly by 64 concurrent callers with `Prefer:
@@ -10,6 +11,8 @@ command. The second argument A/Bs the command routes' lean path (app/api/lean_ro
 against FastAPI's own handler, an app of each in turn in this process. To A/B another
 change of the API, run it from a checkout of each version, alternating:
 `cd <checkout> && PYTHONPATH=. <venv>/bin/python -m bench.route_cost`.
+`read` measures `GET /accounts/{id}` instead, on a row written into the read model
+beforehand: the pool's checkout and ping, the query, and the answer.
 """
 
 from __future__ import annotations
@@ -19,12 +22,15 @@ import os
 import sys
 import time
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
+from app.db import create_engine
 from app.main import create_app
 from bench.setup import bench_settings, delete_namespace_topics, drop_database
+from projections.tables import accounts
 
 CALLERS = 64
 
@@ -32,11 +38,15 @@ CALLERS = 64
 def deposit_scope(account: str, body: bytes) -> dict[str, Any]:
     path = f"/accounts/{account}/deposits"
     headers = [(b"host", b"bench"), (b"content-type", b"application/json"), (b"prefer", b"respond-async")]
+    return scope_of("POST", path, [*headers, (b"content-length", str(len(body)).encode())])
+
+
+def scope_of(method: str, path: str, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
     return {
         "type": "http",
         "asgi": {"version": "3.0"},
         "http_version": "1.1",
-        "method": "POST",
+        "method": method,
         "scheme": "http",
         "path": path,
         "raw_path": path.encode(),
@@ -44,7 +54,7 @@ def deposit_scope(account: str, body: bytes) -> dict[str, Any]:
         "query_string": b"",
         "server": ("127.0.0.1", 8000),
         "client": ("127.0.0.1", 50000),
-        "headers": [*headers, (b"content-length", str(len(body)).encode())],
+        "headers": headers,
         "state": {},
     }
 
@@ -75,6 +85,9 @@ async def main(requests: int, variants: list[str]) -> None:
     settings = await bench_settings()
     try:
         for variant in variants:
+            if variant == "read":
+                await measure_read(settings, requests)
+                continue
             lean = settings.model_copy(update={"lean_routes": variant == "lean"})
             await measure(create_app(lean), requests, variant)
     finally:
@@ -82,23 +95,53 @@ async def main(requests: int, variants: list[str]) -> None:
         await drop_database(settings)
 
 
-async def measure(app: Any, requests: int, label: str) -> None:
-    body = orjson.dumps({"amount": 1})
-    scope = deposit_scope(str(uuid.uuid4()), body)
+async def measure_read(settings: Any, requests: int) -> None:
+    account = str(uuid.uuid4())
+    engine = create_engine(settings)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                accounts.insert().values(
+                    account_id=account,
+                    owner="bench",
+                    currency="EUR",
+                    balance=0,
+                    version=1,
+                    created_at=datetime.now(UTC),
+                    updated_at=datetime.now(UTC),
+                )
+            )
+    finally:
+        await engine.dispose()
+    scope = scope_of("GET", f"/accounts/{account}", [(b"host", b"bench")])
+    # Sixteen callers: the pool has twenty connections, and more callers than that measure queueing.
+    await measure(create_app(settings), requests, "read", scope, b"", 200, callers=16)
+
+
+async def measure(
+    app: Any,
+    requests: int,
+    label: str,
+    scope: dict[str, Any] | None = None,
+    body: bytes = orjson.dumps({"amount": 1}),
+    expect: int = 202,
+    callers: int = CALLERS,
+) -> None:
+    scope = scope or deposit_scope(str(uuid.uuid4()), body)
     async with app.router.lifespan_context(app):
 
         async def caller(count: int) -> None:
             for _ in range(count):
-                if (status := await call(app, scope, body)) != 202:
-                    raise RuntimeError(f"a deposit answered {status}")
+                if (status := await call(app, scope, body)) != expect:
+                    raise RuntimeError(f"a {scope['method']} {scope['path']} answered {status}")
 
-        await asyncio.gather(*(caller(10) for _ in range(CALLERS)))  # warm-up
+        await asyncio.gather(*(caller(10) for _ in range(callers)))  # warm-up
         wall, cpu = time.perf_counter(), time.process_time()
-        await asyncio.gather(*(caller(requests // CALLERS) for _ in range(CALLERS)))
-        done = requests // CALLERS * CALLERS
+        await asyncio.gather(*(caller(requests // callers) for _ in range(callers)))
+        done = requests // callers * callers
         print(
-            f"{label}: {(time.process_time() - cpu) / done * 1e6:.0f} µs of CPU per deposit in-process "
-            f"({done:,} requests, {CALLERS} callers, {done / (time.perf_counter() - wall):,.0f}/s)",
+            f"{label}: {(time.process_time() - cpu) / done * 1e6:.0f} µs of CPU per request in-process "
+            f"({done:,} requests, {callers} callers, {done / (time.perf_counter() - wall):,.0f}/s)",
             flush=True,
         )
 

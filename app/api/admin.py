@@ -52,13 +52,13 @@ class RetryOutcome(BaseModel):
 )
 async def retry_failure(failure_id: int, request: Request) -> Any:
     """Apply a failed event again (after a fix); a halted projection resumes from its checkpoint."""
-    engine = clients(request).engine
-    rows = {row.failure_id: row for row in await failures.open_failures(engine)}
+    open_clients = clients(request)
+    rows = {row.failure_id: row for row in await failures.open_failures(open_clients.engine)}
     row = rows.get(failure_id)
     if row is None or row.projection not in PROJECTIONS:
         raise not_found("open failure", failure_id)
     try:
-        outcome = await failures.retry(engine, PROJECTIONS[row.projection], failure_id)
+        outcome = await failures.retry(open_clients.operator_engine, PROJECTIONS[row.projection], failure_id)
     except Exception as error:  # the handler still fails on it: the failure stays open
         if is_outage(error):
             raise

@@ -28,8 +28,9 @@ if TYPE_CHECKING:  # end_users reads the clients from here
 class Clients:
     """The connections the lifespan opens: Kafka, PostgreSQL, and what is built on them."""
 
-    engine: AsyncEngine
+    engine: AsyncEngine  # the queries': read-only sessions (app/db.py::create_query_engine)
     probe_engine: AsyncEngine  # /health/ready's own connection: a flood of probes never takes the queries'
+    operator_engine: AsyncEngine  # the API's one write: an operator's retry of a failed event
     command_bus: CommandBus
     consistency: ConsistencyWaiter
     offsets: AIOKafkaConsumer  # reads end offsets for the projection lag

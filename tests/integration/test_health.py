@@ -47,7 +47,7 @@ async def test_ready_when_both_dependencies_answer(client: httpx.AsyncClient) ->
 async def test_a_flood_of_readiness_probes_never_starves_queries(settings: Settings) -> None:
     """300 probes at once, ten rounds each, while queries run: every probe and every query answers 200.
 
-    The query pool is kept small (two connections and two overflow) so that probes taking pooled
+    The query pool is kept small (four connections) so that probes taking pooled
     connections would show at once; the probe's own connection leaves the pool to the queries."""
     app = create_app(settings.model_copy(update={"database_pool_size": 2}))
     probes: Counter[int] = Counter()

@@ -12,6 +12,7 @@ from functools import partial
 import httpx
 import pytest
 from sqlalchemy import func, select, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.config import Settings
@@ -130,7 +131,7 @@ async def test_an_exhausted_connection_pool_is_a_503_not_a_500(ns: Settings) -> 
     app = create_app(ns.model_copy(update={"database_pool_size": 1}))
     async with app.router.lifespan_context(app):
         engine = app.state.eventline.clients.engine
-        held = [await engine.connect(), await engine.connect()]  # the pool and its overflow
+        held = [await engine.connect(), await engine.connect()]  # the whole pool
         try:
             async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://eventline") as client:
                 answer = await client.get(f"/accounts/{uuid.uuid4()}")
@@ -140,6 +141,27 @@ async def test_an_exhausted_connection_pool_is_a_503_not_a_500(ns: Settings) -> 
     assert answer.status_code == 503, answer.text
     assert answer.headers["content-type"] == "application/problem+json"
     assert answer.headers["retry-after"] == "1"
+
+
+async def test_the_api_queries_on_sessions_that_cannot_write_and_keep_their_connections(ns: Settings) -> None:
+    """app/db.py::create_query_engine: no write reaches the read models through the API, a query
+    is a statement of its own (no BEGIN and ROLLBACK around it), and a burst of reads leaves
+    every connection it opened in the pool."""
+    app = create_app(ns.model_copy(update={"database_pool_size": 2}))
+    async with app.router.lifespan_context(app):
+        engine = app.state.eventline.clients.engine
+        async with engine.connect() as connection:
+            with pytest.raises(DBAPIError, match="read-only transaction"):
+                await connection.execute(text("CREATE TABLE written_by_a_query (id int)"))
+        async with engine.connect() as connection:
+            # Inside a transaction, now() is the transaction's start: the same for both statements.
+            first = await connection.scalar(text("SELECT now()"))
+            await connection.execute(text("SELECT pg_sleep(0.01)"))
+            assert await connection.scalar(text("SELECT now()")) > first
+        burst = [await engine.connect() for _ in range(4)]
+        for connection in burst:
+            await connection.close()
+        assert engine.pool.checkedin() == 4
 
 
 async def test_ledger_pages_newest_first_and_events_page_by_version(ns: Settings) -> None:

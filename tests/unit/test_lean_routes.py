@@ -175,7 +175,7 @@ def eventline(lean: bool = True) -> FastAPI:
     app = create_app(Settings(environment="test", api_keys=keys, allow_anonymous=False, lean_routes=lean))
     # What the lifespan would open, none of it used: every case is refused before a command is sent.
     unopened: Any = None
-    app.state.eventline.clients = Clients(unopened, unopened, unopened, unopened, unopened, unopened)
+    app.state.eventline.clients = Clients(unopened, unopened, unopened, unopened, unopened, unopened, unopened)
     return app
 
 
