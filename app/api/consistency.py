@@ -5,7 +5,11 @@ process wakes the waiters, which then re-read the checkpoints. Waiters also
 re-check every quarter second, so a lost notification (or a listener
 reconnecting after a database restart) costs latency, never correctness.
 However many requests wait, a re-read is one query that they share: a waiter
-per request re-reading on every notification emptied the connection pool.
+per request re-reading on every notification emptied the connection pool. And a
+request arriving between notifications reads nothing: the checkpoints read since
+the latest notification are as new as PostgreSQL can say they are. It used to
+read them once more for each request arriving with a token not applied yet,
+which is nearly every read made right after its command.
 
 A token no wait can satisfy is refused with 400 at once rather than after the
 timeout: one naming a partition the events topic does not have, or an offset
@@ -109,9 +113,10 @@ class ConsistencyWaiter:
             raise unsatisfiable(f"the event log has no partition {unknown[0]} (it has {self.settings.partitions})")
         names = (projection,) if isinstance(projection, str) else projection
         deadline = time.monotonic() + self.settings.consistency_timeout_s
+        quiet = False  # the last wait ended without a notification: re-read even if nothing moved
         while not self.applied(names, wanted):
             moved = self.moved  # taken before the re-read, so a notification during it is not missed
-            await self.reread()
+            await self.reread(quiet)
             if self.applied(names, wanted):
                 return
             if beyond := await self.past_the_log(wanted):
@@ -127,8 +132,11 @@ class ConsistencyWaiter:
                     headers={"Retry-After": "1"},
                     projection=projection,
                 )
-            with contextlib.suppress(TimeoutError):
+            try:
                 await asyncio.wait_for(moved.wait(), min(remaining, RECHECK_S))
+                quiet = False
+            except TimeoutError:
+                quiet = True
 
     async def caught_up_with_the_log(self, projection: str | tuple[str, ...]) -> None:
         """Return once `projection` has applied every event committed before this call.
@@ -213,11 +221,22 @@ class ConsistencyWaiter:
             for partition, offset in wanted.items()
         )
 
-    async def reread(self) -> None:
-        """Read every projection's checkpoints; join a read in flight if nothing moved since it began."""
-        if self.reading is None or self.reading[0] is not self.moved or self.reading[1].done():
-            self.reading = (self.moved, asyncio.create_task(self.read_checkpoints()))
-        await asyncio.shield(self.reading[1])
+    async def reread(self, quiet: bool = False) -> None:
+        """Read every projection's checkpoints, unless a read begun since the latest notification
+        is in flight (join it) or done (its checkpoints are as new as any notification can tell).
+
+        A request arriving with a token the projections have not applied yet, the usual case
+        for a read right after its command, used to start a read of its own: a query per
+        request instead of one per notification. Skipping it is safe because PostgreSQL
+        notifies only after a commit: a checkpoint moved after that read began sends a
+        notification, which wakes the waiters to read again. `quiet` (a recheck after a wait
+        that no notification ended) reads anyway, for a notification that was lost.
+        """
+        current = self.reading
+        failed = current is not None and current[1].done() and (current[1].cancelled() or current[1].exception())
+        if current is None or current[0] is not self.moved or failed or (quiet and current[1].done()):
+            current = self.reading = (self.moved, asyncio.create_task(self.read_checkpoints()))
+        await asyncio.shield(current[1])
 
     async def read_checkpoints(self) -> None:
         async with self.engine.connect() as connection:
