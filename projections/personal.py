@@ -9,8 +9,8 @@ A forget (`SubjectForgotten`, app.domain.forgetting) reaches the read models as
 an event. Two things make every row of the subject show `[erased]` afterwards,
 whatever order the projector reads partitions in:
 
-- `learn_forgets`: before a batch is opened, each forget in it is known to the
-  key store at once (its keys were destroyed in the same transaction as the
+- `learn_forgets` (`opened_batch` for a runner's batch): before a batch is
+  opened, each forget in it is known to the key store at once (its keys were destroyed in the same transaction as the
   fact), so nothing in this batch or any later one opens the subject's values;
 - each projection erases in place the values it stored before (its own
   module, plus `erase_event_data` for tables that keep events whole, and
@@ -22,9 +22,9 @@ A rebuild reads the key store after the forget, so it never opens them at all;
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Table, Text, case, cast, func, literal, null, update
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
@@ -39,6 +39,8 @@ from app.privacy.personal_data import holds_personal_data, open_event
 from app.privacy.sealing import ERASED
 from projections.base import Message
 from projections.tables import failures
+
+Slot = TypeVar("Slot", bound=Hashable)  # where a batch's messages came from (the runner's partition and decoder)
 
 
 def forgotten_subjects(messages: Iterable[Message]) -> list[str]:
@@ -72,9 +74,16 @@ async def opened(messages: Sequence[Message], keys: KeyStore | None) -> list[Mes
     return await opened_after_learning(messages, keys)
 
 
+async def opened_batch(by_slot: Mapping[Slot, Sequence[Message]], keys: KeyStore | None) -> dict[Slot, list[Message]]:
+    """A batch read from several partitions, opened partition by partition once every forget in
+    any of them is known: the live runner's batch. A subject forgotten in one partition is not
+    opened in another partition's events of the same batch, whichever is opened first."""
+    learn_forgets((m for messages in by_slot.values() for m in messages), keys)
+    return {slot: await opened_after_learning(messages, keys) for slot, messages in by_slot.items()}
+
+
 async def opened_after_learning(messages: Sequence[Message], keys: KeyStore | None) -> list[Message]:
-    """`opened`, for messages whose forgets `learn_forgets` has already passed to `keys`: a runner
-    learns a whole batch's at once, then opens it partition by partition, each message read once."""
+    """`opened`, for messages whose forgets `learn_forgets` has already passed to `keys`."""
     shown = list(messages)
     if keys is None:
         return shown

@@ -43,7 +43,7 @@ from app.privacy.runtime import start_key_store
 from projections import checkpoints, failures
 from projections.base import Decode, Message, Projection, UndecodableRecord, decode_record
 from projections.checkpoints import CheckpointMoved, Slot
-from projections.personal import erase_failures, forgotten_subjects, learn_forgets, opened_after_learning
+from projections.personal import erase_failures, forgotten_subjects, opened_batch
 
 log = logging.getLogger(__name__)
 
@@ -250,10 +250,8 @@ class ProjectionRunner(ConsumerRebalanceListener):  # type: ignore[misc]
     async def collect(self, batch: Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]]) -> list[Work]:
         if tracing.enabled and self.options.schema is None:
             self.trace_parents = traced(batch, self.slot)
-        by_slot = self.decode(batch)
         # Every forget of the batch is known before any of its events is opened, whichever partition it came from.
-        learn_forgets((m for messages in by_slot.values() for m in messages), self.keys)
-        decoded = {slot: await opened_after_learning(messages, self.keys) for slot, messages in by_slot.items()}
+        decoded = await opened_batch(self.decode(batch), self.keys)
         read_up_to = {self.slot(tp): await self.consumer.position(tp) for tp in self.consumer.assignment()}
         work = []
         for member in self.active:
