@@ -11,19 +11,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from app.config import Settings
 
 
-def create_engine(settings: Settings, statement_cache: bool = True, pre_ping: bool = True) -> AsyncEngine:
-    """The engine.
+def create_engine(settings: Settings, pre_ping: bool = True) -> AsyncEngine:
+    """The engine of the processes that write read models (projector, rebuilds, the command line).
 
-    Without `statement_cache` for query code, so a rebuild's table swap never meets
-    a stale prepared statement (it would fail the query instead of waiting).
     Without `pre_ping` for workers that retry a failed transaction anyway (the
     projector): the ping is a round trip on every checkout, a third of a small batch.
     """
-    url = make_url(settings.database_url)
-    if not statement_cache:
-        url = url.update_query_dict({"prepared_statement_cache_size": "0"})
     size = settings.database_pool_size
-    return _engine(url, pool_size=size, max_overflow=size, pre_ping=pre_ping)
+    return _engine(make_url(settings.database_url), pool_size=size, max_overflow=size, pre_ping=pre_ping)
 
 
 def create_query_engine(settings: Settings) -> AsyncEngine:
@@ -36,8 +31,11 @@ def create_query_engine(settings: Settings) -> AsyncEngine:
     PostgreSQL's READ COMMITTED each statement takes its own snapshot inside a transaction
     too. The sessions are read-only (`default_transaction_read_only`), so the promise that
     queries never write is the database's to keep, not only the code's (an operator's retry of
-    a failed event, the API's one write, has `create_operator_engine`). Without a statement
-    cache, as `create_engine(statement_cache=False)` says why.
+    a failed event, the API's one write, has `create_operator_engine`).
+
+    Without a prepared-statement cache, so a rebuild's table swap never meets a stale
+    prepared statement: the query waits for the swap instead of failing
+    (docs/write-path.md measures what the cache would save).
     """
     url = make_url(settings.database_url).update_query_dict({"prepared_statement_cache_size": "0"})
     # Every connection it opens stays in the pool (as many as the other engines' pool and overflow
