@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from functools import partial
 
 import pytest
 from sqlalchemy import update
@@ -27,6 +28,11 @@ class CountingWaiter(ConsistencyWaiter):
     async def read_checkpoints(self) -> None:
         self.reads += 1
         await super().read_checkpoints()
+
+
+async def read_done(waiter: ConsistencyWaiter) -> bool:
+    """The waiter has read the checkpoints at least once, and no read is in flight."""
+    return waiter.reading is not None and waiter.reading[1].done()
 
 
 @pytest.fixture
@@ -64,8 +70,8 @@ async def test_requests_waiting_for_a_projection_read_its_checkpoints_once_per_n
         waiting = []
         for _ in range(20):  # one after another, as reads right after their commands arrive
             waiting.append(asyncio.create_task(waiter.wait("accounts", token)))
-            await asyncio.sleep(0.005)
-        await asyncio.sleep(0.05)
+            await asyncio.sleep(0.005)  # paces the arrivals
+        await eventually(partial(read_done, waiter), True, timeout=30)
         assert not any(task.done() for task in waiting)
         # One read for the first request, and one per recheck the wait may have reached on a slow machine.
         allowed = 1 + int((time.monotonic() - started) / RECHECK_S)
@@ -85,7 +91,7 @@ async def test_a_lost_notification_costs_a_recheck_not_the_answer(ns: Settings) 
     await move_checkpoint(writer, ns, 0, notify=False)
     try:
         waiting = asyncio.create_task(waiter.wait("accounts", position.encode({0: 5})))
-        await asyncio.sleep(0.05)
+        await eventually(partial(read_done, waiter), True, timeout=30)  # it has seen offset 0
         assert not waiting.done()
         await move_checkpoint(writer, ns, 6, notify=False)
         async with asyncio.timeout(RECHECK_S * 4):
