@@ -2,6 +2,7 @@
 
     python -m bench.route_cost [N] [lean,fastapi,lean,fastapi]
     python -m bench.route_cost [N] read
+    python -m bench.route_cost [N] read-lean,read-fastapi,read-lean,read-fastapi
                                          (needs the local Kafka and PostgreSQL: `make infra`)
 
 The app is called as ASGI directly by 64 concurrent callers with `Prefer:
@@ -12,7 +13,8 @@ against FastAPI's own handler, an app of each in turn in this process. To A/B an
 change of the API, run it from a checkout of each version, alternating:
 `cd <checkout> && PYTHONPATH=. <venv>/bin/python -m bench.route_cost`.
 `read` measures `GET /accounts/{id}` instead, on a row written into the read model
-beforehand: the pool's checkout and ping, the query, and the answer.
+beforehand: the pool's checkout, the query, and the answer; `read-lean` is the same,
+`read-fastapi` the same read with every route FastAPI's own.
 """
 
 from __future__ import annotations
@@ -85,17 +87,17 @@ async def main(requests: int, variants: list[str]) -> None:
     settings = await bench_settings()
     try:
         for variant in variants:
-            if variant == "read":
-                await measure_read(settings, requests)
+            lean = settings.model_copy(update={"lean_routes": variant in ("lean", "read", "read-lean")})
+            if variant.startswith("read"):
+                await measure_read(lean, requests, variant)
                 continue
-            lean = settings.model_copy(update={"lean_routes": variant == "lean"})
             await measure(create_app(lean), requests, variant)
     finally:
         await delete_namespace_topics(settings)
         await drop_database(settings)
 
 
-async def measure_read(settings: Any, requests: int) -> None:
+async def measure_read(settings: Any, requests: int, label: str) -> None:
     account = str(uuid.uuid4())
     engine = create_engine(settings)
     try:
@@ -115,7 +117,7 @@ async def measure_read(settings: Any, requests: int) -> None:
         await engine.dispose()
     scope = scope_of("GET", f"/accounts/{account}", [(b"host", b"bench")])
     # Sixteen callers: the pool has twenty connections, and more callers than that measure queueing.
-    await measure(create_app(settings), requests, "read", scope, b"", 200, callers=16)
+    await measure(create_app(settings), requests, label, scope, b"", 200, callers=16)
 
 
 async def measure(

@@ -1,4 +1,4 @@
-"""Routes that take a command's few kinds of parameters without FastAPI's general dependency solving.
+"""Routes (the commands', the account read) that take a few kinds of parameters without FastAPI's general solving.
 
 A deposit spent about 640 µs of the API's CPU in-process, more than half of it in
 FastAPI working out each request's parameters and dependencies in general (nested
@@ -10,6 +10,7 @@ plans how to get each parameter of its endpoint and of its dependencies:
 - a path parameter of a plain type (`uuid.UUID`), validated by pydantic as FastAPI does;
 - one JSON body, a pydantic model, validated from the body's bytes;
 - a header (`Header(...)`, its alias or its name with dashes, its length limits kept);
+- a query parameter marked `Query(...)` that takes one value (its alias or its name, its limits kept);
 - `Depends(...)` on an async function (or an object with an async `__call__`, such as
   `HTTPBearer`) whose own parameters are of these kinds; solved once per request, like FastAPI.
 
@@ -18,12 +19,14 @@ request is anything but valid — a value that does not validate, a body that is
 an unusual content type, a missing header — the lean path stops before the endpoint runs
 and hands the request to FastAPI's own handler, which answers it exactly as it always did:
 errors never differ, only valid requests take the short path. A route with any other kind of
-parameter (queries, `yield` dependencies, forms, an endpoint that returns a model) is served
-by FastAPI's handler alone; `lean` tells which (tests/unit/test_lean_routes.py asserts the
-command routes are lean and that the two paths agree).
+parameter (a query without `Query(...)`, `yield` dependencies, forms, a sub-response, an
+endpoint that returns a model) is served by FastAPI's handler alone; `lean` tells which
+(tests/unit/test_lean_routes.py asserts the command routes and the account read are lean and
+that the two paths agree).
 
 Measured: about 690 → 440 µs of the API's CPU per deposit in-process, 1.10–1.16× the commands/s
-at 64 clients end to end (docs/write-path.md, The command route). `EVENTLINE_LEAN_ROUTES=false`
+at 64 clients end to end; about 1.5 → 1.2 ms per account read in-process (docs/write-path.md,
+The command route). `EVENTLINE_LEAN_ROUTES=false`
 (`enabled`, set by create_app) turns it off, for that A/B.
 """
 
@@ -109,7 +112,9 @@ class Planner:
             return self.dependency(name, marker, kind)
         if isinstance(marker, params.Header):
             return header(name, kind, marker, default)
-        if isinstance(marker, FieldInfo):  # Query, Cookie, Path(...) with limits, Body(...), Form, File
+        if isinstance(marker, params.Query):
+            return query(name, kind, marker, default)
+        if isinstance(marker, FieldInfo):  # Cookie, Path(...) with limits, Body(...), Form, File
             raise Unplannable(f"{name}: {type(marker).__name__}")
         if inspect.isclass(kind) and issubclass(Request, kind) and issubclass(kind, HTTPConnection):
             return the_request
@@ -156,9 +161,22 @@ def path_parameter(name: str, kind: Any) -> Getter:
 
 def header(name: str, kind: Any, marker: params.Header, default: Any) -> Getter:
     wire_name = (marker.alias or (name.replace("_", "-") if marker.convert_underscores else name)).lower()
+    return named_value(name, kind, marker, default, lambda request: request.headers.get(wire_name))
+
+
+def query(name: str, kind: Any, marker: params.Query, default: Any) -> Getter:
+    wire_name = marker.alias or name
+    # The last of a repeated parameter, as FastAPI takes it for a single value.
+    return named_value(name, kind, marker, default, lambda request: request.query_params.get(wire_name))
+
+
+def named_value(
+    name: str, kind: Any, marker: params.Param, default: Any, read: Callable[[Request], str | None]
+) -> Getter:
+    """A header's or a query parameter's value, validated with its limits, or its default."""
     if typing.get_origin(kind) in (list, tuple, set):
-        raise Unplannable(f"{name}: a header given several times")
-    limits = marker.metadata  # min_length, max_length…
+        raise Unplannable(f"{name}: a value given several times")
+    limits = marker.metadata  # min_length, max_length, ge, le, pattern…
     adapter: TypeAdapter[Any] = TypeAdapter(Annotated[kind, *limits] if limits else kind)
     if default is marker:  # `x: str = Header()`, or the default given beside Annotated[…, Header()]
         default = inspect.Parameter.empty
@@ -167,7 +185,7 @@ def header(name: str, kind: Any, marker: params.Header, default: Any) -> Getter:
     required = default is PydanticUndefined
 
     async def get(request: Request, solved: dict[Any, Any]) -> Any:
-        value = request.headers.get(wire_name)
+        value = read(request)
         if value is None:
             if required:
                 raise NotLean

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.api import cursors
 from app.api.errors import Problem, not_found, problem_doc
+from app.api.lean_routes import LeanRoute
 from app.api.schemas import AccountView, CommandStatus, EventPage, EventView, Transaction, TransactionPage
 from app.api.state import clients
 from app.api.time_travel import account_as_it_was
@@ -21,7 +22,7 @@ from app.db import is_outage
 from app.domain.registry import ACCOUNT
 from projections import queries
 
-router = APIRouter(tags=["queries"])
+router = APIRouter(tags=["queries"], route_class=LeanRoute)  # lean_routes.py: the account read
 
 ConsistentWith = Annotated[
     str | None,
@@ -87,11 +88,10 @@ AtVersion = Annotated[int | None, Query(ge=1, le=2**31 - 1, description="The acc
 async def get_account(
     account_id: uuid.UUID,
     request: Request,
-    response: Response,
     consistent_with: ConsistentWith = None,
     as_of: AsOf = None,
     version: AtVersion = None,
-) -> Any:
+) -> Response:
     """An account's owner, currency, balance and version (also as ETag); with `as_of` or `version`,
     as it was then (app/api/time_travel.py)."""
     if as_of is not None and version is not None:
@@ -101,8 +101,7 @@ async def get_account(
             row = await queries.account(db, str(account_id))
         if row is None:
             raise not_found("account", account_id)
-        response.headers["ETag"] = f'"{row.version}"'
-        return AccountView.model_validate(row._mapping)
+        return with_etag(AccountView.model_validate(row._mapping))
     async with read_model(request, "event_log", consistent_with) as db:
         rows = [row._mapping for row in await queries.aggregate_events_until(db, str(account_id), version)]
     if as_of is not None:
@@ -115,8 +114,13 @@ async def get_account(
     if account is None:
         what = f"version {version}" if version is not None else f"as of {as_of.isoformat() if as_of else ''}"
         raise Problem(404, "not-found", "Not found", detail=f"account {account_id} has no {what}")
-    response.headers["ETag"] = f'"{account.version}"'
-    return account
+    return with_etag(account)
+
+
+def with_etag(account: AccountView) -> Response:
+    """The account as JSON with its version as ETag. The route returns a Response of its own, not
+    the model, so it takes the lean path (lean_routes.py): the read a client makes after each command."""
+    return Response(account.model_dump_json(), media_type="application/json", headers={"ETag": f'"{account.version}"'})
 
 
 @router.get("/accounts/{account_id}/transactions", response_model=TransactionPage, responses=QUERY_RESPONSES)

@@ -13,9 +13,9 @@ from typing import Annotated, Any
 
 import httpx
 import pytest
-from fastapi import APIRouter, Depends, FastAPI, Header, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field
 
 from app.api.lean_routes import LeanRoute
 from app.api.state import Clients
@@ -129,6 +129,54 @@ def test_the_lean_path_answers_as_fastapi_does(case: str) -> None:
     assert (lean.status_code, lean.json()) == (standard.status_code, standard.json())
 
 
+def reads_router() -> APIRouter:
+    router = APIRouter(route_class=LeanRoute)
+
+    @router.get("/orders/{order_id}")
+    async def look_up(
+        order_id: uuid.UUID,
+        shelf: Annotated[int, Query()],
+        limit: Annotated[int, Query(ge=1, le=50)] = 10,
+        since: Annotated[AwareDatetime | None, Query()] = None,
+        kind: Annotated[str | None, Query(alias="type", max_length=5, pattern="^[a-z]+$")] = None,
+    ) -> JSONResponse:
+        when = since.isoformat() if since else None
+        return JSONResponse({"id": str(order_id), "limit": limit, "since": when, "kind": kind, "shelf": shelf})
+
+    return router
+
+
+def toy_reads(lean: bool = True) -> FastAPI:
+    app = FastAPI()
+    app.include_router(reads_router())
+    return app
+
+
+READ_CASES: dict[str, str] = {
+    "only the required": "?shelf=2",
+    "every parameter": "?shelf=2&limit=50&since=2026-01-02T03:04:05%2B01:00&type=abc",
+    "lax int, as FastAPI's": "?shelf=%202",
+    "repeated: the last one": "?shelf=1&shelf=3",
+    "unknown parameters ignored": "?shelf=2&what=ever",
+    "required missing": "?limit=3",
+    "over the limit": "?shelf=2&limit=51",
+    "not an int": "?shelf=two",
+    "empty int": "?shelf=",
+    "a time without its offset": "?shelf=2&since=2026-01-02T03:04:05",
+    "too long": "?shelf=2&type=abcdef",
+    "against the pattern": "?shelf=2&type=A1",
+    "empty string": "?shelf=2&type=",
+}
+
+
+@pytest.mark.parametrize("case", READ_CASES)
+def test_the_lean_path_reads_query_parameters_as_fastapi_does(case: str) -> None:
+    request = {"method": "GET", "url": f"/orders/{uuid.uuid4()}{READ_CASES[case]}"}
+    lean, standard = both(toy_reads, request)
+    assert (lean.status_code, lean.json()) == (standard.status_code, standard.json())
+    assert [r.lean for r in reads_router().routes if isinstance(r, LeanRoute)] == [True]
+
+
 def test_a_dependency_is_solved_once_per_request() -> None:
     calls.clear()
     lean, standard = both(toy_app, {"method": "POST", "url": ORDER, "headers": GOOD_HEADERS, "json": {"amount": 1}})
@@ -155,14 +203,18 @@ def test_a_route_with_a_parameter_the_lean_path_does_not_take_is_fastapi_s() -> 
         return JSONResponse({})
 
     @router.post("/query")
-    async def with_a_query(limit: int = 3) -> JSONResponse:
+    async def with_an_unmarked_query(limit: int = 3) -> JSONResponse:
+        return JSONResponse({})
+
+    @router.get("/sub-response")
+    async def with_a_sub_response(response: Response) -> JSONResponse:
         return JSONResponse({})
 
     @router.post("/model")
     async def returning_a_model() -> Order:
         return Order(amount=1)
 
-    assert [r.lean for r in router.routes if isinstance(r, LeanRoute)] == [True, False, False]
+    assert [r.lean for r in router.routes if isinstance(r, LeanRoute)] == [True, False, False, False]
 
 
 # --- Eventline's own command routes ---------------------------------------------------------------
@@ -186,6 +238,15 @@ def test_every_command_route_takes_the_lean_path() -> None:
     posts = [r for m in (commands, messaging, subjects) for r in m.router.routes if r.methods & {"POST", "DELETE"}]
     assert len(posts) == 7
     assert all(isinstance(r, LeanRoute) and r.lean for r in posts), [r.path for r in posts if not r.lean]
+
+
+def test_the_account_read_takes_the_lean_path_and_the_other_reads_fastapi_s() -> None:
+    from app.api import queries
+
+    eventline()
+    gets = {r.path: r.lean for r in queries.router.routes if isinstance(r, LeanRoute)}
+    assert gets.pop("/accounts/{account_id}") is True
+    assert gets and not any(gets.values()), gets
 
 
 ACCOUNT = f"/accounts/{uuid.uuid4()}/deposits"
@@ -224,4 +285,32 @@ def test_eventline_s_command_routes_refuse_as_before(case: str) -> None:
         standard.status_code,
         standard.json(),
         standard.headers.get("www-authenticate"),
+    )
+
+
+READ = f"/accounts/{uuid.uuid4()}"
+READ_REFUSALS: dict[str, dict[str, Any]] = {
+    "no credentials": {"headers": {"Authorization": None}},
+    "a wrong key": {"headers": {"Authorization": "Bearer nope"}},
+    "bad account id": {"url": "/accounts/x"},
+    "version 0": {"params": {"version": "0"}},
+    "version not a number": {"params": {"version": "two"}},
+    "as_of without its offset": {"params": {"as_of": "2026-01-02T03:04:05"}},
+    "as_of and version": {"params": {"as_of": "2026-01-02T03:04:05Z", "version": "2"}},  # the endpoint's own 400
+    "too long a token": {"headers": {"X-Consistent-With": "0:1" * 1000}},
+}
+
+
+@pytest.mark.parametrize("case", READ_REFUSALS)
+def test_the_account_read_refuses_as_before(case: str) -> None:
+    given = dict(READ_REFUSALS[case])
+    headers = {"Authorization": f"Bearer {READER}", "X-Correlation-ID": "the-same-id", **given.pop("headers", {})}
+    headers = {name: value for name, value in headers.items() if value is not None}
+    request = {"method": "GET", "url": given.pop("url", READ), "headers": headers, **given}
+    lean, standard = both(eventline, request)
+    assert lean.status_code >= 400
+    assert (lean.status_code, lean.json(), lean.headers.get("content-type")) == (
+        standard.status_code,
+        standard.json(),
+        standard.headers.get("content-type"),
     )
