@@ -25,8 +25,8 @@ from app.eventstore.upcasting import upcast
 
 @dataclass(frozen=True, slots=True)
 class Undecodable:
-    """A record that could not be decoded: it reaches the projection, fails there, and is handled
-    as any poison event is (retries, then a row in the failures table), instead of stopping the runner."""
+    """A record that could not be decoded. It never reaches a projection: the runner records it in the
+    failures table in the transaction that applies the rest of its batch, and goes on (runner.Work.junk)."""
 
     raw: str
     error: str

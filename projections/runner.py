@@ -41,7 +41,7 @@ from app.observability.tracing_attributes import trace_attributes
 from app.privacy.key_store import KeyStore
 from app.privacy.runtime import start_key_store
 from projections import checkpoints, failures
-from projections.base import Decode, Message, Projection, UndecodableRecord, decode_record
+from projections.base import Decode, Message, Projection, Undecodable, UndecodableRecord, decode_record
 from projections.checkpoints import CheckpointMoved, Slot
 from projections.personal import erase_failures, forgotten_subjects, opened_batch
 
@@ -83,6 +83,9 @@ class Work:
     member: Member
     messages: list[Message]
     moves: Moves
+    # Records among them that are not events at all (a foreign producer's junk): recorded as failures
+    # in the transaction that applies the rest. No retry or fix of a handler could ever apply them.
+    junk: list[Message] = field(default_factory=list)
 
 
 @dataclass
@@ -256,6 +259,7 @@ class ProjectionRunner(ConsumerRebalanceListener):  # type: ignore[misc]
         work = []
         for member in self.active:
             messages: list[Message] = []
+            junk: list[Message] = []
             moves: Moves = {}
             for tp in batch:
                 slot = self.slot(tp)
@@ -263,7 +267,8 @@ class ProjectionRunner(ConsumerRebalanceListener):  # type: ignore[misc]
                 if expected is None:
                     continue  # not this member's topic, or revoked meanwhile
                 fresh = [m for m in decoded[tp, member.projection.topics[slot[0]]] if m.offset >= expected]
-                messages += fresh if self.options.until is None else [m for m in fresh if self.happened(m)]
+                for message in fresh if self.options.until is None else [m for m in fresh if self.happened(m)]:
+                    (junk if isinstance(message.value, Undecodable) else messages).append(message)
                 if fresh:
                     moves[slot] = (expected, fresh[-1].offset + 1)
             # Partitions with nothing new may still have moved past transaction markers:
@@ -272,7 +277,7 @@ class ProjectionRunner(ConsumerRebalanceListener):  # type: ignore[misc]
                 if slot in member.positions and slot not in moves and position > member.positions[slot]:
                     moves[slot] = (member.positions[slot], position)
             if moves:
-                work.append(Work(member, messages, moves))
+                work.append(Work(member, messages, moves, junk))
         return work
 
     def record_spans(self, work: list[Work], started_ns: int, ended_ns: int) -> None:
@@ -360,6 +365,8 @@ class ProjectionRunner(ConsumerRebalanceListener):  # type: ignore[misc]
             for item in work:
                 if item.messages:
                     await self.apply(item.member.projection, connection, item.messages)
+                for message in item.junk:
+                    await record_junk(raw, item.member.checkpoint_name, message)
             if self.options.schema is None and (forgotten := forgotten_in_work(work)):
                 await erase_failures(connection, forgotten)
             await checkpoints.notify(connection, self.settings.namespace, names)
@@ -394,16 +401,18 @@ class ProjectionRunner(ConsumerRebalanceListener):  # type: ignore[misc]
     async def isolate(self, item: Work) -> None:
         """A member's batch keeps failing: apply it one message at a time to find the poison."""
         member = item.member
-        for message in item.messages:
+        junk = {id(message) for message in item.junk}
+        for message in sorted(item.messages + item.junk, key=lambda m: (m.topic, m.partition, m.offset)):
             slot = (message.topic, message.partition)
-            single = Work(member, [message], {slot: (member.positions[slot], message.offset + 1)})
+            moves = {slot: (member.positions[slot], message.offset + 1)}
+            single = Work(member, [], moves, [message]) if id(message) in junk else Work(member, [message], moves)
             try:
                 await self.write([single])
             except CheckpointMoved:
                 await self.reseek()
                 return
             except Exception as error:
-                if is_transient(error):
+                if is_transient(error) or not single.messages:
                     raise
                 if not await self.give_up_on(single, error):
                     return
@@ -419,7 +428,8 @@ class ProjectionRunner(ConsumerRebalanceListener):  # type: ignore[misc]
         name = member.checkpoint_name
         # A record that is not an event at all (a foreign producer's junk) is skipped in either mode:
         # no fix of a handler could ever apply it, so halting there would stop the projection for good
-        # (and make every rebuild fail). It is recorded like any failure.
+        # (and make every rebuild fail). It is recorded like any failure. Most junk never gets here
+        # (Work.junk); a record a projection cannot read although it decoded may.
         skip = self.options.failure_mode == "skip" or isinstance(error, UndecodableRecord)
         log.error(
             "%s: giving up on %s[%d]@%d: %s", name, message.topic, message.partition, message.offset, error_text(error)
@@ -486,3 +496,10 @@ def traced(
             if (parent := tracing.context_of(record.headers)) is not None:
                 found[(slot(tp), record.offset)] = parent
     return found
+
+
+async def record_junk(connection: AsyncConnection, name: str, message: Message) -> None:
+    """A record that is not an event, in the failures table: skipped at once, in either failure mode."""
+    error = UndecodableRecord(f"{message.topic}[{message.partition}]@{message.offset}: {message.value.error}")
+    log.error("%s: skipping %s[%d]@%d: it cannot be decoded", name, message.topic, message.partition, message.offset)
+    await failures.record(connection, name, message, error, attempts=1)

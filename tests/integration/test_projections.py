@@ -382,6 +382,30 @@ async def test_a_poison_event_is_recorded_then_skipped_or_halted_and_retried_aft
             await engine.dispose()
 
 
+async def test_junk_in_a_batch_that_also_holds_a_poison_event_is_recorded_too(ns: Settings) -> None:
+    """The batch fails for the poison event and is applied one record at a time: the junk between it
+    and the next event is recorded on the way (it is not one of the events the walk applies)."""
+    ns = ns.model_copy(update={"projection_retries": 0})
+    async with api_client(ns, workers={"processor": run_processor}) as client:
+        account_id, _ = await open_funded(client, 100)
+        poison = [e for e in await read_events(ns) if e.aggregate_id == account_id][-1]  # the deposit
+        await write_foreign_record(ns, account_id, b"\xff not json")
+        after = await client.post(f"/accounts/{account_id}/withdrawals", json={"amount": 30})
+        engine = create_engine(ns)
+        try:
+            async with projector_with(ns, poisoned(poison.event_id, {"value": True})):
+
+                async def version() -> int | None:
+                    answer = await client.get(f"/accounts/{account_id}")
+                    return int(answer.json()["version"]) if answer.status_code == 200 else None
+
+                await eventually(version, after.json()["version"], timeout=30)  # past both
+                recorded = [(f.event_id, f.attempts) for f in await failures.open_failures(engine, "accounts")]
+                assert recorded == [(poison.event_id, 1), (None, 1)], recorded
+        finally:
+            await engine.dispose()
+
+
 async def test_a_halted_projection_holds_back_no_other_projection_of_its_runner(ns: Settings) -> None:
     ns = ns.model_copy(update={"projection_failure_mode": "halt", "projection_retries": 0})
     async with api_client(ns, workers={"processor": run_processor}) as client:
@@ -429,7 +453,10 @@ async def test_an_undecodable_record_is_a_poison_event_not_a_stopped_projector(n
             try:
                 await eventually(balance, 70, timeout=60)  # went on past it
                 await eventually(recorded, {"accounts", "ledger"}, timeout=30)
-                assert all("not json" in f.payload for f in await failures.open_failures(engine))
+                junk = await failures.open_failures(engine)
+                assert all("not json" in f.payload for f in junk)
+                # Recorded at once, in the transaction of its batch: no retry could ever decode it.
+                assert [f.attempts for f in junk] == [1, 1], [(f.projection, f.attempts) for f in junk]
             finally:
                 await engine.dispose()
 
