@@ -115,6 +115,11 @@ class Processor(ConsumerRebalanceListener):  # type: ignore[misc]
             # (docs/write-path.md, "How soon a processor decides"). The session is at least 6 s.
             heartbeat_interval_ms=1000,
             max_poll_interval_ms=settings.processor_max_poll_interval_ms,
+            # The broker answers a JoinGroup within the rebalance timeout (aiokafka sends the session's).
+            # After a crash of the broker a join went unanswered, and the processors waited out
+            # aiokafka's 40 s before they asked again, deciding nothing meanwhile; the next ask
+            # was answered at once (docs/reliability.md, "A join lost in a broker's restart").
+            request_timeout_ms=settings.processor_session_timeout_ms + 5_000,
             fetch_max_wait_ms=100,
             partition_assignment_strategy=(self.shards.assignor(),),
         )
