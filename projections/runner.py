@@ -401,11 +401,11 @@ class ProjectionRunner(ConsumerRebalanceListener):  # type: ignore[misc]
     async def isolate(self, item: Work) -> None:
         """A member's batch keeps failing: apply it one message at a time to find the poison."""
         member = item.member
-        junk = {id(message) for message in item.junk}
         for message in sorted(item.messages + item.junk, key=lambda m: (m.topic, m.partition, m.offset)):
             slot = (message.topic, message.partition)
             moves = {slot: (member.positions[slot], message.offset + 1)}
-            single = Work(member, [], moves, [message]) if id(message) in junk else Work(member, [message], moves)
+            is_junk = isinstance(message.value, Undecodable)
+            single = Work(member, [], moves, [message]) if is_junk else Work(member, [message], moves)
             try:
                 await self.write([single])
             except CheckpointMoved:

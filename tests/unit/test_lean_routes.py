@@ -270,21 +270,23 @@ EVENTLINE_CASES: dict[str, dict[str, Any]] = {
 
 @pytest.mark.parametrize("case", EVENTLINE_CASES)
 def test_eventline_s_command_routes_refuse_as_before(case: str) -> None:
-    given = dict(EVENTLINE_CASES[case])
-    headers = {
-        "Authorization": f"Bearer {WRITER}",
-        "Content-Type": "application/json",
-        "X-Correlation-ID": "the-same-id",  # else each answer names its own
-        **given.pop("headers", {}),
-    }
+    defaults = {"Authorization": f"Bearer {WRITER}", "Content-Type": "application/json"}
+    assert_refused_alike(EVENTLINE_CASES[case], "POST", ACCOUNT, defaults, "www-authenticate")
+
+
+def assert_refused_alike(case: dict[str, Any], method: str, url: str, defaults: dict[str, str], header: str) -> None:
+    """The case sent to Eventline with and without the lean path: refused, with equal answers."""
+    given = dict(case)
+    # The same correlation id, else each answer names its own; a header given as None is left out.
+    headers = {**defaults, "X-Correlation-ID": "the-same-id", **given.pop("headers", {})}
     headers = {name: value for name, value in headers.items() if value is not None}
-    request = {"method": given.pop("method", "POST"), "url": given.pop("url", ACCOUNT), "headers": headers, **given}
+    request = {"method": given.pop("method", method), "url": given.pop("url", url), "headers": headers, **given}
     lean, standard = both(eventline, request)
     assert lean.status_code >= 400
-    assert (lean.status_code, lean.json(), lean.headers.get("www-authenticate")) == (
+    assert (lean.status_code, lean.json(), lean.headers.get(header)) == (
         standard.status_code,
         standard.json(),
-        standard.headers.get("www-authenticate"),
+        standard.headers.get(header),
     )
 
 
@@ -303,14 +305,4 @@ READ_REFUSALS: dict[str, dict[str, Any]] = {
 
 @pytest.mark.parametrize("case", READ_REFUSALS)
 def test_the_account_read_refuses_as_before(case: str) -> None:
-    given = dict(READ_REFUSALS[case])
-    headers = {"Authorization": f"Bearer {READER}", "X-Correlation-ID": "the-same-id", **given.pop("headers", {})}
-    headers = {name: value for name, value in headers.items() if value is not None}
-    request = {"method": "GET", "url": given.pop("url", READ), "headers": headers, **given}
-    lean, standard = both(eventline, request)
-    assert lean.status_code >= 400
-    assert (lean.status_code, lean.json(), lean.headers.get("content-type")) == (
-        standard.status_code,
-        standard.json(),
-        standard.headers.get("content-type"),
-    )
+    assert_refused_alike(READ_REFUSALS[case], "GET", READ, {"Authorization": f"Bearer {READER}"}, "content-type")
